@@ -1,0 +1,122 @@
+#include "util/file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+namespace wimse {
+
+namespace {
+Error IoError(const std::string& what, const std::string& path, int err) {
+  return Error(Layer::kIo, what + " " + path + ": " + std::strerror(err));
+}
+}  // namespace
+
+Result<Bytes> ReadFileBytes(const std::string& path, size_t max_size) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return IoError("cannot open", path, errno);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return IoError("cannot stat", path, err);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Error(Layer::kIo, "not a regular file: " + path);
+  }
+  if (static_cast<uint64_t>(st.st_size) > max_size) {
+    ::close(fd);
+    return Error(Layer::kIo, path + " is " + std::to_string(st.st_size) +
+                                 " bytes, more than the limit of " + std::to_string(max_size));
+  }
+  Bytes out;
+  out.reserve(static_cast<size_t>(st.st_size));
+  uint8_t buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      return IoError("cannot read", path, err);
+    }
+    if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > max_size) {
+      ::close(fd);
+      return Error(Layer::kIo, path + " grew beyond the limit of " + std::to_string(max_size));
+    }
+    out.insert(out.end(), buf, buf + n);
+  }
+  ::close(fd);
+  return out;
+}
+
+Result<std::string> ReadFileString(const std::string& path, size_t max_size) {
+  WIMSE_ASSIGN_OR_RETURN(Bytes b, ReadFileBytes(path, max_size));
+  return AsString(b);
+}
+
+Status WriteFileAtomic(const std::string& path, ByteView data, mode_t mode) {
+  std::string dir = ".";
+  size_t slash = path.rfind('/');
+  if (slash != std::string::npos) dir = slash == 0 ? "/" : path.substr(0, slash);
+  std::random_device rd;
+  std::string tmp;
+  int fd = -1;
+  for (int attempt = 0; attempt < 8 && fd < 0; ++attempt) {
+    char suffix[32];
+    std::snprintf(suffix, sizeof(suffix), ".tmp.%08x", rd());
+    tmp = path + suffix;
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0 && errno != EEXIST) return IoError("cannot create", tmp, errno);
+  }
+  if (fd < 0) return Error(Layer::kIo, "cannot create a temporary file next to " + path);
+  // open() applies the umask; set the exact mode requested.
+  if (::fchmod(fd, mode) != 0) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return IoError("cannot chmod", tmp, err);
+  }
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return IoError("cannot write", tmp, err);
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return IoError("cannot fsync", tmp, err);
+  }
+  if (::close(fd) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return IoError("cannot close", tmp, err);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return IoError("cannot rename into", path, err);
+  }
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return OkStatus();
+}
+
+}  // namespace wimse

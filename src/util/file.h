@@ -1,0 +1,29 @@
+// File helpers: bounded reads and atomic writes (temp file in the same directory, fsync, rename).
+#ifndef WIMSE_UTIL_FILE_H_
+#define WIMSE_UTIL_FILE_H_
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <string>
+
+#include "util/bytes.h"
+#include "util/result.h"
+
+namespace wimse {
+
+// Reads a whole file, refusing files larger than `max_size` bytes. Errors name the path.
+Result<Bytes> ReadFileBytes(const std::string& path, size_t max_size = 1 << 20);
+Result<std::string> ReadFileString(const std::string& path, size_t max_size = 1 << 20);
+
+// Writes `data` to `path` atomically with permissions `mode`: the content goes to a temporary
+// file in the same directory (created O_EXCL with `mode`), is fsync'ed and renamed over `path`.
+// On any failure the temporary file is removed and `path` is left untouched.
+Status WriteFileAtomic(const std::string& path, ByteView data, mode_t mode = 0644);
+inline Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode = 0644) {
+  return WriteFileAtomic(path, AsBytes(data), mode);
+}
+
+}  // namespace wimse
+
+#endif  // WIMSE_UTIL_FILE_H_

@@ -1,0 +1,73 @@
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crypto/ecdsa.h"
+#include "crypto/public_key.h"
+#include "util/bytes.h"
+#include "util/file.h"
+
+namespace wimse {
+namespace {
+
+TEST(Hex, RoundTripAndStrict) {
+  Bytes b = {0x00, 0xab, 0xff};
+  EXPECT_EQ(HexEncode(b), "00abff");
+  auto d = HexDecode("00ABff");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(*d, b);
+  EXPECT_FALSE(HexDecode("abc").ok());
+  EXPECT_FALSE(HexDecode("zz").ok());
+}
+
+TEST(Ecdsa, RawDerRoundTripMinimal) {
+  // r with the top bit set needs a 0x00 pad in DER; s with leading zeros must be stripped.
+  Bytes raw(64, 0);
+  raw[0] = 0x80;
+  raw[31] = 1;
+  raw[63] = 7;
+  auto der = EcdsaRawToDer(raw);
+  ASSERT_TRUE(der.ok()) << der.error().ToString();
+  EXPECT_EQ((*der)[0], 0x30);
+  EXPECT_EQ((*der)[2], 0x02);
+  EXPECT_EQ((*der)[3], 33);  // r: 0x00 pad + 32 bytes
+  auto back = EcdsaDerToRaw(*der, 32);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, raw);
+  Bytes trailing = *der;
+  trailing.push_back(0);
+  EXPECT_FALSE(EcdsaDerToRaw(trailing, 32).ok());
+}
+
+TEST(SoftwareSigner, SignsAndVerifies) {
+  auto signer = SoftwareSigner::Generate(KeyAlg::kEcP256);
+  ASSERT_TRUE(signer.ok());
+  auto digest = Digest(HashAlg::kSha256, AsBytes("hello"));
+  ASSERT_TRUE(digest.ok());
+  auto sig = (*signer)->SignDigest(HashAlg::kSha256, *digest);
+  ASSERT_TRUE(sig.ok()) << sig.error().ToString();
+  EXPECT_EQ(sig->size(), 64u);
+  EXPECT_TRUE(VerifyDigest((*signer)->public_key(), HashAlg::kSha256, *digest, *sig).ok());
+  (*sig)[5] ^= 1;
+  EXPECT_FALSE(VerifyDigest((*signer)->public_key(), HashAlg::kSha256, *digest, *sig).ok());
+}
+
+TEST(File, AtomicWriteSetsModeAndReplaces) {
+  char tmpl[] = "/tmp/wimse-file-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string path = std::string(tmpl) + "/k.pem";
+  ASSERT_TRUE(WriteFileAtomic(path, std::string_view("one"), 0600).ok());
+  ASSERT_TRUE(WriteFileAtomic(path, std::string_view("two"), 0600).ok());
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto s = ReadFileString(path);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(*s, "two");
+  EXPECT_FALSE(WriteFileAtomic(std::string(tmpl) + "/nodir/x", std::string_view("x")).ok());
+  unlink(path.c_str());
+  rmdir(tmpl);
+}
+
+}  // namespace
+}  // namespace wimse
