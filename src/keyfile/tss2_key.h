@@ -1,0 +1,56 @@
+// The TSS2 PRIVATE KEY file (draft-bottomley-tpm2-keys), shared with tpm2-openssl,
+// tpm2-tss-engine and tpm2_encodeobject, so key files move between those tools and ours.
+//
+//   TPMKey ::= SEQUENCE {
+//     type        OBJECT IDENTIFIER,              -- 2.23.133.10.1.3 loadable key
+//     emptyAuth   [0] EXPLICIT BOOLEAN OPTIONAL,
+//     policy      [1] EXPLICIT SEQUENCE OF TPMPolicy OPTIONAL,
+//     secret      [2] EXPLICIT OCTET STRING OPTIONAL,
+//     authPolicy  [3] EXPLICIT SEQUENCE OF TPMAuthPolicy OPTIONAL,
+//     description [4] EXPLICIT UTF8String OPTIONAL,
+//     rsaParent   [5] EXPLICIT BOOLEAN OPTIONAL,
+//     parent      INTEGER,
+//     pubkey      OCTET STRING,                    -- marshalled TPM2B_PUBLIC (with size)
+//     privkey     OCTET STRING }                   -- marshalled TPM2B_PRIVATE (with size)
+//
+// Writing is strict DER (TRUE is 0xFF, the parent an unsigned INTEGER). Reading is lenient
+// where peers are known to deviate: any non-zero BOOLEAN is TRUE, an absent emptyAuth means
+// auth required, a negative parent is read as 32-bit two's complement, parent 0 means
+// 0x40000001, and blobs without the TPM2B size prefix are accepted. Policies, importable keys
+// and sealed data are refused with a clear reason (not implemented, so never half-used).
+#ifndef WIMSE_KEYFILE_TSS2_KEY_H_
+#define WIMSE_KEYFILE_TSS2_KEY_H_
+
+#include <cstdint>
+#include <string>
+
+#include "util/bytes.h"
+#include "util/result.h"
+
+namespace wimse {
+
+inline constexpr uint32_t kOwnerHierarchyParent = 0x40000001;  // TPM2_RH_OWNER
+
+struct Tss2KeyFile {
+  bool empty_auth = true;
+  uint32_t parent = kOwnerHierarchyParent;
+  bool rsa_parent = false;
+  Bytes public_blob;   // marshalled TPM2B_PUBLIC, including the 2-byte size
+  Bytes private_blob;  // marshalled TPM2B_PRIVATE, including the 2-byte size (wrapped by the
+                       // parent: opaque outside the TPM, not a secret)
+};
+
+Result<Tss2KeyFile> ParseTss2KeyDer(ByteView der);
+// Parses the first "TSS2 PRIVATE KEY" PEM block. Other labels are an error naming the label.
+Result<Tss2KeyFile> ParseTss2KeyPem(std::string_view pem);
+// Reads a file holding PEM or DER.
+Result<Tss2KeyFile> ReadTss2KeyFile(const std::string& path);
+
+Result<Bytes> EncodeTss2KeyDer(const Tss2KeyFile& key);
+Result<std::string> EncodeTss2KeyPem(const Tss2KeyFile& key);
+// Writes the PEM atomically with mode 0600.
+Status WriteTss2KeyFile(const std::string& path, const Tss2KeyFile& key);
+
+}  // namespace wimse
+
+#endif  // WIMSE_KEYFILE_TSS2_KEY_H_

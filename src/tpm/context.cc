@@ -1,0 +1,228 @@
+#include "tpm/context.h"
+
+#include <tss2/tss2_tctildr.h>
+
+#include <cstdlib>
+#include <map>
+
+#include "tpm/templates.h"
+
+namespace wimse::tpm {
+
+std::string ResolveTcti(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  const char* env = std::getenv("WIMSE_TPM_TCTI");
+  if (env != nullptr && env[0] != '\0') return env;
+  return "device:/dev/tpmrm0";
+}
+
+Error TpmError(const char* command, TSS2_RC rc) {
+  TSS2_RC layer = rc & TSS2_RC_LAYER_MASK;
+  TSS2_RC base = rc & 0xffff;
+  bool transport = layer == TSS2_TCTI_RC_LAYER ||
+                   ((layer == TSS2_ESAPI_RC_LAYER || layer == TSS2_SYS_RC_LAYER) &&
+                    (base == TSS2_BASE_RC_IO_ERROR || base == TSS2_BASE_RC_NO_CONNECTION ||
+                     base == TSS2_BASE_RC_TRY_AGAIN));
+  return Error(transport ? Layer::kTcti : Layer::kTpm, std::string(command) + " failed", rc);
+}
+
+TpmHandle& TpmHandle::operator=(TpmHandle&& o) noexcept {
+  if (this != &o) {
+    Reset();
+    ctx_ = o.ctx_;
+    tr_ = o.tr_;
+    release_ = o.release_;
+    o.tr_ = ESYS_TR_NONE;
+  }
+  return *this;
+}
+
+void TpmHandle::Reset() {
+  if (tr_ != ESYS_TR_NONE && ctx_ != nullptr) {
+    if (release_ == Release::kFlush) {
+      Esys_FlushContext(ctx_, tr_);
+    } else {
+      Esys_TR_Close(ctx_, &tr_);
+    }
+  }
+  tr_ = ESYS_TR_NONE;
+}
+
+TpmContext::TpmContext(std::string tcti) : tcti_(std::move(tcti)) {}
+
+TpmContext::~TpmContext() {
+  std::lock_guard<std::mutex> lock(mu_);
+  DisconnectLocked(/*touch_tpm=*/pid_ == getpid());
+}
+
+void TpmContext::DisconnectLocked(bool touch_tpm) {
+  if (esys_ != nullptr && touch_tpm) {
+    for (CachedObject& obj : cache_) Esys_FlushContext(esys_, obj.tr);
+  }
+  cache_.clear();
+  have_srk_context_ = false;
+  if (touch_tpm) {
+    if (esys_ != nullptr) Esys_Finalize(&esys_);
+    if (tcti_ctx_ != nullptr) Tss2_TctiLdr_Finalize(&tcti_ctx_);
+  }
+  // After fork() the inherited ESYS/TCTI state belongs to the parent: it is abandoned, not
+  // finalized, because finalizing could send commands on the parent's connection.
+  esys_ = nullptr;
+  tcti_ctx_ = nullptr;
+  pid_ = 0;
+}
+
+Status TpmContext::EnsureConnectedLocked() {
+  pid_t now = getpid();
+  if (esys_ != nullptr && pid_ == now) return OkStatus();
+  if (esys_ != nullptr) DisconnectLocked(/*touch_tpm=*/false);
+  TSS2_RC rc = Tss2_TctiLdr_Initialize(tcti_.c_str(), &tcti_ctx_);
+  if (rc != TSS2_RC_SUCCESS) {
+    tcti_ctx_ = nullptr;
+    return Error(Layer::kTcti, "cannot reach the TPM at TCTI \"" + tcti_ + "\"", rc);
+  }
+  rc = Esys_Initialize(&esys_, tcti_ctx_, nullptr);
+  if (rc != TSS2_RC_SUCCESS) {
+    Tss2_TctiLdr_Finalize(&tcti_ctx_);
+    esys_ = nullptr;
+    return Error(Layer::kTcti, "cannot initialise ESAPI on TCTI \"" + tcti_ + "\"", rc);
+  }
+  // Probe: one cheap command proves the TPM answers and is started.
+  TPMS_CAPABILITY_DATA* caps = nullptr;
+  rc = Esys_GetCapability(esys_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                          TPM2_CAP_TPM_PROPERTIES, TPM2_PT_MANUFACTURER, 1, nullptr, &caps);
+  Esys_Free(caps);
+  if (rc != TSS2_RC_SUCCESS) {
+    Esys_Finalize(&esys_);
+    Tss2_TctiLdr_Finalize(&tcti_ctx_);
+    esys_ = nullptr;
+    tcti_ctx_ = nullptr;
+    return Error(Layer::kTcti, "the TPM at TCTI \"" + tcti_ + "\" does not answer", rc);
+  }
+  pid_ = now;
+  return OkStatus();
+}
+
+Status TpmContext::Connect() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return EnsureConnectedLocked();
+}
+
+Result<TpmHandle> TpmContext::LoadStoragePrimaryLocked(ESYS_CONTEXT* esys) {
+  if (have_srk_context_) {
+    ESYS_TR tr = ESYS_TR_NONE;
+    TSS2_RC rc = Esys_ContextLoad(esys, &srk_context_, &tr);
+    if (rc == TSS2_RC_SUCCESS) return TpmHandle(esys, tr, TpmHandle::Release::kFlush);
+    // The saved context can go stale (TPM restarted); fall through and re-create.
+    have_srk_context_ = false;
+  }
+  TPM2B_SENSITIVE_CREATE sensitive{};
+  TPM2B_PUBLIC in_public = StoragePrimaryTemplateEccP256();
+  TPM2B_DATA outside{};
+  TPML_PCR_SELECTION pcrs{};
+  ESYS_TR tr = ESYS_TR_NONE;
+  auto create = [&]() {
+    return Esys_CreatePrimary(esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                              ESYS_TR_NONE, &sensitive, &in_public, &outside, &pcrs, &tr,
+                              nullptr, nullptr, nullptr, nullptr);
+  };
+  TSS2_RC rc = create();
+  if ((rc & ~TPM2_RC_N_MASK) == TPM2_RC_OBJECT_MEMORY || rc == TPM2_RC_OBJECT_MEMORY) {
+    FlushCacheLocked(esys);
+    rc = create();
+  }
+  if (rc != TSS2_RC_SUCCESS) return TpmError("TPM2_CreatePrimary (storage primary 0x40000001)", rc);
+  TpmHandle handle(esys, tr, TpmHandle::Release::kFlush);
+  TPMS_CONTEXT* saved = nullptr;
+  rc = Esys_ContextSave(esys, tr, &saved);
+  if (rc == TSS2_RC_SUCCESS && saved != nullptr) {
+    srk_context_ = *saved;
+    have_srk_context_ = true;
+  }
+  Esys_Free(saved);
+  return handle;
+}
+
+Result<ESYS_TR> TpmContext::CachedObjectLocked(
+    ESYS_CONTEXT* esys, ByteView cache_key,
+    const std::function<Result<ESYS_TR>(ESYS_CONTEXT*)>& load) {
+  for (auto it = cache_.begin(); it != cache_.end(); ++it) {
+    if (it->key.size() == cache_key.size() &&
+        std::equal(it->key.begin(), it->key.end(), cache_key.begin())) {
+      cache_.splice(cache_.begin(), cache_, it);
+      return cache_.front().tr;
+    }
+  }
+  while (cache_.size() >= kMaxLoadedKeys) {
+    Esys_FlushContext(esys, cache_.back().tr);
+    cache_.pop_back();
+  }
+  WIMSE_ASSIGN_OR_RETURN(ESYS_TR tr, load(esys));
+  cache_.push_front(CachedObject{Bytes(cache_key.begin(), cache_key.end()), tr});
+  return tr;
+}
+
+void TpmContext::FlushCacheLocked(ESYS_CONTEXT* esys) {
+  for (CachedObject& obj : cache_) Esys_FlushContext(esys, obj.tr);
+  cache_.clear();
+}
+
+void TpmContext::FlushCache() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (esys_ != nullptr && pid_ == getpid()) FlushCacheLocked(esys_);
+}
+
+namespace {
+Result<size_t> CountHandles(ESYS_CONTEXT* esys, TPM2_HANDLE first) {
+  TPMS_CAPABILITY_DATA* caps = nullptr;
+  TSS2_RC rc = Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                  TPM2_CAP_HANDLES, first, TPM2_MAX_CAP_HANDLES, nullptr, &caps);
+  if (rc != TSS2_RC_SUCCESS) return TpmError("TPM2_GetCapability(HANDLES)", rc);
+  size_t n = 0;
+  for (uint32_t i = 0; i < caps->data.handles.count; ++i) {
+    if ((caps->data.handles.handle[i] >> 24) == (first >> 24)) ++n;
+  }
+  Esys_Free(caps);
+  return n;
+}
+}  // namespace
+
+Result<size_t> TpmContext::CountTransientObjects() {
+  return Run([&](ESYS_CONTEXT* esys) -> Result<size_t> {
+    FlushCacheLocked(esys);
+    return CountHandles(esys, TPM2_TRANSIENT_FIRST);
+  });
+}
+
+Result<size_t> TpmContext::CountSessions() {
+  return Run([&](ESYS_CONTEXT* esys) -> Result<size_t> {
+    WIMSE_ASSIGN_OR_RETURN(size_t loaded, CountHandles(esys, TPM2_LOADED_SESSION_FIRST));
+    WIMSE_ASSIGN_OR_RETURN(size_t saved, CountHandles(esys, TPM2_ACTIVE_SESSION_FIRST));
+    return loaded + saved;
+  });
+}
+
+std::shared_ptr<TpmContext> SharedContext(const std::string& tcti) {
+  static std::mutex mu;
+  // Intentionally leaked: contexts live until exit, so no destructor runs against a TPM
+  // connection during static destruction (the provider may be unloaded in any order).
+  static auto* contexts = new std::map<std::string, std::shared_ptr<TpmContext>>();
+  std::lock_guard<std::mutex> lock(mu);
+  // Without a resource manager (direct swtpm TCTI) the TPM keeps whatever a process left loaded
+  // after it exits, so cached keys are flushed at exit.
+  static const bool registered = [] {
+    std::atexit([] {
+      std::lock_guard<std::mutex> exit_lock(mu);
+      for (auto& [name, ctx] : *contexts) ctx->FlushCache();
+    });
+    return true;
+  }();
+  (void)registered;
+  auto it = contexts->find(tcti);
+  if (it != contexts->end()) return it->second;
+  auto ctx = std::make_shared<TpmContext>(tcti);
+  (*contexts)[tcti] = ctx;
+  return ctx;
+}
+
+}  // namespace wimse::tpm

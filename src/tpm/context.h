@@ -1,0 +1,146 @@
+// TpmContext: the one connection to the TPM per process (CONVENTIONS rule 8).
+//
+// Owns the TCTI and ESYS_CONTEXT, a mutex that serialises every ESAPI call sequence (ESYS is
+// not thread-safe), lazy connection, and reconnection after fork(): a child that finds a pid
+// different from the one that connected drops the inherited context without touching the TPM
+// and opens its own.
+//
+// Object slots: a direct swtpm TCTI has 3 transient slots and no resource manager. The context
+// keeps the storage primary (SRK) as a saved context (no slot) and loads it only for the
+// TPM2_Load of a child; loaded workload keys are cached (bounded, least recently used first
+// out) and flushed on eviction, so callers never see slot exhaustion.
+#ifndef WIMSE_TPM_CONTEXT_H_
+#define WIMSE_TPM_CONTEXT_H_
+
+#include <tss2/tss2_esys.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "util/bytes.h"
+#include "util/result.h"
+
+namespace wimse::tpm {
+
+// Resolves the TCTI string: `flag` if non-empty, else $WIMSE_TPM_TCTI, else device:/dev/tpmrm0.
+std::string ResolveTcti(const std::string& flag);
+
+// Error for a failed ESAPI call: Layer::kTpm with the decoded response code, or Layer::kTcti
+// when the response code comes from the TCTI layer.
+Error TpmError(const char* command, TSS2_RC rc);
+
+// An ESYS_TR with an owner (CONVENTIONS rule 6). Transient objects and sessions are flushed,
+// persistent/NV handles closed, when the owner dies. Move-only.
+class TpmHandle {
+ public:
+  enum class Release { kFlush, kClose };
+  TpmHandle() = default;
+  TpmHandle(ESYS_CONTEXT* ctx, ESYS_TR tr, Release release)
+      : ctx_(ctx), tr_(tr), release_(release) {}
+  TpmHandle(TpmHandle&& o) noexcept { *this = std::move(o); }
+  TpmHandle& operator=(TpmHandle&& o) noexcept;
+  TpmHandle(const TpmHandle&) = delete;
+  TpmHandle& operator=(const TpmHandle&) = delete;
+  ~TpmHandle() { Reset(); }
+
+  ESYS_TR get() const { return tr_; }
+  bool valid() const { return tr_ != ESYS_TR_NONE; }
+  // Gives up ownership without flushing (the caller now owns the TPM object).
+  ESYS_TR ReleaseOwnership() {
+    ESYS_TR t = tr_;
+    tr_ = ESYS_TR_NONE;
+    return t;
+  }
+  // Flushes/closes now.
+  void Reset();
+
+ private:
+  ESYS_CONTEXT* ctx_ = nullptr;
+  ESYS_TR tr_ = ESYS_TR_NONE;
+  Release release_ = Release::kFlush;
+};
+
+class TpmContext {
+ public:
+  // Creates a context for `tcti` (already resolved with ResolveTcti). Does not connect: the
+  // first Run() does, so a process that never uses the TPM never touches it.
+  explicit TpmContext(std::string tcti);
+  ~TpmContext();
+  TpmContext(const TpmContext&) = delete;
+  TpmContext& operator=(const TpmContext&) = delete;
+
+  // Connects now (if not yet) and checks the TPM answers. A TPM that cannot be reached is one
+  // error naming the TCTI and the decoded response code.
+  Status Connect();
+
+  const std::string& tcti() const { return tcti_; }
+
+  // Runs `fn(esys)` under the context lock after (re)connecting. Everything that calls ESAPI
+  // goes through here. `fn` must not call Run() again (the lock is not recursive).
+  template <typename F>
+  auto Run(F&& fn) -> decltype(fn(static_cast<ESYS_CONTEXT*>(nullptr))) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Status s = EnsureConnectedLocked();
+    if (!s.ok()) return std::move(s).error();
+    return fn(esys_);
+  }
+
+  // Within Run(): loads the storage primary for parent 0x40000001 (TCG H-2 ECC P-256 SRK, the
+  // template tpm2-openssl and tpm2-tss-engine use). The first call per connection creates it
+  // (TPM2_CreatePrimary) and saves its context; later calls ContextLoad it. The returned handle
+  // flushes the loaded copy. Uses one transient slot while held.
+  Result<TpmHandle> LoadStoragePrimaryLocked(ESYS_CONTEXT* esys);
+
+  // Within Run(): returns a loaded ESYS_TR for the key object identified by `cache_key` (its
+  // marshalled TPM2B_PUBLIC), loading it with `load` (given the esys context) if it is not in
+  // the cache. The cache holds at most kMaxLoadedKeys objects; the least recently used one is
+  // flushed to make room. The returned ESYS_TR stays valid until the next call that may evict,
+  // i.e. use it within the same Run().
+  Result<ESYS_TR> CachedObjectLocked(ESYS_CONTEXT* esys, ByteView cache_key,
+                                     const std::function<Result<ESYS_TR>(ESYS_CONTEXT*)>& load);
+
+  // Within Run(): flushes every cached object (for example before an operation that needs all
+  // slots, or in tests before counting handles).
+  void FlushCacheLocked(ESYS_CONTEXT* esys);
+
+  // Flushes cached objects (takes the lock).
+  void FlushCache();
+
+  // Number of transient objects the TPM reports as loaded (TPM2_GetCapability HANDLES), for
+  // leak checks in tests. Flushes our own cache first.
+  Result<size_t> CountTransientObjects();
+  // Number of loaded + saved sessions the TPM reports.
+  Result<size_t> CountSessions();
+
+  static constexpr size_t kMaxLoadedKeys = 1;
+
+ private:
+  Status EnsureConnectedLocked();
+  void DisconnectLocked(bool touch_tpm);
+
+  std::string tcti_;
+  std::mutex mu_;
+  pid_t pid_ = 0;
+  TSS2_TCTI_CONTEXT* tcti_ctx_ = nullptr;
+  ESYS_CONTEXT* esys_ = nullptr;
+  // The SRK as a saved context blob (TPMS_CONTEXT), valid for this connection.
+  bool have_srk_context_ = false;
+  TPMS_CONTEXT srk_context_{};
+  struct CachedObject {
+    Bytes key;
+    ESYS_TR tr;
+  };
+  std::list<CachedObject> cache_;  // front = most recently used
+};
+
+// The process-wide context for `tcti` (one per TCTI string). Thread-safe.
+std::shared_ptr<TpmContext> SharedContext(const std::string& tcti);
+
+}  // namespace wimse::tpm
+
+#endif  // WIMSE_TPM_CONTEXT_H_

@@ -1,0 +1,83 @@
+// WorkloadKey: a non-exportable signing key made inside the TPM under the storage primary of
+// parent 0x40000001, saved as a TSS2 PRIVATE KEY file, and used to sign digests in the TPM.
+//
+// Attributes: fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, sign (no decrypt, not
+// restricted), scheme NULL. The private part exists only as the TPM-wrapped blob.
+#ifndef WIMSE_TPM_WORKLOAD_KEY_H_
+#define WIMSE_TPM_WORKLOAD_KEY_H_
+
+#include <memory>
+#include <string>
+
+#include "crypto/ossl.h"
+#include "crypto/signer.h"
+#include "keyfile/tss2_key.h"
+#include "tpm/context.h"
+
+namespace wimse::tpm {
+
+class WorkloadKey {
+ public:
+  // Creates a key in the TPM (TPM2_Create under the SRK). TPM side effects: SRK created or
+  // context-loaded and flushed; no object left loaded except through the context's cache.
+  static Result<std::shared_ptr<WorkloadKey>> Create(std::shared_ptr<TpmContext> ctx,
+                                                     KeyAlg alg);
+  // Wraps an existing key file (no TPM I/O until the first use).
+  static Result<std::shared_ptr<WorkloadKey>> FromKeyFile(std::shared_ptr<TpmContext> ctx,
+                                                          Tss2KeyFile file);
+  // Reads a TSS2 PRIVATE KEY file (PEM or DER); errors name the path.
+  static Result<std::shared_ptr<WorkloadKey>> Open(std::shared_ptr<TpmContext> ctx,
+                                                   const std::string& path);
+
+  const Tss2KeyFile& key_file() const { return file_; }
+  // Writes the key file atomically with mode 0600.
+  Status Save(const std::string& path) const { return WriteTss2KeyFile(path, file_); }
+
+  EVP_PKEY* public_key() const { return public_key_.get(); }
+  KeyAlg alg() const { return alg_; }
+  const TPMT_PUBLIC& public_area() const { return public_area_; }
+  // The key's TPM Name (nameAlg || H(TPMT_PUBLIC)).
+  const Bytes& name() const { return name_; }
+  const std::shared_ptr<TpmContext>& context() const { return ctx_; }
+
+  // Signs `digest` in the TPM (TPM2_Sign, NULL hash-check ticket). EC: raw r||s padded to the
+  // field size; RSA: RSASSA PKCS#1 v1.5. Checks the digest length before calling the TPM.
+  // Thread-safe (serialised on the context lock). Loads the key through the context cache.
+  Result<Bytes> SignDigest(HashAlg hash, ByteView digest) const;
+
+  // Within TpmContext::Run(): the key's loaded ESYS_TR (cached; valid until the next load).
+  Result<ESYS_TR> LoadLocked(ESYS_CONTEXT* esys) const;
+
+ private:
+  WorkloadKey() = default;
+  std::shared_ptr<TpmContext> ctx_;
+  Tss2KeyFile file_;
+  TPMT_PUBLIC public_area_{};
+  EvpPkeyPtr public_key_;
+  KeyAlg alg_ = KeyAlg::kEcP256;
+  Bytes name_;
+};
+
+// A Signer over a WorkloadKey (keeps the key alive).
+class TpmSigner : public Signer {
+ public:
+  explicit TpmSigner(std::shared_ptr<WorkloadKey> key) : key_(std::move(key)) {}
+  Result<Bytes> SignDigest(HashAlg hash, ByteView digest) override {
+    return key_->SignDigest(hash, digest);
+  }
+  EVP_PKEY* public_key() const override { return key_->public_key(); }
+  KeyAlg key_alg() const override { return key_->alg(); }
+  const std::shared_ptr<WorkloadKey>& key() const { return key_; }
+
+ private:
+  std::shared_ptr<WorkloadKey> key_;
+};
+
+// Opens the key file at `path` on the TPM named by `tcti` (resolved with ResolveTcti) and
+// returns a TpmSigner. Uses the process-wide SharedContext.
+Result<std::unique_ptr<TpmSigner>> OpenTpmSigner(const std::string& tcti,
+                                                 const std::string& key_path);
+
+}  // namespace wimse::tpm
+
+#endif  // WIMSE_TPM_WORKLOAD_KEY_H_
