@@ -1,0 +1,135 @@
+// TSS2 PRIVATE KEY parsing: strict writing, lenient reading of the deviations real writers
+// produce (draft-bottomley-tpm2-keys; cases listed in the provider guide §7.2).
+#include <gtest/gtest.h>
+
+#include "keyfile/der.h"
+#include "keyfile/tss2_key.h"
+
+namespace wimse {
+namespace {
+
+// A syntactically valid TPM2B with a 2-byte size prefix (content is not interpreted here).
+Bytes Tpm2b(size_t n, uint8_t fill) {
+  Bytes b{static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n)};
+  b.insert(b.end(), n, fill);
+  return b;
+}
+
+const Bytes kLoadableOid = {0x67, 0x81, 0x05, 0x0a, 0x01, 0x03};
+
+// Builds a key SEQUENCE from raw pieces so each deviation can be expressed exactly.
+Bytes BuildKey(const Bytes& optional_fields, const Bytes& parent_int, const Bytes& pub,
+               const Bytes& priv, const Bytes& oid = kLoadableOid) {
+  Bytes body;
+  der::AppendElement(body, der::kOid, oid);
+  body.insert(body.end(), optional_fields.begin(), optional_fields.end());
+  der::AppendElement(body, der::kInteger, parent_int);
+  der::AppendElement(body, der::kOctetString, pub);
+  der::AppendElement(body, der::kOctetString, priv);
+  Bytes out;
+  der::AppendElement(out, der::kSequence, body);
+  return out;
+}
+
+Bytes EmptyAuth(uint8_t value) {
+  Bytes inner;
+  der::AppendElement(inner, der::kBoolean, Bytes{value});
+  Bytes out;
+  der::AppendElement(out, der::ContextTag(0), inner);
+  return out;
+}
+
+TEST(Tss2Key, WritesStrictDerAndReadsBack) {
+  Tss2KeyFile k;
+  k.empty_auth = true;
+  k.parent = 0x40000001;
+  k.public_blob = Tpm2b(90, 0xaa);
+  k.private_blob = Tpm2b(126, 0xbb);
+  auto der = EncodeTss2KeyDer(k);
+  ASSERT_TRUE(der.ok());
+  // emptyAuth TRUE is DER 0xFF: A0 03 01 01 FF right after the OID.
+  const Bytes expected_bool = {0xa0, 0x03, 0x01, 0x01, 0xff};
+  EXPECT_NE(std::search(der->begin(), der->end(), expected_bool.begin(), expected_bool.end()),
+            der->end());
+  auto back = ParseTss2KeyDer(*der);
+  ASSERT_TRUE(back.ok()) << back.error().ToString();
+  EXPECT_TRUE(back->empty_auth);
+  EXPECT_EQ(back->parent, 0x40000001u);
+  EXPECT_EQ(back->public_blob, k.public_blob);
+  EXPECT_EQ(back->private_blob, k.private_blob);
+  auto pem = EncodeTss2KeyPem(k);
+  ASSERT_TRUE(pem.ok());
+  EXPECT_EQ(pem->rfind("-----BEGIN TSS2 PRIVATE KEY-----", 0), 0u);
+  auto from_pem = ParseTss2KeyPem(*pem);
+  ASSERT_TRUE(from_pem.ok());
+  EXPECT_EQ(from_pem->public_blob, k.public_blob);
+}
+
+TEST(Tss2Key, PersistentParentWrittenUnsigned) {
+  Tss2KeyFile k;
+  k.parent = 0x81000001;
+  k.public_blob = Tpm2b(4, 1);
+  k.private_blob = Tpm2b(4, 2);
+  auto der = EncodeTss2KeyDer(k);
+  ASSERT_TRUE(der.ok());
+  const Bytes expected = {0x02, 0x05, 0x00, 0x81, 0x00, 0x00, 0x01};
+  EXPECT_NE(std::search(der->begin(), der->end(), expected.begin(), expected.end()), der->end());
+}
+
+TEST(Tss2Key, ReadsOpenSslStyleTrueAndNegativeParent) {
+  // tpm2-openssl <= 1.2 writes TRUE as 0x01; old 32-bit writers store 0x81000001 as -0x7EFFFFFF.
+  Bytes neg_parent = {0x81, 0x00, 0x00, 0x01};
+  auto k = ParseTss2KeyDer(BuildKey(EmptyAuth(0x01), neg_parent, Tpm2b(4, 1), Tpm2b(4, 2)));
+  ASSERT_TRUE(k.ok()) << k.error().ToString();
+  EXPECT_TRUE(k->empty_auth);
+  EXPECT_EQ(k->parent, 0x81000001u);
+}
+
+TEST(Tss2Key, AbsentEmptyAuthMeansAuthRequiredAndZeroParentIsOwner) {
+  auto k = ParseTss2KeyDer(BuildKey({}, Bytes{0x00}, Tpm2b(4, 1), Tpm2b(4, 2)));
+  ASSERT_TRUE(k.ok()) << k.error().ToString();
+  EXPECT_FALSE(k->empty_auth);
+  EXPECT_EQ(k->parent, 0x40000001u);
+}
+
+TEST(Tss2Key, UnprefixedBlobsGainTheirSizePrefix) {
+  Bytes pub_raw(10, 0x11);
+  auto k = ParseTss2KeyDer(BuildKey({}, Bytes{0x40, 0x00, 0x00, 0x01}, pub_raw, Tpm2b(4, 2)));
+  ASSERT_TRUE(k.ok());
+  ASSERT_EQ(k->public_blob.size(), 12u);
+  EXPECT_EQ(k->public_blob[1], 10);
+}
+
+TEST(Tss2Key, RefusesWhatItCannotUseWithAReason) {
+  Bytes policy_inner;
+  der::AppendElement(policy_inner, der::kSequence, {});
+  Bytes policy;
+  der::AppendElement(policy, der::ContextTag(1), policy_inner);
+  auto p = ParseTss2KeyDer(BuildKey(policy, Bytes{0x40, 0, 0, 1}, Tpm2b(4, 1), Tpm2b(4, 2)));
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.error().message().find("policy"), std::string::npos);
+
+  Bytes sealed = {0x67, 0x81, 0x05, 0x0a, 0x01, 0x05};
+  auto s = ParseTss2KeyDer(BuildKey({}, Bytes{0x40, 0, 0, 1}, Tpm2b(4, 1), Tpm2b(4, 2), sealed));
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message().find("sealed"), std::string::npos);
+
+  auto transient = ParseTss2KeyDer(BuildKey({}, Bytes{0x00, 0x80, 0, 0, 1}, Tpm2b(4, 1),
+                                            Tpm2b(4, 2)));
+  ASSERT_FALSE(transient.ok());
+
+  Bytes good = BuildKey({}, Bytes{0x40, 0, 0, 1}, Tpm2b(4, 1), Tpm2b(4, 2));
+  for (size_t cut = 0; cut < good.size(); ++cut) {
+    auto t = ParseTss2KeyDer(ByteView(good.data(), cut));
+    EXPECT_FALSE(t.ok()) << "truncated at " << cut;
+  }
+  Bytes trailing = good;
+  trailing.push_back(0);
+  EXPECT_FALSE(ParseTss2KeyDer(trailing).ok());
+  auto wrong_label = ParseTss2KeyPem("-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n");
+  ASSERT_FALSE(wrong_label.ok());
+  EXPECT_NE(wrong_label.error().message().find("PRIVATE KEY"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace wimse
