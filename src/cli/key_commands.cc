@@ -1,5 +1,9 @@
 // keygen, pubkey, sign: the workload key in the TPM.
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -31,6 +35,13 @@ void RunKeygen(GlobalOptions& g, const KeygenOptions& o) {
   if (!alg.ok()) return Fail(g, "keygen", alg.error());
   if (!o.force && access(o.out.c_str(), F_OK) == 0) {
     return Fail(g, "keygen", Error(Layer::kUsage, o.out + " exists (use --force to replace it)"));
+  }
+  // Check the destination before asking the TPM for a key nobody could save.
+  std::string out_dir = o.out.find('/') == std::string::npos ? "." : o.out.substr(0, o.out.rfind('/'));
+  if (out_dir.empty()) out_dir = "/";
+  if (access(out_dir.c_str(), W_OK) != 0) {
+    return Fail(g, "keygen", Error(Layer::kIo, "cannot write to directory " + out_dir + ": " +
+                                                   std::strerror(errno)));
   }
   auto ctx = tpm::SharedContext(tpm::ResolveTcti(g.tcti));
   auto key = tpm::WorkloadKey::Create(ctx, *alg);

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Bad input to the wimse-tpm CLI: every failure is one line on stderr that says what and where
+# ("wimse-tpm: <command>: ..."), a non-zero exit, and nothing written. Runs under
+# tests/with_swtpm.sh (WIMSE_TPM_TCTI names a private swtpm).
+set -uo pipefail
+W="$WIMSE_BUILD_ROOT/src/cli/wimse-tpm"
+dir=$(mktemp -d /tmp/wimse-cli-XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+failures=0
+
+# expect_error NAME PATTERN -- CMD...: CMD must exit non-zero with exactly one stderr line,
+# starting with "wimse-tpm: " and matching PATTERN (grep -E).
+expect_error() {
+  local name=$1 pattern=$2
+  shift 3
+  local err rc
+  err=$("$@" 2>&1 >/dev/null)
+  rc=$?
+  local lines
+  lines=$(printf '%s' "$err" | grep -c '' || true)
+  if [ "$rc" -eq 0 ]; then
+    echo "FAIL $name: exit 0"; failures=$((failures + 1)); return
+  fi
+  if [ "$lines" -ne 1 ]; then
+    echo "FAIL $name: $lines stderr lines:"; printf '%s\n' "$err"; failures=$((failures + 1)); return
+  fi
+  if ! printf '%s' "$err" | grep -qE "^wimse-tpm: .*$pattern"; then
+    echo "FAIL $name: stderr '$err' does not match '$pattern'"; failures=$((failures + 1)); return
+  fi
+  echo "ok   $name: $err"
+}
+
+expect_nothing_written() {
+  if [ -e "$1" ]; then echo "FAIL $2: $1 was written"; failures=$((failures + 1)); fi
+}
+
+"$W" keygen --out "$dir/key.pem" >/dev/null || { echo "FAIL keygen"; exit 1; }
+
+expect_error "missing key file" "$dir/missing.pem" -- "$W" pubkey --key "$dir/missing.pem"
+printf 'garbage\n' >"$dir/corrupt.pem"
+expect_error "corrupt key file" "corrupt.pem.*no PEM block" -- "$W" pubkey --key "$dir/corrupt.pem"
+head -c 200 "$dir/key.pem" >"$dir/truncated.pem"
+expect_error "truncated key file" "truncated.pem" -- "$W" pubkey --key "$dir/truncated.pem"
+expect_error "no TPM" 'TCTI "swtpm:host=127.0.0.1,port=1".*0x' -- \
+  "$W" --tcti swtpm:host=127.0.0.1,port=1 keygen --out "$dir/nokey.pem"
+expect_nothing_written "$dir/nokey.pem" "no TPM"
+expect_error "wrong TCTI string" 'TCTI "nosuchtcti:x"' -- \
+  "$W" --tcti nosuchtcti:x keygen --out "$dir/nokey2.pem"
+expect_nothing_written "$dir/nokey2.pem" "wrong TCTI string"
+expect_error "unwritable output" "/nonexistent-dir" -- "$W" keygen --out /nonexistent-dir/k.pem
+expect_error "existing output" "exists" -- "$W" keygen --out "$dir/key.pem"
+echo hello >"$dir/data"
+expect_error "sign with corrupt key" "corrupt.pem" -- \
+  "$W" sign --key "$dir/corrupt.pem" --in "$dir/data" --out "$dir/data.sig"
+expect_nothing_written "$dir/data.sig" "sign with corrupt key"
+
+if "$W" wpt --help >/dev/null 2>&1; then
+  printf 'not.a.token\n' >"$dir/bad.jwt"
+  "$W" pubkey --key "$dir/key.pem" >"$dir/pub.pem"
+  out=$("$W" wpt verify --wit "$dir/bad.jwt" --wpt "$dir/bad.jwt" --aud https://b.example/ \
+        --issuer-pub "$dir/pub.pem" 2>&1)
+  rc=$?
+  if [ "$rc" -ne 1 ] || [ "$(printf '%s' "$out" | grep -c '')" -ne 1 ]; then
+    echo "FAIL malformed token: rc=$rc output: $out"; failures=$((failures + 1))
+  else
+    echo "ok   malformed token: $out"
+  fi
+fi
+
+# No transient objects left behind by any of the above.
+left=$(tpm2_getcap -T "$WIMSE_TPM_TCTI" handles-transient 2>/dev/null | grep -c 0x || true)
+if [ "$left" -ne 0 ]; then echo "FAIL $left transient handles left in the TPM"; failures=$((failures + 1)); fi
+
+[ "$failures" -eq 0 ] && echo "all CLI error cases behaved" || exit 1
