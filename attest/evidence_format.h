@@ -1,0 +1,84 @@
+// The "tpm2-evidence v1" document (docs: rats-tpm §2.5) and its CMW wrapper
+// (draft-ietf-rats-msg-wrap-23, JSON record `[type, base64url(value), ind]`).
+//
+// Every TPM object is carried as the exact bytes the TPM produced (TPMS_ATTEST is the content
+// of the TPM2B_ATTEST the TPM returned; TPM2B_PUBLIC and TPMT_SIGNATURE are marshalled by
+// tss2-mu, which is canonical). Nothing is re-marshalled on the verifier side: Names and
+// digests are computed over the bytes received. Unknown members are ignored; missing required
+// members, wrong JSON types, duplicate member names and non-canonical base64url are errors.
+//
+// Pure: no TPM, no I/O. Thread-compatible.
+#ifndef WIMSE_ATTEST_EVIDENCE_FORMAT_H_
+#define WIMSE_ATTEST_EVIDENCE_FORMAT_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "util/bytes.h"
+#include "util/result.h"
+
+namespace wimse::attest {
+
+// Media type of the evidence document inside the CMW record.
+inline constexpr char kEvidenceMediaType[] = "application/vnd.wimse-tpm.tpm2-evidence+json";
+// Media type of the CMW record itself (HTTP Content-Type when the record is sent).
+inline constexpr char kCmwMediaType[] = "application/cmw+json";
+// CMW conceptual-message indicator: evidence (draft-ietf-rats-msg-wrap-23 §"ind": bit 2 = 4).
+inline constexpr uint32_t kCmwIndEvidence = 4;
+// The `profile` member of a tpm2-evidence v1 document (a tag URI, RFC 4151).
+inline constexpr char kEvidenceProfile[] = "tag:wimse-tpm,2026:attest/tpm2-evidence/v1";
+// Upper bound on the size of a CMW record or evidence document we parse (rats-tpm §3.7).
+inline constexpr size_t kMaxEvidenceSize = 2 * 1024 * 1024;
+
+// A TPM-signed attestation: TPMS_ATTEST bytes plus the marshalled TPMT_SIGNATURE over them.
+struct SignedAttest {
+  Bytes attest;
+  Bytes signature;
+};
+
+// One quote with the PCR values it covers (the values are only claims until the verifier has
+// recomputed the quote's pcrDigest from them).
+struct QuoteEvidence {
+  SignedAttest quote;
+  std::string bank;                // "sha256", "sha384", "sha512", "sha1"
+  std::map<uint32_t, Bytes> pcrs;  // PCR index -> value
+};
+
+// A key certified by the AK (TPM2_Certify).
+struct KeyEvidence {
+  Bytes public_blob;  // TPM2B_PUBLIC of the certified key, with size prefix
+  SignedAttest certify;
+};
+
+struct Tpm2Evidence {
+  std::string profile = kEvidenceProfile;
+  Bytes nonce;      // informative echo; the verifier uses its own copy
+  Bytes ak_public;  // TPM2B_PUBLIC of the AK, with size prefix
+  std::vector<QuoteEvidence> quotes;
+  std::vector<KeyEvidence> keys;
+  std::string swname;  // attester software (informative)
+  std::string swversion;
+};
+
+// Serialises the document as compact JSON.
+std::string EncodeEvidenceJson(const Tpm2Evidence& evidence);
+// Parses a tpm2-evidence v1 document. Errors are Layer::kParse with the offending member.
+Result<Tpm2Evidence> DecodeEvidenceJson(std::string_view json);
+
+// Wraps a document into a CMW JSON record `[kEvidenceMediaType, b64url(json), 4]`.
+std::string WrapCmw(std::string_view evidence_json);
+// Unwraps a CMW JSON record: exactly 2 or 3 elements, type == kEvidenceMediaType, value
+// canonical base64url, ind (if present) an integer with the evidence bit set and no bits
+// outside the defined five. Returns the evidence JSON text.
+Result<std::string> UnwrapCmw(std::string_view cmw_json);
+
+// Name of a TPM hash algorithm as used in `bank` ("sha256"), and back. Unknown -> error.
+Result<uint16_t> BankAlgFromName(std::string_view name);
+std::string BankNameFromAlg(uint16_t alg);
+
+}  // namespace wimse::attest
+
+#endif  // WIMSE_ATTEST_EVIDENCE_FORMAT_H_

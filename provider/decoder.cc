@@ -1,0 +1,212 @@
+// DECODERS for "TSS2 PRIVATE KEY" files (provider-guide §7.3).
+//
+//   DER (input=pem)                 PEM block labelled TSS2 PRIVATE KEY -> DER, structure TSS2
+//   EC  (input=der,structure=TSS2)  TSS2 DER -> TPM key object reference
+//
+// Anything that is not ours leaves the decoder empty-handed (return 1, no callback, no error
+// left on the queue): with the provider active process-wide, failing here would break loading
+// every other key. Decoding does no TPM I/O; the TPM is first touched when the key signs.
+#include <openssl/core_names.h>
+#include <openssl/core_object.h>
+#include <openssl/err.h>
+#include <openssl/params.h>
+#include <openssl/pem.h>
+
+#include <cstring>
+#include <new>
+
+#include "crypto/tpm_public.h"
+#include "keyfile/tss2_key.h"
+#include "provider/provider.h"
+
+namespace wimse::provider {
+
+namespace {
+
+constexpr char kTss2PemLabel[] = "TSS2 PRIVATE KEY";
+// Key files are a few hundred bytes; refuse to buffer more than this from one input.
+constexpr size_t kMaxInput = 64 * 1024;
+
+// Reads everything from the core BIO (bounded).
+bool ReadAll(ProviderContext* prov, OSSL_CORE_BIO* cin, Bytes* out) {
+  BioPtr bio(BIO_new_from_core_bio(prov->libctx, cin));
+  if (!bio) {
+    return false;
+  }
+  uint8_t buf[4096];
+  for (;;) {
+    int n = BIO_read(bio.get(), buf, sizeof(buf));
+    if (n <= 0) {
+      break;
+    }
+    out->insert(out->end(), buf, buf + n);
+    if (out->size() > kMaxInput) {
+      return false;
+    }
+  }
+  return true;
+}
+
+struct DecoderCtx {
+  ProviderContext* prov = nullptr;
+};
+
+void* NewCtx(void* provctx) noexcept {
+  auto* ctx = new (std::nothrow) DecoderCtx();
+  if (ctx != nullptr) {
+    ctx->prov = static_cast<ProviderContext*>(provctx);
+  }
+  return ctx;
+}
+
+void FreeCtx(void* vctx) noexcept { delete static_cast<DecoderCtx*>(vctx); }
+
+// Selection 0 means "anything"; otherwise we only produce keys (private or public part).
+int DoesSelection(void* /*provctx*/, int selection) noexcept {
+  return selection == 0 || (selection & OSSL_KEYMGMT_SELECT_KEYPAIR) != 0 ? 1 : 0;
+}
+
+int PemToDerDecode(void* vctx, OSSL_CORE_BIO* cin, int /*selection*/,
+                   OSSL_CALLBACK* data_cb, void* data_cbarg,
+                   OSSL_PASSPHRASE_CALLBACK* /*pw_cb*/, void* /*pw_cbarg*/) noexcept {
+  auto* ctx = static_cast<DecoderCtx*>(vctx);
+  try {
+    BioPtr bio(BIO_new_from_core_bio(ctx->prov->libctx, cin));
+    if (!bio) {
+      return 0;
+    }
+    char* name = nullptr;
+    char* header = nullptr;
+    unsigned char* data = nullptr;
+    long len = 0;
+    ERR_set_mark();
+    int ok = PEM_read_bio(bio.get(), &name, &header, &data, &len);
+    ERR_pop_to_mark();  // "no start line" on non-PEM input is not an error for us
+    if (ok != 1) {
+      return 1;
+    }
+    int ret = 1;
+    if (std::strcmp(name, kTss2PemLabel) == 0) {
+      char structure[] = "TSS2";
+      OSSL_PARAM params[] = {
+          OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, data,
+                                            static_cast<size_t>(len)),
+          OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_STRUCTURE, structure, 0),
+          OSSL_PARAM_construct_end(),
+      };
+      ret = data_cb(params, data_cbarg);
+    }
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    OPENSSL_clear_free(data, static_cast<size_t>(len));
+    return ret;
+  } catch (...) {
+    return 0;
+  }
+}
+
+int DerToEcDecode(void* vctx, OSSL_CORE_BIO* cin, int /*selection*/, OSSL_CALLBACK* data_cb,
+                  void* data_cbarg, OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg) noexcept {
+  auto* ctx = static_cast<DecoderCtx*>(vctx);
+  try {
+    Bytes der;
+    ERR_set_mark();
+    bool read_ok = ReadAll(ctx->prov, cin, &der);
+    ERR_pop_to_mark();
+    if (!read_ok) {
+      return 1;  // not something we could have made
+    }
+    bool not_ours = false;
+    std::unique_ptr<ProviderKey> key =
+        DecodeTss2Key(ctx->prov, der, pw_cb, pw_cbarg, &not_ours);
+    if (!key) {
+      return not_ours ? 1 : 0;  // refusals were raised by DecodeTss2Key
+    }
+    KeyReference ref = key.release();
+    int object_type = OSSL_OBJECT_PKEY;
+    char data_type[] = "EC";
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &object_type),
+        OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE, data_type, 0),
+        OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &ref, sizeof(ref)),
+        OSSL_PARAM_construct_end(),
+    };
+    int ret = data_cb(params, data_cbarg);
+    delete ref;  // null if keymgmt load took it
+    return ret;
+  } catch (...) {
+    return 0;
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<ProviderKey> DecodeTss2Key(ProviderContext* prov, ByteView der,
+                                           OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg,
+                                           bool* not_ours) {
+  *not_ours = false;
+  ERR_set_mark();
+  auto file = ParseTss2KeyDer(der);
+  if (!file.ok()) {
+    ERR_pop_to_mark();
+    *not_ours = true;
+    return nullptr;
+  }
+  ERR_pop_to_mark();
+  return KeyFromTss2File(prov, std::move(file).value(), pw_cb, pw_cbarg, not_ours);
+}
+
+std::unique_ptr<ProviderKey> KeyFromTss2File(ProviderContext* prov, Tss2KeyFile file,
+                                             OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg,
+                                             bool* not_ours) {
+  *not_ours = false;
+  ERR_set_mark();
+  auto pub = UnmarshalTpm2bPublic(file.public_blob);
+  ERR_pop_to_mark();
+  if (!pub.ok() || pub->publicArea.type != TPM2_ALG_ECC) {
+    // RSA or malformed public areas: leave them to another decoder (or none).
+    *not_ours = true;
+    return nullptr;
+  }
+  if (!file.empty_auth) {
+    // emptyAuth FALSE or absent means "auth required", but tpm2-tools 5.4 writes FALSE for
+    // password-less keys (tpm2-tools #3458). Ask once; an empty answer means empty auth. We
+    // never retry with guesses (dictionary-attack lockout).
+    char pass[256];
+    size_t pass_len = 0;
+    bool empty = pw_cb != nullptr && pw_cb(pass, sizeof(pass), &pass_len, nullptr, pw_cbarg) == 1 &&
+                 pass_len == 0;
+    OPENSSL_cleanse(pass, sizeof(pass));
+    if (!empty) {
+      WIMSE_PROV_RAISE(prov, kReasonAuthNotSupported,
+                       "the key file requires an authorization value; only keys with "
+                       "empty auth are supported");
+      return nullptr;
+    }
+    file.empty_auth = true;
+  }
+  int reason = kReasonCannotLoadKey;
+  auto key = ProviderKey::FromKeyFile(prov, std::move(file), &reason);
+  if (!key.ok()) {
+    WIMSE_PROV_RAISE_ERROR(prov, reason, key.error());
+    return nullptr;
+  }
+  return std::move(key).value();
+}
+
+const OSSL_DISPATCH kTss2PemToDerDecoderFunctions[] = {
+    {OSSL_FUNC_DECODER_NEWCTX, reinterpret_cast<void (*)()>(NewCtx)},
+    {OSSL_FUNC_DECODER_FREECTX, reinterpret_cast<void (*)()>(FreeCtx)},
+    {OSSL_FUNC_DECODER_DECODE, reinterpret_cast<void (*)()>(PemToDerDecode)},
+    {0, nullptr},
+};
+
+const OSSL_DISPATCH kTss2DerToEcDecoderFunctions[] = {
+    {OSSL_FUNC_DECODER_NEWCTX, reinterpret_cast<void (*)()>(NewCtx)},
+    {OSSL_FUNC_DECODER_FREECTX, reinterpret_cast<void (*)()>(FreeCtx)},
+    {OSSL_FUNC_DECODER_DOES_SELECTION, reinterpret_cast<void (*)()>(DoesSelection)},
+    {OSSL_FUNC_DECODER_DECODE, reinterpret_cast<void (*)()>(DerToEcDecode)},
+    {0, nullptr},
+};
+
+}  // namespace wimse::provider
