@@ -48,6 +48,25 @@ class WorkloadKey {
   // Within TpmContext::Run(): the key's loaded ESYS_TR (cached; valid until the next load).
   Result<ESYS_TR> LoadLocked(ESYS_CONTEXT* esys) const;
 
+  // --- Issue 3 extensions (declared here so the key layer and the provider agree) ---------
+
+  // RSA signature schemes. kRsaPss produces salt length = digest length (TLS 1.3 rule).
+  enum class RsaScheme { kPkcs1v15, kPss };
+  // Like SignDigest, with an explicit RSA scheme (ignored for EC keys).
+  Result<Bytes> SignDigestRsa(HashAlg hash, ByteView digest, RsaScheme scheme) const;
+
+  // Sets the key's auth value (wiped on destruction, never printed). Every command that uses a
+  // key with a non-empty auth value runs in a salted HMAC session with parameter encryption.
+  void SetAuth(SecretBytes auth);
+  bool needs_auth() const { return !file_.empty_auth; }
+
+  // A key made persistent at `handle` (0x81xxxxxx): no key file; loaded with
+  // Esys_TR_FromTPMPublic; its public area is read with TPM2_ReadPublic (one TPM command).
+  static Result<std::shared_ptr<WorkloadKey>> OpenPersistent(std::shared_ptr<TpmContext> ctx,
+                                                             uint32_t handle);
+  // 0 for file-backed keys.
+  uint32_t persistent_handle() const { return persistent_handle_; }
+
  private:
   WorkloadKey() = default;
   std::shared_ptr<TpmContext> ctx_;
@@ -56,6 +75,8 @@ class WorkloadKey {
   EvpPkeyPtr public_key_;
   KeyAlg alg_ = KeyAlg::kEcP256;
   Bytes name_;
+  uint32_t persistent_handle_ = 0;
+  std::shared_ptr<SecretBytes> auth_;
 };
 
 // A Signer over a WorkloadKey (keeps the key alive).

@@ -22,6 +22,8 @@ namespace wimse {
 // --trust-domain): the key is used for any trust domain that has no keys of its own.
 inline constexpr std::string_view kAnyTrustDomain = "*";
 
+// Configure once (Add*), then share: the const methods may run concurrently; Add* may not run
+// concurrently with anything else.
 class TrustAnchors {
  public:
   // Adds a public key for `trust_domain` (or kAnyTrustDomain). `kid` may be empty. The key is

@@ -71,6 +71,7 @@ struct VerifiedWit {
 };
 
 // Verifies `wit` (the exact header value). Never throws; a rejection carries no claims.
+// Pure apart from the optional audit sink: thread-safe if the anchors are not being modified.
 VerifyResult<VerifiedWit> VerifyWit(std::string_view wit, const WitVerifyOptions& options);
 
 // base64url(SHA-256(ASCII(token))), the `wth` of a WPT for this WIT.

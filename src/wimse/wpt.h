@@ -54,7 +54,8 @@ struct VerifiedWpt {
 };
 
 // Verifies `wpt` against `wit` (both exactly as received). Never throws; a rejection carries no
-// claims. A WIT rejection is reported with the reason prefixed by "WIT: ".
+// claims. A WIT rejection is reported with the reason prefixed by "WIT: ". Thread-safe if the
+// anchors are not being modified (the replay cache and audit sink must be thread-safe).
 VerifyResult<VerifiedWpt> VerifyWpt(std::string_view wpt, std::string_view wit,
                                     const WptVerifyOptions& options);
 
