@@ -1,6 +1,7 @@
 #include "attest/evidence.h"
 
 #include "tpm/attestation.h"
+#include "util/file.h"
 
 namespace wimse::attest {
 
@@ -63,6 +64,37 @@ Result<Tpm2Evidence> ProduceEvidence(tpm::TpmContext& ctx, const tpm::WorkloadKe
   return evidence;
 }
 
+namespace {
+
+Result<std::optional<LogEvidence>> ReadLog(const std::string& path, const char* default_path,
+                                           std::string format) {
+  if (path.empty()) {
+    return std::optional<LogEvidence>();
+  }
+  Result<Bytes> data = ReadFileBytes(path, kMaxEvidenceSize / 2);
+  if (!data.ok()) {
+    if (path == default_path) {
+      return std::optional<LogEvidence>();
+    }
+    return std::move(data).error().WithContext("event log " + path);
+  }
+  return std::optional<LogEvidence>(LogEvidence{std::move(format), std::move(data).value()});
+}
+
+}  // namespace
+
+Result<Tpm2Evidence> ProduceEvidence(tpm::TpmContext& ctx, const tpm::WorkloadKey& key,
+                                     ByteView nonce, const EvidenceOptions& options) {
+  WIMSE_ASSIGN_OR_RETURN(Tpm2Evidence e, ProduceEvidence(ctx, key, nonce, options.pcrs));
+  WIMSE_ASSIGN_OR_RETURN(e.uefi_log, ReadLog(options.uefi_log_path, kDefaultUefiLogPath,
+                                             "tcg-pc-client-crypto-agile"));
+  bool ascii = options.ima_log_path.size() >= 26 &&
+               options.ima_log_path.ends_with("ascii_runtime_measurements");
+  WIMSE_ASSIGN_OR_RETURN(e.ima_log, ReadLog(options.ima_log_path, kDefaultImaLogPath,
+                                            ascii ? "ima-ascii" : "ima-binary"));
+  return e;
+}
+
 Result<std::string> ProduceEvidenceCmw(tpm::TpmContext& ctx, const tpm::WorkloadKey& key,
                                        ByteView nonce, const PcrBankSelection& pcrs) {
   WIMSE_ASSIGN_OR_RETURN(Tpm2Evidence e, ProduceEvidence(ctx, key, nonce, pcrs));
@@ -73,6 +105,41 @@ Result<Bytes> ReadAkPublic(tpm::TpmContext& ctx) {
   return ctx.Run([&](ESYS_CONTEXT* esys) -> Result<Bytes> {
     WIMSE_ASSIGN_OR_RETURN(tpm::AttestationKey ak, tpm::CreateAkLocked(esys));
     return ak.public_blob;
+  });
+}
+
+Result<EnrollmentRequest> ProduceEnrollmentRequest(tpm::TpmContext& ctx, tpm::EkType ek_type,
+                                                   const std::string& identity) {
+  EnrollmentRequest req;
+  req.identity = identity;
+  Status s = ctx.Run([&](ESYS_CONTEXT* esys) -> Status {
+    {
+      WIMSE_ASSIGN_OR_RETURN(tpm::EndorsementKey ek, tpm::CreateEkLocked(esys, ek_type));
+      req.ek_public = ek.public_blob;
+    }  // EK flushed
+    Result<Bytes> cert = tpm::ReadNvCertificateLocked(esys, tpm::EkCertNvIndex(ek_type));
+    if (cert.ok()) {
+      req.ek_cert = std::move(cert).value();
+    } else if (cert.error().layer() != Layer::kTpm) {
+      return std::move(cert).error();
+    }
+    WIMSE_ASSIGN_OR_RETURN(tpm::AttestationKey ak, tpm::CreateAkLocked(esys));
+    req.ak_public = ak.public_blob;
+    return OkStatus();
+  });
+  if (!s.ok()) {
+    return std::move(s).error().WithContext("collecting the enrolment request");
+  }
+  return req;
+}
+
+Result<SecretBytes> ActivateEnrollmentChallenge(tpm::TpmContext& ctx, tpm::EkType ek_type,
+                                                const EnrollmentChallenge& challenge) {
+  return ctx.Run([&](ESYS_CONTEXT* esys) -> Result<SecretBytes> {
+    WIMSE_ASSIGN_OR_RETURN(tpm::AttestationKey ak, tpm::CreateAkLocked(esys));
+    WIMSE_ASSIGN_OR_RETURN(tpm::EndorsementKey ek, tpm::CreateEkLocked(esys, ek_type));
+    return tpm::ActivateCredentialLocked(esys, ak.handle.get(), ek, challenge.credential_blob,
+                                         challenge.secret);
   });
 }
 

@@ -6,9 +6,11 @@
 
 #include <string>
 
+#include "attest/enrollment.h"
 #include "attest/evidence_format.h"
 #include "attest/verifier.h"
 #include "tpm/context.h"
+#include "tpm/ek.h"
 #include "tpm/workload_key.h"
 #include "util/bytes.h"
 #include "util/result.h"
@@ -29,6 +31,25 @@ Result<Tpm2Evidence> ProduceEvidence(tpm::TpmContext& ctx, const tpm::WorkloadKe
                                      ByteView nonce,
                                      const PcrBankSelection& pcrs = PcrBankSelection{});
 
+// Default event-log locations (Linux securityfs, rats-tpm §4.3).
+inline constexpr char kDefaultUefiLogPath[] = "/sys/kernel/security/tpm0/binary_bios_measurements";
+inline constexpr char kDefaultImaLogPath[] =
+    "/sys/kernel/security/ima/binary_runtime_measurements";
+
+struct EvidenceOptions {
+  PcrBankSelection pcrs;
+  // Event logs to attach. Empty: none. A default path that cannot be read (not root, no
+  // securityfs) is skipped; any other path that cannot be read is an error. An IMA path ending
+  // in "ascii_runtime_measurements" is sent as "ima-ascii", otherwise as "ima-binary".
+  std::string uefi_log_path = kDefaultUefiLogPath;
+  std::string ima_log_path = kDefaultImaLogPath;
+};
+
+// ProduceEvidence with event logs. The logs are read after the quote, so they may run ahead of
+// it (the verifier accepts an IMA prefix; rats-tpm §4.4).
+Result<Tpm2Evidence> ProduceEvidence(tpm::TpmContext& ctx, const tpm::WorkloadKey& key,
+                                     ByteView nonce, const EvidenceOptions& options);
+
 // ProduceEvidence, encoded and wrapped: returns the CMW JSON record text.
 Result<std::string> ProduceEvidenceCmw(tpm::TpmContext& ctx, const tpm::WorkloadKey& key,
                                        ByteView nonce,
@@ -37,6 +58,19 @@ Result<std::string> ProduceEvidenceCmw(tpm::TpmContext& ctx, const tpm::Workload
 // The AK's public area (marshalled TPM2B_PUBLIC) on this TPM: creates the AK primary, reads its
 // public area, flushes it. For enrolment and for exporting the AK public key.
 Result<Bytes> ReadAkPublic(tpm::TpmContext& ctx);
+
+// Enrolment, agent side (rats-tpm §3.5, §7 step 1): the EK of `ek_type` (TPM2_CreatePrimary
+// from the TCG template), its certificate from NV (left empty when the index does not exist),
+// and the AK public, as a request binding `identity`. TPM side effects, within one Run(): EK
+// and AK primaries created and flushed (2 transient slots at most), NV index read.
+Result<EnrollmentRequest> ProduceEnrollmentRequest(tpm::TpmContext& ctx, tpm::EkType ek_type,
+                                                   const std::string& identity);
+
+// Enrolment, agent side, step 2: TPM2_ActivateCredential of `challenge` with the AK and the EK
+// of `ek_type` (both re-created, then flushed; the EK's policy session is flushed). Returns the
+// released credential (a secret: send it to the verifier, never log it).
+Result<SecretBytes> ActivateEnrollmentChallenge(tpm::TpmContext& ctx, tpm::EkType ek_type,
+                                                const EnrollmentChallenge& challenge);
 
 }  // namespace wimse::attest
 

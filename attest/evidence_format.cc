@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "attest/b64url.h"
+#include "jose/base64url.h"
 
 namespace wimse::attest {
 
@@ -75,7 +75,7 @@ Result<std::string> StringMember(const Json& obj, const char* name, const std::s
 
 Result<Bytes> BytesMember(const Json& obj, const char* name, const std::string& path) {
   WIMSE_ASSIGN_OR_RETURN(std::string text, StringMember(obj, name, path));
-  Result<Bytes> b = B64UrlDecode(text);
+  Result<Bytes> b = jose::Base64UrlDecode(text);
   if (!b.ok()) {
     return ParseError(path + "." + name + ": " + b.error().message());
   }
@@ -127,7 +127,7 @@ Result<uint32_t> PcrIndex(const std::string& s, const std::string& path) {
 }
 
 Json Signed(const SignedAttest& s) {
-  return Json{{"attest", B64UrlEncode(s.attest)}, {"signature", B64UrlEncode(s.signature)}};
+  return Json{{"attest", jose::Base64UrlEncode(s.attest)}, {"signature", jose::Base64UrlEncode(s.signature)}};
 }
 
 }  // namespace
@@ -168,7 +168,7 @@ std::string EncodeEvidenceJson(const Tpm2Evidence& e) {
   for (const QuoteEvidence& q : e.quotes) {
     Json values = Json::object();
     for (const auto& [index, value] : q.pcrs) {
-      values[std::to_string(index)] = B64UrlEncode(value);
+      values[std::to_string(index)] = jose::Base64UrlEncode(value);
     }
     Json jq = Signed(q.quote);
     jq["pcrs"] = Json{{"bank", q.bank}, {"values", values}};
@@ -176,15 +176,27 @@ std::string EncodeEvidenceJson(const Tpm2Evidence& e) {
   }
   Json keys = Json::array();
   for (const KeyEvidence& k : e.keys) {
-    keys.push_back(Json{{"public", B64UrlEncode(k.public_blob)}, {"certify", Signed(k.certify)}});
+    keys.push_back(Json{{"public", jose::Base64UrlEncode(k.public_blob)}, {"certify", Signed(k.certify)}});
   }
   Json doc{
       {"profile", e.profile},
-      {"nonce", B64UrlEncode(e.nonce)},
-      {"ak", Json{{"public", B64UrlEncode(e.ak_public)}}},
+      {"nonce", jose::Base64UrlEncode(e.nonce)},
+      {"ak", Json{{"public", jose::Base64UrlEncode(e.ak_public)}}},
       {"quotes", quotes},
       {"keys", keys},
   };
+  Json logs = Json::object();
+  if (e.uefi_log) {
+    logs["uefi"] = Json{{"format", e.uefi_log->format},
+                        {"data", jose::Base64UrlEncode(e.uefi_log->data)}};
+  }
+  if (e.ima_log) {
+    logs["ima"] = Json{{"format", e.ima_log->format},
+                       {"data", jose::Base64UrlEncode(e.ima_log->data)}};
+  }
+  if (!logs.empty()) {
+    doc["logs"] = logs;
+  }
   if (!e.swname.empty() || !e.swversion.empty()) {
     doc["attester"] = Json{{"swname", e.swname}, {"swversion", e.swversion}};
   }
@@ -220,7 +232,7 @@ Result<Tpm2Evidence> DecodeEvidenceJson(std::string_view json) {
       if (!value.is_string()) {
         return ParseError(path + ".pcrs.values." + key + " is not a string");
       }
-      Result<Bytes> v = B64UrlDecode(value.get<std::string>());
+      Result<Bytes> v = jose::Base64UrlDecode(value.get<std::string>());
       if (!v.ok()) {
         return ParseError(path + ".pcrs.values." + key + ": " + v.error().message());
       }
@@ -243,6 +255,27 @@ Result<Tpm2Evidence> DecodeEvidenceJson(std::string_view json) {
     e.keys.push_back(std::move(k));
   }
 
+  auto logs = doc.find("logs");
+  if (logs != doc.end()) {
+    if (!logs->is_object()) {
+      return ParseError("evidence.logs is not an object");
+    }
+    for (const char* name : {"uefi", "ima"}) {
+      auto l = logs->find(name);
+      if (l == logs->end()) {
+        continue;
+      }
+      const std::string path = root + ".logs." + name;
+      if (!l->is_object()) {
+        return ParseError(path + " is not an object");
+      }
+      LogEvidence le;
+      WIMSE_ASSIGN_OR_RETURN(le.format, StringMember(*l, "format", path));
+      WIMSE_ASSIGN_OR_RETURN(le.data, BytesMember(*l, "data", path));
+      (std::string(name) == "uefi" ? e.uefi_log : e.ima_log) = std::move(le);
+    }
+  }
+
   auto attester = doc.find("attester");
   if (attester != doc.end() && attester->is_object()) {
     auto n = attester->find("swname");
@@ -259,7 +292,7 @@ Result<Tpm2Evidence> DecodeEvidenceJson(std::string_view json) {
 
 std::string WrapCmw(std::string_view evidence_json) {
   Json record =
-      Json::array({kEvidenceMediaType, B64UrlEncode(AsBytes(evidence_json)), kCmwIndEvidence});
+      Json::array({kEvidenceMediaType, jose::Base64UrlEncode(AsBytes(evidence_json)), kCmwIndEvidence});
   return record.dump();
 }
 
@@ -285,7 +318,7 @@ Result<std::string> UnwrapCmw(std::string_view cmw_json) {
       return ParseError("CMW ind " + std::to_string(ind) + " does not mark evidence");
     }
   }
-  Result<Bytes> value = B64UrlDecode(record[1].get<std::string>());
+  Result<Bytes> value = jose::Base64UrlDecode(record[1].get<std::string>());
   if (!value.ok()) {
     return ParseError("CMW value: " + value.error().message());
   }

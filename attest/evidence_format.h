@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,12 +54,20 @@ struct KeyEvidence {
   SignedAttest certify;
 };
 
+// An event log as collected (raw bytes, never re-encoded).
+struct LogEvidence {
+  std::string format;  // "tcg-pc-client-crypto-agile", "ima-binary", "ima-ascii"
+  Bytes data;
+};
+
 struct Tpm2Evidence {
   std::string profile = kEvidenceProfile;
   Bytes nonce;      // informative echo; the verifier uses its own copy
   Bytes ak_public;  // TPM2B_PUBLIC of the AK, with size prefix
   std::vector<QuoteEvidence> quotes;
   std::vector<KeyEvidence> keys;
+  std::optional<LogEvidence> uefi_log;  // logs.uefi
+  std::optional<LogEvidence> ima_log;   // logs.ima
   std::string swname;  // attester software (informative)
   std::string swversion;
 };

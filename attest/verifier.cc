@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "attest/eventlog.h"
 #include "crypto/ecdsa.h"
 #include "crypto/ossl.h"
 #include "crypto/public_key.h"
@@ -57,21 +58,6 @@ std::string AttributeProblems(uint32_t attrs, uint32_t required, uint32_t forbid
     }
   }
   return out;
-}
-
-size_t BankDigestSize(uint16_t alg) {
-  switch (alg) {
-    case TPM2_ALG_SHA1:
-      return 20;
-    case TPM2_ALG_SHA256:
-      return 32;
-    case TPM2_ALG_SHA384:
-      return 48;
-    case TPM2_ALG_SHA512:
-      return 64;
-    default:
-      return 0;
-  }
 }
 
 uint32_t ReadBe32(ByteView b) {
@@ -390,7 +376,158 @@ void CheckNonce(const TPM2B_DATA& extra, const Bytes& expected, Reason reason, c
   }
 }
 
+
+// Clock/reset/restart ordering per AK (rats-tpm §3.6): reset must not decrease; restart may
+// only decrease together with a reset increase; within one (reset, restart) pair the clock must
+// increase.
+void CheckClock(const TPMS_CLOCK_INFO& now, const ClockState& last, AppraisalResult& result,
+                Findings& f) {
+  if (now.resetCount < last.reset_count) {
+    f.Add(Reason::kClockRollback, "resetCount went back from " + std::to_string(last.reset_count) +
+                                      " to " + std::to_string(now.resetCount));
+    return;
+  }
+  if (now.resetCount > last.reset_count) {
+    result.rebooted = true;
+    return;
+  }
+  if (now.restartCount < last.restart_count) {
+    f.Add(Reason::kClockRollback, "restartCount went back without a reset");
+    return;
+  }
+  if (now.restartCount > last.restart_count) {
+    result.resumed = true;
+    return;
+  }
+  if (now.clock <= last.clock) {
+    f.Add(Reason::kClockRollback, "clock did not advance since the last accepted quote (" +
+                                      std::to_string(last.clock) + " -> " +
+                                      std::to_string(now.clock) + ")");
+  }
+}
+
+void CheckEventDigest(const Bytes& digest, const AttestationPolicy* policy, const std::string& what,
+                      AppraisalResult& result, Findings& f) {
+  result.event_digests.insert(digest);
+  if (policy == nullptr) {
+    return;
+  }
+  if (policy->denied_event_digests.count(digest) != 0) {
+    f.Add(Reason::kEventDenied, what + " digest " + HexEncode(digest) + " is denied");
+  } else if (!policy->allowed_event_digests.empty() &&
+             policy->allowed_event_digests.count(digest) == 0) {
+    f.Add(Reason::kEventNotAllowed, what + " digest " + HexEncode(digest) + " is not allowed");
+  }
+}
+
+// Replays the logs against the quote-verified PCR values (rats-tpm §4.2, §4.4).
+void CheckLogs(const Tpm2Evidence& e, uint16_t bank, uint32_t mask,
+               const std::map<uint32_t, Bytes>& quoted, const AttestationPolicy* policy,
+               AppraisalResult& result, Findings& f) {
+  if (e.uefi_log) {
+    Result<LogFormat> fmt = LogFormatFromName(e.uefi_log->format);
+    Result<EventLog> log = Error(Layer::kParse, "");
+    if (!fmt.ok() || *fmt != LogFormat::kTcgPcClient) {
+      f.Add(Reason::kEventLogMalformed, "logs.uefi format is not tcg-pc-client-crypto-agile");
+    } else if (log = ParseTcgLog(e.uefi_log->data); !log.ok()) {
+      f.Add(Reason::kEventLogMalformed, log.error().message());
+    } else {
+      Result<std::map<uint32_t, Bytes>> replayed = ReplayLog(*log, bank);
+      if (!replayed.ok()) {
+        f.Add(Reason::kEventLogReplayMismatch, replayed.error().message());
+      } else {
+        bool ok = true;
+        for (const auto& [pcr, value] : quoted) {
+          if (pcr == 10 && e.ima_log) {
+            continue;  // IMA's PCR, replayed below
+          }
+          auto it = replayed->find(pcr);
+          const Bytes want = it == replayed->end() ? InitialPcrValue(pcr, bank) : it->second;
+          if (!ConstantTimeEqual(want, value)) {
+            ok = false;
+            f.Add(Reason::kEventLogReplayMismatch,
+                  "UEFI log replays PCR " + std::to_string(pcr) + " to " + HexEncode(want) +
+                      ", quoted " + HexEncode(value));
+          }
+        }
+        if (ok) {
+          result.uefi_log_checked = true;
+          for (const LogEvent& ev : log->events) {
+            if (ev.type == kEvNoAction || !(mask & (1u << ev.pcr))) {
+              continue;
+            }
+            CheckEventDigest(ev.digests.at(bank), policy,
+                             "UEFI event (PCR " + std::to_string(ev.pcr) + ")", result, f);
+          }
+        }
+      }
+    }
+  }
+  if (e.ima_log) {
+    Result<LogFormat> fmt = LogFormatFromName(e.ima_log->format);
+    Result<EventLog> log = Error(Layer::kParse, "");
+    if (!fmt.ok() || *fmt == LogFormat::kTcgPcClient) {
+      f.Add(Reason::kEventLogMalformed, "logs.ima format is not ima-binary or ima-ascii");
+    } else if (log = ParseEventLog(*fmt, e.ima_log->data); !log.ok()) {
+      f.Add(Reason::kEventLogMalformed, log.error().message());
+    } else if (quoted.count(10) == 0) {
+      f.Add(Reason::kEventLogReplayMismatch, "IMA log present but PCR 10 is not quoted");
+    } else {
+      // The log may run ahead of the quote: accept the shortest prefix that replays exactly to
+      // the quoted PCR 10 and appraise only that prefix (field case C04 #4).
+      Bytes pcr10 = InitialPcrValue(10, bank);
+      const Bytes& want = quoted.at(10);
+      size_t matched = ConstantTimeEqual(pcr10, want) ? 0 : SIZE_MAX;
+      for (size_t i = 0; i < log->events.size() && matched == SIZE_MAX; ++i) {
+        const LogEvent& ev = log->events[i];
+        if (ev.pcr != 10) {
+          continue;
+        }
+        Result<Bytes> next = ExtendPcr(bank, pcr10, ev.digests.at(bank));
+        if (!next.ok()) {
+          break;
+        }
+        pcr10 = std::move(next).value();
+        if (ConstantTimeEqual(pcr10, want)) {
+          matched = i + 1;
+        }
+      }
+      if (matched == SIZE_MAX) {
+        f.Add(Reason::kEventLogReplayMismatch, "no prefix of the IMA log replays to PCR 10");
+      } else {
+        result.ima_log_checked = true;
+        for (size_t i = 0; i < matched; ++i) {
+          const LogEvent& ev = log->events[i];
+          size_t colon = ev.file_digest.find(':');
+          Result<Bytes> fd = HexDecode(ev.file_digest.substr(colon + 1));
+          if (fd.ok() && !ev.violation) {
+            CheckEventDigest(*fd, policy, "IMA " + ev.path, result, f);
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
+
+std::string AkPolicyProblems(const TPMT_PUBLIC& pub) {
+  std::string problems =
+      AttributeProblems(pub.objectAttributes, kAkRequiredAttributes, kAkForbiddenAttributes);
+  if (!HashAlgFromTpm(pub.nameAlg).ok()) {
+    problems += (problems.empty() ? "" : ", ") + std::string("nameAlg 0x") + Hex16(pub.nameAlg) +
+                " not allowed";
+  }
+  if (!problems.empty()) {
+    return "ak_attributes: " + problems;
+  }
+  SigScheme scheme = SchemeOf(pub);
+  if (scheme.alg == TPM2_ALG_NULL || !HashAlgFromTpm(scheme.hash).ok()) {
+    return "ak_scheme: AK scheme 0x" + Hex16(scheme.alg) + "/0x" + Hex16(scheme.hash) +
+           " is not a signing scheme with SHA-256/384/512";
+  }
+  return "";
+}
 
 std::string_view ReasonCode(Reason reason) {
   switch (reason) {
@@ -452,6 +589,24 @@ std::string_view ReasonCode(Reason reason) {
       return "certify_signer_mismatch";
     case Reason::kBootMismatch:
       return "boot_mismatch";
+    case Reason::kBankNotAllowed:
+      return "bank_not_allowed";
+    case Reason::kAkNotEnrolled:
+      return "ak_not_enrolled";
+    case Reason::kEvidenceTooOld:
+      return "evidence_too_old";
+    case Reason::kClockRollback:
+      return "clock_rollback";
+    case Reason::kPcrReferenceMismatch:
+      return "pcr_reference_mismatch";
+    case Reason::kEventLogMalformed:
+      return "event_log_malformed";
+    case Reason::kEventLogReplayMismatch:
+      return "event_log_replay_mismatch";
+    case Reason::kEventDenied:
+      return "event_denied";
+    case Reason::kEventNotAllowed:
+      return "event_not_allowed";
   }
   return "unknown";
 }
@@ -483,6 +638,22 @@ std::string AppraisalResult::Summary() const {
 AppraisalResult AppraiseEvidence(const Tpm2Evidence& e, const AppraisalOptions& options) {
   AppraisalResult result;
   Findings f;
+  const AttestationPolicy* policy = options.policy;
+  const PcrBankSelection want_sel = policy != nullptr ? policy->pcrs : options.expected_pcrs;
+  const bool allow_sha1 = policy != nullptr ? policy->allow_sha1 : options.allow_sha1;
+  if (BankDigestSize(want_sel.bank) == 0 || (want_sel.bank == TPM2_ALG_SHA1 && !allow_sha1)) {
+    f.Add(Reason::kBankNotAllowed,
+          "bank " + BankNameFromAlg(want_sel.bank) + " is not allowed by the policy");
+  }
+  if (policy != nullptr && policy->max_evidence_age_seconds > 0) {
+    if (options.nonce_issued_unix <= 0 ||
+        options.now_unix - options.nonce_issued_unix > policy->max_evidence_age_seconds ||
+        options.now_unix < options.nonce_issued_unix) {
+      f.Add(Reason::kEvidenceTooOld,
+            "the nonce was issued " + std::to_string(options.now_unix - options.nonce_issued_unix) +
+                " s ago, the policy allows " + std::to_string(policy->max_evidence_age_seconds));
+    }
+  }
 
   if (options.expected_nonce.size() < options.min_nonce_size) {
     f.Add(Reason::kNoncePolicy,
@@ -512,6 +683,17 @@ AppraisalResult AppraiseEvidence(const Tpm2Evidence& e, const AppraisalOptions& 
       Result<EvpPkeyPtr> trusted = PublicKeyFromDer(*options.trusted_ak_spki);
       if (!trusted.ok() || EVP_PKEY_eq(trusted->get(), ak->key.get()) != 1) {
         f.Add(Reason::kAkNotTrusted, "the evidence AK is not the trusted AK");
+      } else {
+        result.ak_enrolled = true;
+      }
+    }
+    if (options.enrolled_ak_name.has_value()) {
+      if (!ConstantTimeEqual(*options.enrolled_ak_name, ak->name)) {
+        f.Add(Reason::kAkNotEnrolled, "the evidence AK Name " + HexEncode(ak->name) +
+                                          " is not the enrolled AK Name");
+        result.ak_enrolled = false;
+      } else {
+        result.ak_enrolled = !options.trusted_ak_spki.has_value() || result.ak_enrolled;
       }
     }
   }
@@ -519,7 +701,7 @@ AppraisalResult AppraiseEvidence(const Tpm2Evidence& e, const AppraisalOptions& 
 
   // --- Quote ---
   const QuoteEvidence* quote = nullptr;
-  std::string want_bank = BankNameFromAlg(options.expected_pcrs.bank);
+  std::string want_bank = BankNameFromAlg(want_sel.bank);
   for (const QuoteEvidence& q : e.quotes) {
     if (q.bank == want_bank) {
       quote = &q;
@@ -545,12 +727,36 @@ AppraisalResult AppraiseEvidence(const Tpm2Evidence& e, const AppraisalOptions& 
       CheckNonce(qa.attest.extraData, options.expected_nonce, Reason::kQuoteNonceMismatch, "quote",
                  f);
       const TPMS_QUOTE_INFO& info = qa.attest.attested.quote;
-      CheckSelection(info.pcrSelect, options.expected_pcrs, f);
+      CheckSelection(info.pcrSelect, want_sel, f);
       if (sig_hash.ok() && CheckPcrDigest(info, *quote, sig_hash.value(), f)) {
+        // From here on the PCR values are authenticated (rats-tpm §3.3 Q10).
         result.quoted_pcrs = quote->pcrs;
+        if (policy != nullptr) {
+          bool refs_ok = true;
+          for (const auto& [pcr, value] : policy->reference_values) {
+            auto it = quote->pcrs.find(pcr);
+            if (it == quote->pcrs.end()) {
+              refs_ok = false;
+              f.Add(Reason::kPcrReferenceMismatch,
+                    "PCR " + std::to_string(pcr) + " has a reference value but is not quoted");
+            } else if (!ConstantTimeEqual(it->second, value)) {
+              refs_ok = false;
+              f.Add(Reason::kPcrReferenceMismatch,
+                    "PCR " + std::to_string(pcr) + " is " + HexEncode(it->second) +
+                        ", reference " + HexEncode(value));
+            }
+          }
+          result.references_checked = refs_ok && !policy->reference_values.empty();
+        }
+        CheckLogs(e, want_sel.bank, want_sel.mask, quote->pcrs, policy, result, f);
+      } else if (e.uefi_log || e.ima_log) {
+        f.Add(Reason::kEventLogReplayMismatch, "logs not replayed: the PCR values are not verified");
       }
       if (qa.attest.clockInfo.safe != TPM2_YES) {
         f.Add(Reason::kClockNotSafe, "quote clockInfo.safe is NO");
+      }
+      if (sig_hash.ok() && options.last_clock.has_value()) {
+        CheckClock(qa.attest.clockInfo, *options.last_clock, result, f);
       }
     }
   }
@@ -620,10 +826,15 @@ AppraisalResult AppraiseEvidence(const Tpm2Evidence& e, const AppraisalOptions& 
       result.workload_key_spki = std::move(spki).value();
       result.workload_key_name = key->name;
       result.ak_name = ak->name;
+      result.ek_certified = result.ak_enrolled && options.enrolled_ek_certified;
+      result.new_clock = ClockState{qa.attest.clockInfo.clock, qa.attest.clockInfo.resetCount,
+                                    qa.attest.clockInfo.restartCount};
     }
   }
   if (!result.affirming()) {
     result.quoted_pcrs.clear();
+    result.event_digests.clear();
+    result.new_clock.reset();
   }
   return result;
 }

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,6 +58,15 @@ enum class Reason {
   kCertifyQualifiedNameMissing,  // qualifiedName empty
   kCertifySignerMismatch,        // certify qualifiedSigner differs from the quote's
   kBootMismatch,                 // certify and quote from different boots (reset/restart counts)
+  kBankNotAllowed,               // sha1 bank without allow_sha1, or an unknown bank
+  kAkNotEnrolled,                // AK Name differs from the enrolled AK Name
+  kEvidenceTooOld,               // nonce issued longer ago than the policy's maximum age
+  kClockRollback,                // resetCount/restartCount/clock went back for this AK
+  kPcrReferenceMismatch,         // a quoted PCR differs from the policy's reference value
+  kEventLogMalformed,            // event log unparsable or over the limits
+  kEventLogReplayMismatch,       // the log does not replay to the quoted PCR values
+  kEventDenied,                  // a replayed event digest is on the policy's deny list
+  kEventNotAllowed,              // a replayed event digest is not on the policy's allow list
 };
 
 // Stable code for a reason, e.g. "quote_nonce_mismatch".
@@ -75,6 +85,26 @@ struct PcrBankSelection {
   uint32_t mask = 0xFF;  // PCRs 0-7
 };
 
+// The appraisal policy (JSON form and documentation: attest/policy.h, docs/attestation.md).
+struct AttestationPolicy {
+  std::string id = "urn:wimse-tpm:policy:default";
+  PcrBankSelection pcrs;
+  bool allow_sha1 = false;
+  std::map<uint32_t, Bytes> reference_values;  // PCR -> expected value (bank size)
+  std::set<Bytes> allowed_event_digests;       // empty: no allow list
+  std::set<Bytes> denied_event_digests;
+  std::vector<std::string> ek_roots_pem;       // enrolment trust anchors
+  int64_t max_evidence_age_seconds = 0;        // 0: not checked
+};
+
+// TPM clock state of one AK (TPMS_CLOCK_INFO without `safe`), kept by the caller between
+// appraisals for reboot and rollback detection (rats-tpm §3.6).
+struct ClockState {
+  uint64_t clock = 0;
+  uint32_t reset_count = 0;
+  uint32_t restart_count = 0;
+};
+
 struct AppraisalOptions {
   // The nonce this verifier issued for this round (compared with both extraData fields).
   Bytes expected_nonce;
@@ -87,6 +117,19 @@ struct AppraisalOptions {
   int64_t now_unix = 0;
   // Nonces shorter than this are refused by policy (field case C01).
   size_t min_nonce_size = 16;
+  // The policy (not owned; must outlive the call). When set, its selection replaces
+  // `expected_pcrs` and its reference values, event lists and maximum age apply.
+  const AttestationPolicy* policy = nullptr;
+  // Without a policy: whether a sha1 `expected_pcrs.bank` is acceptable.
+  bool allow_sha1 = false;
+  // Name(AK) pinned at enrolment (EnrollmentRecord::ak_name); the evidence AK must have it.
+  std::optional<Bytes> enrolled_ak_name;
+  // Whether that enrolment validated an EK certificate chain (EAR `hardware` claim).
+  bool enrolled_ek_certified = false;
+  // When the nonce was issued (seconds since the epoch); with policy.max_evidence_age_seconds.
+  int64_t nonce_issued_unix = 0;
+  // The last clock state accepted for this AK, if any.
+  std::optional<ClockState> last_clock;
 };
 
 enum class Verdict { kAffirming, kContraindicated };
@@ -103,12 +146,31 @@ struct AppraisalResult {
   std::map<uint32_t, Bytes> quoted_pcrs;
   // The quote's clock information (valid when the quote parsed).
   TPMS_CLOCK_INFO quote_clock{};
+  // Set only when affirming: the clock state to store for the next appraisal of this AK, and
+  // whether the TPM was reset (rebooted) or restarted (resumed) since `last_clock`.
+  std::optional<ClockState> new_clock;
+  bool rebooted = false;
+  bool resumed = false;
+  // Facts for the EAR trust vector.
+  bool ak_enrolled = false;          // enrolled_ak_name or trusted_ak_spki matched
+  bool ek_certified = false;         // ak_enrolled and options.enrolled_ek_certified
+  bool references_checked = false;   // policy reference values compared (and matched)
+  bool uefi_log_checked = false;     // UEFI log replayed to the quote
+  bool ima_log_checked = false;      // IMA log (prefix) replayed to the quote
+  // Digests of the replayed, quote-verified events (TCG: bank digest; IMA: file digest), for
+  // policy capture.
+  std::set<Bytes> event_digests;
 
   bool affirming() const { return verdict == Verdict::kAffirming; }
   bool Has(Reason reason) const;
   // "affirming", or "contraindicated: <reason>; <reason>".
   std::string Summary() const;
 };
+
+// The AK policy of rats-tpm §3.5 A1-A4: restricted|sign|fixedTPM|fixedParent|
+// sensitiveDataOrigin, no decrypt, a signing scheme with SHA-256/384/512, nameAlg SHA-256+.
+// Returns "" when `pub` passes, else "<code>: <what>" with code ak_attributes or ak_scheme.
+std::string AkPolicyProblems(const TPMT_PUBLIC& pub);
 
 // Appraises a CMW JSON record carrying tpm2-evidence v1.
 AppraisalResult AppraiseCmw(std::string_view cmw_json, const AppraisalOptions& options);

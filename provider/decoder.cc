@@ -1,7 +1,9 @@
 // DECODERS for "TSS2 PRIVATE KEY" files (provider-guide §7.3).
 //
 //   DER (input=pem)                 PEM block labelled TSS2 PRIVATE KEY -> DER, structure TSS2
-//   EC  (input=der,structure=TSS2)  TSS2 DER -> TPM key object reference
+//   EC, RSA, RSA-PSS (input=der,structure=TSS2)
+//                                   TSS2 DER -> TPM key object reference (one decoder per key
+//                                   type; the others stay empty-handed)
 //
 // Anything that is not ours leaves the decoder empty-handed (return 1, no callback, no error
 // left on the queue): with the provider active process-wide, failing here would break loading
@@ -105,8 +107,9 @@ int PemToDerDecode(void* vctx, OSSL_CORE_BIO* cin, int /*selection*/,
   }
 }
 
-int DerToEcDecode(void* vctx, OSSL_CORE_BIO* cin, int /*selection*/, OSSL_CALLBACK* data_cb,
-                  void* data_cbarg, OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg) noexcept {
+template <KeyType T>
+int DerToKeyDecode(void* vctx, OSSL_CORE_BIO* cin, int /*selection*/, OSSL_CALLBACK* data_cb,
+                   void* data_cbarg, OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg) noexcept {
   auto* ctx = static_cast<DecoderCtx*>(vctx);
   try {
     Bytes der;
@@ -117,23 +120,11 @@ int DerToEcDecode(void* vctx, OSSL_CORE_BIO* cin, int /*selection*/, OSSL_CALLBA
       return 1;  // not something we could have made
     }
     bool not_ours = false;
-    std::unique_ptr<ProviderKey> key =
-        DecodeTss2Key(ctx->prov, der, pw_cb, pw_cbarg, &not_ours);
+    std::unique_ptr<ProviderKey> key = DecodeTss2Key(ctx->prov, der, pw_cb, pw_cbarg, T, &not_ours);
     if (!key) {
       return not_ours ? 1 : 0;  // refusals were raised by DecodeTss2Key
     }
-    KeyReference ref = key.release();
-    int object_type = OSSL_OBJECT_PKEY;
-    char data_type[] = "EC";
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &object_type),
-        OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE, data_type, 0),
-        OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &ref, sizeof(ref)),
-        OSSL_PARAM_construct_end(),
-    };
-    int ret = data_cb(params, data_cbarg);
-    delete ref;  // null if keymgmt load took it
-    return ret;
+    return PassKeyReference(std::move(key), data_cb, data_cbarg);
   } catch (...) {
     return 0;
   }
@@ -143,47 +134,42 @@ int DerToEcDecode(void* vctx, OSSL_CORE_BIO* cin, int /*selection*/, OSSL_CALLBA
 
 std::unique_ptr<ProviderKey> DecodeTss2Key(ProviderContext* prov, ByteView der,
                                            OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg,
-                                           bool* not_ours) {
+                                           std::optional<KeyType> want, bool* not_ours) {
   *not_ours = false;
   ERR_set_mark();
   auto file = ParseTss2KeyDer(der);
+  ERR_pop_to_mark();
   if (!file.ok()) {
-    ERR_pop_to_mark();
     *not_ours = true;
     return nullptr;
   }
-  ERR_pop_to_mark();
-  return KeyFromTss2File(prov, std::move(file).value(), pw_cb, pw_cbarg, not_ours);
+  return KeyFromTss2File(prov, std::move(file).value(), pw_cb, pw_cbarg, want, not_ours);
 }
 
 std::unique_ptr<ProviderKey> KeyFromTss2File(ProviderContext* prov, Tss2KeyFile file,
                                              OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg,
-                                             bool* not_ours) {
+                                             std::optional<KeyType> want, bool* not_ours) {
   *not_ours = false;
   ERR_set_mark();
   auto pub = UnmarshalTpm2bPublic(file.public_blob);
   ERR_pop_to_mark();
-  if (!pub.ok() || pub->publicArea.type != TPM2_ALG_ECC) {
-    // RSA or malformed public areas: leave them to another decoder (or none).
+  if (!pub.ok()) {
     *not_ours = true;
     return nullptr;
   }
-  if (!file.empty_auth) {
-    // emptyAuth FALSE or absent means "auth required", but tpm2-tools 5.4 writes FALSE for
-    // password-less keys (tpm2-tools #3458). Ask once; an empty answer means empty auth. We
-    // never retry with guesses (dictionary-attack lockout).
-    char pass[256];
-    size_t pass_len = 0;
-    bool empty = pw_cb != nullptr && pw_cb(pass, sizeof(pass), &pass_len, nullptr, pw_cbarg) == 1 &&
-                 pass_len == 0;
-    OPENSSL_cleanse(pass, sizeof(pass));
-    if (!empty) {
-      WIMSE_PROV_RAISE(prov, kReasonAuthNotSupported,
-                       "the key file requires an authorization value; only keys with "
-                       "empty auth are supported");
-      return nullptr;
-    }
-    file.empty_auth = true;
+  const TPMT_PUBLIC& area = pub->publicArea;
+  KeyType type = KeyType::kEc;
+  if (area.type == TPM2_ALG_RSA) {
+    type = area.parameters.rsaDetail.scheme.scheme == TPM2_ALG_RSAPSS ? KeyType::kRsaPss
+                                                                        : KeyType::kRsa;
+  } else if (area.type != TPM2_ALG_ECC) {
+    *not_ours = true;
+    return nullptr;
+  }
+  if (want && *want != type) {
+    // Another of our decoders (registered for the other key type) takes it.
+    *not_ours = true;
+    return nullptr;
   }
   int reason = kReasonCannotLoadKey;
   auto key = ProviderKey::FromKeyFile(prov, std::move(file), &reason);
@@ -191,7 +177,53 @@ std::unique_ptr<ProviderKey> KeyFromTss2File(ProviderContext* prov, Tss2KeyFile 
     WIMSE_PROV_RAISE_ERROR(prov, reason, key.error());
     return nullptr;
   }
+  if ((*key)->key->needs_auth() &&
+      !ObtainKeyAuth(prov, (*key)->key.get(), "TSS2 key file", pw_cb, pw_cbarg)) {
+    return nullptr;
+  }
   return std::move(key).value();
+}
+
+bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* what,
+                   OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg) {
+  // emptyAuth FALSE or absent means "auth required", but tpm2-tools 5.4 writes FALSE for
+  // password-less keys (tpm2-tools #3458): an empty answer means empty auth. Asked once; never
+  // retried with guesses (dictionary-attack lockout).
+  char pass[256];
+  size_t pass_len = 0;
+  OSSL_PARAM info[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_PASSPHRASE_PARAM_INFO, const_cast<char*>(what), 0),
+      OSSL_PARAM_construct_end(),
+  };
+  bool answered =
+      pw_cb != nullptr && pw_cb(pass, sizeof(pass), &pass_len, info, pw_cbarg) == 1;
+  if (!answered) {
+    OPENSSL_cleanse(pass, sizeof(pass));
+    WIMSE_PROV_RAISE(prov, kReasonAuthFailure,
+                     "the %s requires an authorization value and none was supplied (for a "
+                     "key without one, supply an empty passphrase)",
+                     what);
+    return false;
+  }
+  key->SetAuth(SecretBytes(ByteView(reinterpret_cast<const uint8_t*>(pass), pass_len)));
+  OPENSSL_cleanse(pass, sizeof(pass));
+  return true;
+}
+
+int PassKeyReference(std::unique_ptr<ProviderKey> key, OSSL_CALLBACK* cb, void* cbarg) {
+  const char* type_name = key->type_name();
+  KeyReference ref = key.release();
+  int object_type = OSSL_OBJECT_PKEY;
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &object_type),
+      OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
+                                       const_cast<char*>(type_name), 0),
+      OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &ref, sizeof(ref)),
+      OSSL_PARAM_construct_end(),
+  };
+  int ret = cb(params, cbarg);
+  delete ref;  // null if keymgmt load took it
+  return ret;
 }
 
 const OSSL_DISPATCH kTss2PemToDerDecoderFunctions[] = {
@@ -201,12 +233,17 @@ const OSSL_DISPATCH kTss2PemToDerDecoderFunctions[] = {
     {0, nullptr},
 };
 
-const OSSL_DISPATCH kTss2DerToEcDecoderFunctions[] = {
-    {OSSL_FUNC_DECODER_NEWCTX, reinterpret_cast<void (*)()>(NewCtx)},
-    {OSSL_FUNC_DECODER_FREECTX, reinterpret_cast<void (*)()>(FreeCtx)},
-    {OSSL_FUNC_DECODER_DOES_SELECTION, reinterpret_cast<void (*)()>(DoesSelection)},
-    {OSSL_FUNC_DECODER_DECODE, reinterpret_cast<void (*)()>(DerToEcDecode)},
-    {0, nullptr},
-};
+#define WIMSE_DER_TO_KEY_DECODER(name, type)                                             \
+  const OSSL_DISPATCH name[] = {                                                         \
+      {OSSL_FUNC_DECODER_NEWCTX, reinterpret_cast<void (*)()>(NewCtx)},                  \
+      {OSSL_FUNC_DECODER_FREECTX, reinterpret_cast<void (*)()>(FreeCtx)},                \
+      {OSSL_FUNC_DECODER_DOES_SELECTION, reinterpret_cast<void (*)()>(DoesSelection)},   \
+      {OSSL_FUNC_DECODER_DECODE, reinterpret_cast<void (*)()>(DerToKeyDecode<type>)},    \
+      {0, nullptr},                                                                      \
+  }
+
+WIMSE_DER_TO_KEY_DECODER(kTss2DerToEcDecoderFunctions, KeyType::kEc);
+WIMSE_DER_TO_KEY_DECODER(kTss2DerToRsaDecoderFunctions, KeyType::kRsa);
+WIMSE_DER_TO_KEY_DECODER(kTss2DerToRsaPssDecoderFunctions, KeyType::kRsaPss);
 
 }  // namespace wimse::provider

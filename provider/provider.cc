@@ -1,10 +1,14 @@
 // wimsetpm: OpenSSL 3 provider entry point, base functions, reason strings, algorithm tables
 // and error raising (provider-guide §2, §11).
 //
-// Registered: KEYMGMT EC, SIGNATURE ECDSA, DECODER TSS2 (PEM->DER, DER->EC), ENCODER EC SPKI
-// (DER, PEM) and text, STORE tpmkey. Never DIGEST/CIPHER/RAND/KEYEXCH/KDF or key generation:
-// anything generic would pull unrelated traffic (TLS transcript hashing, ECDHE) into the TPM.
-// OSSL_provider_init does no TPM I/O (tpm2-openssl #149); the first signature connects.
+// Registered: KEYMGMT EC/RSA/RSA-PSS, SIGNATURE ECDSA/RSA, DECODER TSS2 (PEM->DER, DER->key),
+// ENCODER SPKI (DER, PEM), text and TSS2 (PrivateKeyInfo), STORE tpmkey and handle. Never
+// DIGEST/CIPHER/RAND/KEYEXCH/KDF: anything generic would pull unrelated traffic (TLS
+// transcript hashing, ECDHE) into the TPM. Key generation exists for `openssl genpkey
+// -provider wimsetpm`; it is reached only when our keymgmt is chosen, which the documented
+// configuration (default provider first, default_properties = ?provider=default) prevents for
+// unqualified fetches such as libssl's ECDHE keys.
+// OSSL_provider_init does no TPM I/O (tpm2-openssl #149); the first key use connects.
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -37,46 +41,83 @@ const OSSL_ITEM kReasonStrings[] = {
     {kReasonRestrictedKey,
      const_cast<char*>("restricted attestation key cannot sign external data")},
     {kReasonAuthNotSupported, const_cast<char*>("key authorization values are not supported")},
-    {kReasonBadUri, const_cast<char*>("malformed tpmkey URI")},
+    {kReasonBadUri, const_cast<char*>("malformed TPM key URI")},
     {kReasonNotInitialized, const_cast<char*>("provider not initialized")},
     {kReasonIoError, const_cast<char*>("I/O error")},
+    {kReasonUnsupportedScheme,
+     const_cast<char*>("signature scheme not supported by this TPM key")},
+    {kReasonPssSaltMismatch, const_cast<char*>("TPM cannot produce the requested PSS salt length")},
+    {kReasonAuthFailure, const_cast<char*>("TPM key authorization failed")},
+    {kReasonKeyGeneration, const_cast<char*>("cannot create key in the TPM")},
+    {kReasonNoSuchHandle, const_cast<char*>("no such persistent handle in the TPM")},
+    {kReasonWrongTpm,
+     const_cast<char*>("key belongs to another TPM or storage primary")},
     {0, nullptr},
 };
 
-// Empty property strings: the core adds provider=<name> implicitly, and nothing in our design
-// needs a property to select us (key-bound operations follow the key, guide §3).
+// Templates: the property strings here get "provider=<name>" prepended per provider instance
+// (BuildAlgorithmTables). The core does NOT add that property implicitly (the default provider
+// writes "provider=default" into its own tables): without it, `-propquery provider=wimsetpm`
+// finds nothing and the child context's "provider!=wimsetpm" query would match our own
+// algorithms, recursing into us.
 const OSSL_ALGORITHM kKeymgmt[] = {
     {kEcNames, "", kEcKeymgmtFunctions, "TPM 2.0 EC key (wimse-tpm)"},
+    {kRsaNames, "", kRsaKeymgmtFunctions, "TPM 2.0 RSA key (wimse-tpm)"},
+    {kRsaPssNames, "", kRsaPssKeymgmtFunctions, "TPM 2.0 RSA key bound to PSS (wimse-tpm)"},
     {nullptr, nullptr, nullptr, nullptr},
 };
 const OSSL_ALGORITHM kSignature[] = {
     {kEcdsaNames, "", kEcdsaSignatureFunctions, "ECDSA in the TPM (wimse-tpm)"},
+    {kRsaNames, "", kRsaSignatureFunctions, "RSA PKCS#1 v1.5 and PSS in the TPM (wimse-tpm)"},
     {nullptr, nullptr, nullptr, nullptr},
 };
 const OSSL_ALGORITHM kDecoder[] = {
     {"DER", "input=pem", kTss2PemToDerDecoderFunctions, "TSS2 PRIVATE KEY PEM to DER"},
     {kEcNames, "input=der,structure=TSS2", kTss2DerToEcDecoderFunctions,
      "TSS2 PRIVATE KEY DER to TPM EC key"},
+    {kRsaNames, "input=der,structure=TSS2", kTss2DerToRsaDecoderFunctions,
+     "TSS2 PRIVATE KEY DER to TPM RSA key"},
+    {kRsaPssNames, "input=der,structure=TSS2", kTss2DerToRsaPssDecoderFunctions,
+     "TSS2 PRIVATE KEY DER to TPM RSA-PSS key"},
     {nullptr, nullptr, nullptr, nullptr},
 };
+
+#define WIMSE_KEY_ENCODERS(names, what)                                                    \
+  {names, "output=der,structure=SubjectPublicKeyInfo", kSpkiDerEncoderFunctions,           \
+   "TPM " what " public key to SubjectPublicKeyInfo DER"},                                 \
+      {names, "output=pem,structure=SubjectPublicKeyInfo", kSpkiPemEncoderFunctions,       \
+       "TPM " what " public key to SubjectPublicKeyInfo PEM"},                             \
+      {names, "output=text", kTextEncoderFunctions, "TPM " what " key as text"},           \
+      {names, "output=der,structure=PrivateKeyInfo", kTss2DerEncoderFunctions,             \
+       "TPM " what " key to its TSS2 PRIVATE KEY file (DER)"},                             \
+      {names, "output=pem,structure=PrivateKeyInfo", kTss2PemEncoderFunctions,             \
+       "TPM " what " key to its TSS2 PRIVATE KEY file (PEM)"}
+
 const OSSL_ALGORITHM kEncoder[] = {
-    {kEcNames, "output=der,structure=SubjectPublicKeyInfo", kEcSpkiDerEncoderFunctions,
-     "TPM EC public key to SubjectPublicKeyInfo DER"},
-    {kEcNames, "output=pem,structure=SubjectPublicKeyInfo", kEcSpkiPemEncoderFunctions,
-     "TPM EC public key to SubjectPublicKeyInfo PEM"},
-    {kEcNames, "output=text", kEcTextEncoderFunctions, "TPM EC key as text"},
+    WIMSE_KEY_ENCODERS(kEcNames, "EC"),
+    WIMSE_KEY_ENCODERS(kRsaNames, "RSA"),
+    WIMSE_KEY_ENCODERS(kRsaPssNames, "RSA-PSS"),
     {nullptr, nullptr, nullptr, nullptr},
 };
 const OSSL_ALGORITHM kStore[] = {
-    {kStoreScheme, "", kTpmKeyStoreFunctions, "TSS2 key files: tpmkey:file=<path>"},
+    {kStoreScheme, "", kTpmKeyStoreFunctions,
+     "TPM keys: tpmkey:file=<path>, tpmkey:handle=0x81xxxxxx"},
+    {kHandleScheme, "", kTpmKeyStoreFunctions, "persistent TPM keys: handle:0x81xxxxxx"},
     {nullptr, nullptr, nullptr, nullptr},
 };
+
+// Custom provider parameters (OSSL_PROVIDER_get_params) counting private-key operations that
+// reached the TPM.
+constexpr char kParamSignatures[] = "tpm-signatures";
+constexpr char kParamKeygens[] = "tpm-keygens";
 
 const OSSL_PARAM kGettableParams[] = {
     OSSL_PARAM_DEFN(OSSL_PROV_PARAM_NAME, OSSL_PARAM_UTF8_PTR, nullptr, 0),
     OSSL_PARAM_DEFN(OSSL_PROV_PARAM_VERSION, OSSL_PARAM_UTF8_PTR, nullptr, 0),
     OSSL_PARAM_DEFN(OSSL_PROV_PARAM_BUILDINFO, OSSL_PARAM_UTF8_PTR, nullptr, 0),
     OSSL_PARAM_DEFN(OSSL_PROV_PARAM_STATUS, OSSL_PARAM_INTEGER, nullptr, 0),
+    OSSL_PARAM_DEFN(kParamSignatures, OSSL_PARAM_UNSIGNED_INTEGER, nullptr, 0),
+    OSSL_PARAM_DEFN(kParamKeygens, OSSL_PARAM_UNSIGNED_INTEGER, nullptr, 0),
     OSSL_PARAM_END,
 };
 
@@ -102,8 +143,17 @@ void Teardown(void* provctx) noexcept {
 
 const OSSL_PARAM* GettableParams(void* /*provctx*/) noexcept { return kGettableParams; }
 
-int GetParams(void* /*provctx*/, OSSL_PARAM params[]) noexcept {
-  OSSL_PARAM* p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_NAME);
+int GetParams(void* provctx, OSSL_PARAM params[]) noexcept {
+  const auto* prov = static_cast<const ProviderContext*>(provctx);
+  OSSL_PARAM* p = OSSL_PARAM_locate(params, kParamSignatures);
+  if (p != nullptr && OSSL_PARAM_set_uint64(p, prov->signatures.load()) != 1) {
+    return 0;
+  }
+  p = OSSL_PARAM_locate(params, kParamKeygens);
+  if (p != nullptr && OSSL_PARAM_set_uint64(p, prov->keygens.load()) != 1) {
+    return 0;
+  }
+  p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_NAME);
   if (p != nullptr && OSSL_PARAM_set_utf8_ptr(p, kProviderDisplayName) != 1) {
     return 0;
   }
@@ -122,22 +172,40 @@ int GetParams(void* /*provctx*/, OSSL_PARAM params[]) noexcept {
   return 1;
 }
 
-const OSSL_ALGORITHM* QueryOperation(void* /*provctx*/, int operation_id,
-                                     int* no_cache) noexcept {
+const OSSL_ALGORITHM* QueryOperation(void* provctx, int operation_id, int* no_cache) noexcept {
+  const auto* prov = static_cast<const ProviderContext*>(provctx);
   *no_cache = 0;
-  switch (operation_id) {
-    case OSSL_OP_KEYMGMT:
-      return kKeymgmt;
-    case OSSL_OP_SIGNATURE:
-      return kSignature;
-    case OSSL_OP_DECODER:
-      return kDecoder;
-    case OSSL_OP_ENCODER:
-      return kEncoder;
-    case OSSL_OP_STORE:
-      return kStore;
-    default:
-      return nullptr;
+  for (const auto& table : prov->algorithms) {
+    if (table.operation_id == operation_id) {
+      return table.algorithms.data();
+    }
+  }
+  return nullptr;
+}
+
+// Copies the template tables with "provider=<name>" added to every property definition.
+void BuildAlgorithmTables(ProviderContext* prov) {
+  const std::pair<int, const OSSL_ALGORITHM*> templates[] = {
+      {OSSL_OP_KEYMGMT, kKeymgmt}, {OSSL_OP_SIGNATURE, kSignature},
+      {OSSL_OP_DECODER, kDecoder}, {OSSL_OP_ENCODER, kEncoder},
+      {OSSL_OP_STORE, kStore},
+  };
+  for (const auto& [op, algs] : templates) {
+    ProviderContext::AlgorithmTable table;
+    table.operation_id = op;
+    for (const OSSL_ALGORITHM* a = algs; a->algorithm_names != nullptr; ++a) {
+      std::string props = "provider=" + prov->name;
+      if (a->property_definition != nullptr && a->property_definition[0] != '\0') {
+        props += ",";
+        props += a->property_definition;
+      }
+      prov->property_strings.push_back(std::move(props));
+      OSSL_ALGORITHM copy = *a;
+      copy.property_definition = prov->property_strings.back().c_str();
+      table.algorithms.push_back(copy);
+    }
+    table.algorithms.push_back({nullptr, nullptr, nullptr, nullptr});
+    prov->algorithms.push_back(std::move(table));
   }
 }
 
@@ -204,6 +272,7 @@ int Init(const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in, const OSSL_DIS
   }
   prov->name = name_param != nullptr && name_param[0] != '\0' ? name_param : "wimsetpm";
   prov->fetch_propq = "provider!=" + prov->name;
+  BuildAlgorithmTables(prov.get());
   prov->tcti = tpm::ResolveTcti(tcti_param != nullptr ? tcti_param : "");
 
   prov->libctx = OSSL_LIB_CTX_new_child(handle, in);
@@ -241,6 +310,35 @@ void RaiseError(const ProviderContext* prov, int reason, const char* file, int l
   va_start(args, fmt);
   prov->core_vset_error(prov->handle, static_cast<uint32_t>(reason), fmt, args);
   va_end(args);
+}
+
+int ReasonForError(const Error& error, int fallback) {
+  if (error.layer() == Layer::kTcti) {
+    return kReasonCannotConnect;
+  }
+  uint32_t rc = error.tss2_rc();
+  if (error.layer() != Layer::kTpm || rc == 0 || (rc & 0xff0000) != 0) {
+    return fallback;
+  }
+  if ((rc & 0x80) != 0) {
+    // Format-one codes (TPM 2.0 Part 2, 6.6.3): the low 6 bits name the error, the rest say
+    // which handle/parameter/session it refers to.
+    switch (0x80 | (rc & 0x3f)) {
+      case 0x9f:  // TPM_RC_INTEGRITY: the blob was wrapped by another TPM or parent
+        return kReasonWrongTpm;
+      case 0x8e:  // TPM_RC_AUTH_FAIL
+      case 0xa2:  // TPM_RC_BAD_AUTH
+        return kReasonAuthFailure;
+      case 0x8b:  // TPM_RC_HANDLE
+        return kReasonNoSuchHandle;
+      default:
+        return fallback;
+    }
+  }
+  if ((rc & 0xfff) == 0x921) {  // TPM_RC_LOCKOUT (dictionary-attack lockout)
+    return kReasonAuthFailure;
+  }
+  return fallback;
 }
 
 void RaiseResultError(const ProviderContext* prov, int reason, const Error& error,

@@ -9,11 +9,16 @@
 
 #include <openssl/core.h>
 #include <openssl/core_dispatch.h>
+#include <openssl/evp.h>
 
+#include <atomic>
 #include <cstdarg>
+#include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "crypto/signer.h"
 #include "tpm/context.h"
@@ -40,6 +45,12 @@ enum Reason : int {
   kReasonBadUri = 12,
   kReasonNotInitialized = 13,
   kReasonIoError = 14,
+  kReasonUnsupportedScheme = 15,
+  kReasonPssSaltMismatch = 16,
+  kReasonAuthFailure = 17,
+  kReasonKeyGeneration = 18,
+  kReasonNoSuchHandle = 19,
+  kReasonWrongTpm = 20,
 };
 
 // Per-provider-instance state (the provctx). Created in OSSL_provider_init, freed in teardown.
@@ -67,6 +78,21 @@ struct ProviderContext {
 
   std::mutex mu;
   std::shared_ptr<tpm::TpmContext> tpm;  // guarded by mu
+
+  // Private-key operations that reached the TPM (signatures made, keys generated), readable
+  // through OSSL_PROVIDER_get_params as "tpm-signatures" / "tpm-keygens": lets tests prove
+  // that a TLS handshake sends exactly one operation to the TPM and nothing else.
+  std::atomic<uint64_t> signatures{0};
+  std::atomic<uint64_t> keygens{0};
+
+  // The algorithm tables handed to the core (query_operation), with "provider=<name>" in every
+  // property definition. Built once in OSSL_provider_init; immutable afterwards.
+  struct AlgorithmTable {
+    int operation_id = 0;
+    std::vector<OSSL_ALGORITHM> algorithms;  // terminated by an all-null entry
+  };
+  std::vector<AlgorithmTable> algorithms;
+  std::deque<std::string> property_strings;  // stable storage for property_definition
 };
 
 // Raises `reason` with a printf-style detail through the core. Never throws.
@@ -86,29 +112,56 @@ void RaiseResultError(const ProviderContext* prov, int reason, const Error& erro
   ::wimse::provider::RaiseResultError((prov), (reason), (error), __FILE__, __LINE__, \
                                       __func__)
 
+// The OpenSSL key type a TPM key is presented as. RSA keys whose public area fixes the RSAPSS
+// scheme are "RSA-PSS" (provider-guide §5.6, as tpm2-openssl does); other RSA keys are "RSA".
+enum class KeyType { kEc, kRsa, kRsaPss };
+
 // A TPM-backed key as OpenSSL sees it (the keymgmt keydata). Immutable once built and cheap to
-// copy: the WorkloadKey is shared by every copy (keymgmt dup, signature contexts, threads).
+// copy: the WorkloadKey and the software public key are shared by every copy (keymgmt dup,
+// signature contexts, threads).
 struct ProviderKey {
   ProviderContext* prov = nullptr;
   std::shared_ptr<tpm::WorkloadKey> key;
   KeyAlg alg = KeyAlg::kEcP256;
-  Bytes point;  // uncompressed 04 || X || Y, each coordinate padded to the field size
-  uint32_t parent = 0;
+  KeyType type = KeyType::kEc;
+  Bytes point;      // EC: uncompressed 04 || X || Y, each coordinate padded to the field size
+  Bytes modulus;    // RSA: n, big-endian, exactly keyBits/8 bytes
+  uint32_t exponent = 65537;  // RSA: e (the TPM's 0 means 65537)
+  uint32_t parent = 0;             // parent handle from the key file (0 for persistent keys)
+  uint32_t persistent_handle = 0;  // 0x81xxxxxx for handle: keys, else 0
+  // The scheme fixed in the TPM public area (TPM2_ALG_NULL when the key signs with any) and,
+  // when fixed, its hash: requests for another scheme or hash are refused before the TPM is
+  // asked (tpm2-openssl #55).
+  uint16_t fixed_scheme = 0x0010;  // TPM2_ALG_NULL
+  std::optional<HashAlg> fixed_hash;
+  // The public key as a software EVP_PKEY in the provider's child library context (built from
+  // the public export, default provider): software verification and the PSS salt self-check.
+  std::shared_ptr<EVP_PKEY> software_public;
 
   // Builds the keydata for a TSS2 key file. Refuses (with a reason) anything the provider
-  // cannot sign with: non-ECC keys, curves other than P-256/P-384, restricted keys (C05:
-  // attestation keys cannot sign external data), keys without the sign attribute.
+  // cannot sign with: curves other than P-256/P-384, RSA other than 2048/3072, restricted keys
+  // (C05: attestation keys cannot sign external data), keys without the sign attribute.
   // No TPM I/O.
   static Result<std::unique_ptr<ProviderKey>> FromKeyFile(ProviderContext* prov,
                                                           Tss2KeyFile file, int* reason);
+  // Same for an already opened WorkloadKey (persistent keys, keys made by keymgmt gen).
+  static Result<std::unique_ptr<ProviderKey>> FromWorkloadKey(
+      ProviderContext* prov, std::shared_ptr<tpm::WorkloadKey> key, int* reason);
 
+  bool is_rsa() const { return type != KeyType::kEc; }
+  // "EC", "RSA" or "RSA-PSS": the OSSL_OBJECT_PARAM_DATA_TYPE and keymgmt name.
+  const char* type_name() const;
   size_t field_size() const;
   int bits() const;
   int security_bits() const;
-  // Largest DER ECDSA-Sig-Value for the curve (72 for P-256, 104 for P-384).
+  // Largest signature: DER ECDSA-Sig-Value (72 for P-256, 104 for P-384), or the RSA modulus
+  // size (tpm2-openssl #135: must be exact for RSA).
   size_t max_signature_size() const;
   HashAlg default_hash() const;
+  // EC only: "prime256v1" / "secp384r1".
   const char* group_name() const;
+  // True when both describe the same public key.
+  bool SamePublicKey(const ProviderKey& other) const;
 };
 
 // The TPM key object handed through OSSL_OBJECT_PARAM_REFERENCE from decoders and the store
@@ -118,36 +171,64 @@ using KeyReference = ProviderKey*;
 
 // Parses TSS2 DER and builds a key, asking `pw_cb` when the file says auth is required (an
 // empty answer means empty auth, tpm2-tools #3458 writes emptyAuth FALSE for password-less
-// keys). Returns nullptr with *reason set when the input is not a TSS2 key at all
-// (`*not_ours` true: caller stays empty-handed) or is a TSS2 key we refuse.
+// keys). Returns nullptr with *not_ours true when the input is not a TSS2 key at all (caller
+// stays empty-handed), or nullptr with an error raised when it is a TSS2 key we refuse.
+// `want` restricts the key type (decoders are registered per type); nullopt accepts any.
 std::unique_ptr<ProviderKey> DecodeTss2Key(ProviderContext* prov, ByteView der,
                                            OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg,
-                                           bool* not_ours);
+                                           std::optional<KeyType> want, bool* not_ours);
 
 // Same for an already parsed key file (the store reads PEM or DER files itself).
 std::unique_ptr<ProviderKey> KeyFromTss2File(ProviderContext* prov, Tss2KeyFile file,
                                              OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg,
-                                             bool* not_ours);
+                                             std::optional<KeyType> want, bool* not_ours);
+
+// Asks `pw_cb` for the key's authorization value (one prompt, never retried: failed auth
+// counts towards the TPM's dictionary-attack lockout) and sets it on the key. An empty answer
+// means empty auth. Returns false with an error raised when no callback can answer.
+bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* what,
+                   OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg);
+
+// Calls an OSSL_CALLBACK with the object parameters for `key` (OSSL_OBJECT_PKEY, data type,
+// reference). Ownership goes to keymgmt load if the callback loads it; otherwise freed here.
+int PassKeyReference(std::unique_ptr<ProviderKey> key, OSSL_CALLBACK* cb, void* cbarg);
+
+// The public part of `key` as OSSL_PARAMs (EC group + point, RSA n + e) for `selection`, passed
+// to `cb`. Never includes private material (there is none outside the TPM).
+int ExportPublic(const ProviderKey& key, int selection, OSSL_CALLBACK* cb, void* cbarg);
+
+// Maps a TPM/TCTI error to the reason an operator should see.
+int ReasonForError(const Error& error, int fallback);
 
 // SubjectPublicKeyInfo DER for the key (RFC 5480, named curve, uncompressed point).
 Result<Bytes> SubjectPublicKeyInfoDer(const ProviderKey& key);
 
 // Dispatch tables (defined in the operation files).
 extern const OSSL_DISPATCH kEcKeymgmtFunctions[];
+extern const OSSL_DISPATCH kRsaKeymgmtFunctions[];
+extern const OSSL_DISPATCH kRsaPssKeymgmtFunctions[];
 extern const OSSL_DISPATCH kEcdsaSignatureFunctions[];
+extern const OSSL_DISPATCH kRsaSignatureFunctions[];
 extern const OSSL_DISPATCH kTss2PemToDerDecoderFunctions[];
 extern const OSSL_DISPATCH kTss2DerToEcDecoderFunctions[];
-extern const OSSL_DISPATCH kEcSpkiDerEncoderFunctions[];
-extern const OSSL_DISPATCH kEcSpkiPemEncoderFunctions[];
-extern const OSSL_DISPATCH kEcTextEncoderFunctions[];
+extern const OSSL_DISPATCH kTss2DerToRsaDecoderFunctions[];
+extern const OSSL_DISPATCH kTss2DerToRsaPssDecoderFunctions[];
+extern const OSSL_DISPATCH kSpkiDerEncoderFunctions[];
+extern const OSSL_DISPATCH kSpkiPemEncoderFunctions[];
+extern const OSSL_DISPATCH kTextEncoderFunctions[];
+extern const OSSL_DISPATCH kTss2DerEncoderFunctions[];
+extern const OSSL_DISPATCH kTss2PemEncoderFunctions[];
 extern const OSSL_DISPATCH kTpmKeyStoreFunctions[];
 
 // Algorithm names, identical to the default provider's so EVP_PKEY_is_a and cross-provider
-// matching see the same type.
+// matching see the same type (libssl's ssl_cert_lookup_by_pkey tests these aliases).
 inline constexpr char kEcNames[] = "EC:id-ecPublicKey:1.2.840.10045.2.1";
+inline constexpr char kRsaNames[] = "RSA:rsaEncryption:1.2.840.113549.1.1.1";
+inline constexpr char kRsaPssNames[] = "RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10";
 inline constexpr char kEcdsaNames[] = "ECDSA";
-// The store's URI scheme: tpmkey:file=<path>.
+// URI schemes of the store: tpmkey:file=<path>, tpmkey:handle=0x81..., handle:0x81....
 inline constexpr char kStoreScheme[] = "tpmkey";
+inline constexpr char kHandleScheme[] = "handle";
 
 }  // namespace wimse::provider
 

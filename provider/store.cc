@@ -1,22 +1,27 @@
-// STORE for the `tpmkey:` URI scheme (provider-guide §7.4).
+// STORE for TPM keys (provider-guide §7.4). URI grammar (strict; nothing read from the
+// environment):
 //
-//   tpmkey:file=<path>   a TSS2 PRIVATE KEY file (PEM or DER)
+//   handle:0x81xxxxxx[?pass]          a persistent key (TPM2_ReadPublic on load)
+//   tpmkey:handle=0x81xxxxxx[?pass]   the same
+//   tpmkey:file=<path>                a TSS2 PRIVATE KEY file (PEM or DER)
 //
-// Plain paths and `file:` URIs already work through the default provider's file store, which
-// runs our decoders; this scheme names a TPM key explicitly (and refuses anything else) so
-// applications that take only URIs can use it. `handle=0x81...` (persistent keys) and NV
-// certificates come later. open() only parses the URI; load() reads the file and builds the
-// key object without TPM I/O. There is no export_object: a public-only export would silently
-// turn the private key into an OSSL_STORE_INFO_PUBKEY (guide §3).
+// `?pass` asks the passphrase callback for the key's authorization value (persistent keys
+// carry no emptyAuth flag; tpm2-openssl #136 is the bug of never asking). Plain paths and
+// `file:` URIs already work through the default provider's file store, which runs our
+// decoders. open() only parses the URI; load() does the TPM I/O. There is no export_object: a
+// public-only export would silently turn the private key into an OSSL_STORE_INFO_PUBKEY
+// (guide §3).
 #include <openssl/core_names.h>
 #include <openssl/core_object.h>
 #include <openssl/err.h>
 #include <openssl/params.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <string_view>
 
+#include "keyfile/key_ref.h"
 #include "keyfile/tss2_key.h"
 #include "provider/provider.h"
 
@@ -25,10 +30,15 @@ namespace wimse::provider {
 namespace {
 
 constexpr std::string_view kFilePrefix = "tpmkey:file=";
+constexpr std::string_view kTpmkeyHandlePrefix = "tpmkey:handle=";
+constexpr std::string_view kHandlePrefix = "handle:";
+constexpr std::string_view kPassSuffix = "?pass";
 
 struct StoreCtx {
   ProviderContext* prov = nullptr;
-  std::string path;
+  std::string path;             // file keys
+  uint32_t handle = 0;          // persistent keys
+  bool ask_pass = false;
   bool eof = false;
 };
 
@@ -36,13 +46,34 @@ void* Open(void* provctx, const char* uri) noexcept {
   auto* prov = static_cast<ProviderContext*>(provctx);
   try {
     std::string_view u(uri != nullptr ? uri : "");
-    if (u.substr(0, kFilePrefix.size()) != kFilePrefix || u.size() == kFilePrefix.size()) {
-      WIMSE_PROV_RAISE(prov, kReasonBadUri, "expected tpmkey:file=<path>");
-      return nullptr;
-    }
     auto ctx = std::make_unique<StoreCtx>();
     ctx->prov = prov;
-    ctx->path = std::string(u.substr(kFilePrefix.size()));
+    if (u.substr(0, kFilePrefix.size()) == kFilePrefix && u.size() > kFilePrefix.size()) {
+      ctx->path = std::string(u.substr(kFilePrefix.size()));
+      return ctx.release();
+    }
+    std::string_view rest;
+    if (u.substr(0, kHandlePrefix.size()) == kHandlePrefix) {
+      rest = u.substr(kHandlePrefix.size());
+    } else if (u.substr(0, kTpmkeyHandlePrefix.size()) == kTpmkeyHandlePrefix) {
+      rest = u.substr(kTpmkeyHandlePrefix.size());
+    } else {
+      WIMSE_PROV_RAISE(prov, kReasonBadUri,
+                       "expected handle:0x81xxxxxx, tpmkey:handle=0x81xxxxxx or "
+                       "tpmkey:file=<path>");
+      return nullptr;
+    }
+    if (rest.size() > kPassSuffix.size() &&
+        rest.substr(rest.size() - kPassSuffix.size()) == kPassSuffix) {
+      ctx->ask_pass = true;
+      rest = rest.substr(0, rest.size() - kPassSuffix.size());
+    }
+    auto handle = ParsePersistentHandle(rest);  // keyfile/key_ref.h, shared with the CLI
+    if (!handle.ok()) {
+      WIMSE_PROV_RAISE_ERROR(prov, kReasonBadUri, handle.error());
+      return nullptr;
+    }
+    ctx->handle = *handle;
     return ctx.release();
   } catch (...) {
     return nullptr;
@@ -61,38 +92,57 @@ const OSSL_PARAM kSettableCtxParams[] = {
 
 const OSSL_PARAM* SettableCtxParams(void* /*provctx*/) noexcept { return kSettableCtxParams; }
 
+std::unique_ptr<ProviderKey> LoadPersistent(StoreCtx* ctx, OSSL_PASSPHRASE_CALLBACK* pw_cb,
+                                            void* pw_cbarg) {
+  auto wk = tpm::WorkloadKey::OpenPersistent(ctx->prov->Tpm(), ctx->handle);
+  if (!wk.ok()) {
+    int reason = ReasonForError(wk.error(), kReasonCannotLoadKey);
+    if (wk.error().layer() == Layer::kPolicy &&
+        wk.error().message().find("restricted") != std::string::npos) {
+      reason = kReasonRestrictedKey;  // C05: an AK behind handle: is refused at load
+    }
+    WIMSE_PROV_RAISE_ERROR(ctx->prov, reason, wk.error());
+    return nullptr;
+  }
+  int reason = kReasonCannotLoadKey;
+  auto key = ProviderKey::FromWorkloadKey(ctx->prov, std::move(wk).value(), &reason);
+  if (!key.ok()) {
+    WIMSE_PROV_RAISE_ERROR(ctx->prov, reason, key.error());
+    return nullptr;
+  }
+  if (ctx->ask_pass &&
+      !ObtainKeyAuth(ctx->prov, (*key)->key.get(), "persistent TPM key", pw_cb, pw_cbarg)) {
+    return nullptr;
+  }
+  return std::move(key).value();
+}
+
 int Load(void* loaderctx, OSSL_CALLBACK* object_cb, void* object_cbarg,
          OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg) noexcept {
   auto* ctx = static_cast<StoreCtx*>(loaderctx);
   try {
     ctx->eof = true;  // one object per URI
-    auto file = ReadTss2KeyFile(ctx->path);
-    if (!file.ok()) {
-      WIMSE_PROV_RAISE_ERROR(ctx->prov, kReasonCannotLoadKey, file.error());
-      return 0;
-    }
-    bool not_ours = false;
-    std::unique_ptr<ProviderKey> key =
-        KeyFromTss2File(ctx->prov, std::move(file).value(), pw_cb, pw_cbarg, &not_ours);
-    if (!key) {
-      if (not_ours) {
-        WIMSE_PROV_RAISE(ctx->prov, kReasonUnsupportedKey,
-                         "%s does not hold a TPM EC key", ctx->path.c_str());
+    std::unique_ptr<ProviderKey> key;
+    if (ctx->handle != 0) {
+      key = LoadPersistent(ctx, pw_cb, pw_cbarg);
+    } else {
+      auto file = ReadTss2KeyFile(ctx->path);
+      if (!file.ok()) {
+        WIMSE_PROV_RAISE_ERROR(ctx->prov, kReasonCannotLoadKey, file.error());
+        return 0;
       }
+      bool not_ours = false;
+      key = KeyFromTss2File(ctx->prov, std::move(file).value(), pw_cb, pw_cbarg, std::nullopt,
+                            &not_ours);
+      if (!key && not_ours) {
+        WIMSE_PROV_RAISE(ctx->prov, kReasonUnsupportedKey, "%s does not hold a TPM key",
+                         ctx->path.c_str());
+      }
+    }
+    if (!key) {
       return 0;
     }
-    KeyReference ref = key.release();
-    int object_type = OSSL_OBJECT_PKEY;
-    char data_type[] = "EC";
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &object_type),
-        OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE, data_type, 0),
-        OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &ref, sizeof(ref)),
-        OSSL_PARAM_construct_end(),
-    };
-    int ret = object_cb(params, object_cbarg);
-    delete ref;  // null if keymgmt load took it
-    return ret;
+    return PassKeyReference(std::move(key), object_cb, object_cbarg);
   } catch (...) {
     return 0;
   }

@@ -10,6 +10,8 @@
 #include "crypto/ecdsa.h"
 #include "crypto/public_key.h"
 #include "jose/jwk.h"
+#include "keyfile/auth_source.h"
+#include "keyfile/key_ref.h"
 #include "tpm/workload_key.h"
 #include "util/file.h"
 
@@ -20,41 +22,115 @@ namespace {
 Result<KeyAlg> ParseAlg(const std::string& s) {
   if (s == "ec-p256") return KeyAlg::kEcP256;
   if (s == "ec-p384") return KeyAlg::kEcP384;
-  return Error(Layer::kUsage, "unsupported --alg " + s + " (ec-p256, ec-p384)");
+  if (s == "rsa-2048") return KeyAlg::kRsa2048;
+  if (s == "rsa-3072") return KeyAlg::kRsa3072;
+  return Error(Layer::kUsage,
+               "unsupported --alg " + s + " (ec-p256, ec-p384, rsa-2048, rsa-3072)");
 }
+
+// --auth-file / --auth-env / --auth-prompt on a subcommand. Never a value on the command line.
+void AddAuthOptions(CLI::App* cmd, AuthSource& src) {
+  cmd->add_option("--auth-file", src.file, "read the key's auth value from this file");
+  cmd->add_option("--auth-env", src.env,
+                  "read the key's auth value from this environment variable (give its NAME)");
+  cmd->add_flag("--auth-prompt", src.prompt, "prompt for the key's auth value (no echo)");
+}
+
+// Opens --key (a TSS2 file or handle:0x81...) and attaches the auth value if one was given.
+Result<std::shared_ptr<tpm::WorkloadKey>> OpenCliKey(GlobalOptions& g, const std::string& ref,
+                                                     const AuthSource& auth) {
+  auto key = tpm::OpenKey(tpm::SharedContext(tpm::ResolveTcti(g.tcti)), ref);
+  if (!key.ok()) return key;
+  if (auth.any()) {
+    WIMSE_ASSIGN_OR_RETURN(SecretBytes value, ReadAuthValue(auth, ref));
+    (*key)->SetAuth(std::move(value));
+  }
+  return key;
+}
+
+bool IsRsa(KeyAlg alg) { return alg == KeyAlg::kRsa2048 || alg == KeyAlg::kRsa3072; }
 
 struct KeygenOptions {
   std::string out;
   std::string alg = "ec-p256";
   std::string pub_out;
+  std::string persist;
+  AuthSource auth;
   bool force = false;
 };
+
+Status CheckKeygenDestination(const KeygenOptions& o);
 
 void RunKeygen(GlobalOptions& g, const KeygenOptions& o) {
   auto alg = ParseAlg(o.alg);
   if (!alg.ok()) return Fail(g, "keygen", alg.error());
-  if (!o.force && access(o.out.c_str(), F_OK) == 0) {
-    return Fail(g, "keygen", Error(Layer::kUsage, o.out + " exists (use --force to replace it)"));
+  uint32_t handle = 0;
+  if (!o.persist.empty()) {
+    auto h = ParsePersistentHandle(o.persist);
+    if (!h.ok()) return Fail(g, "keygen", h.error());
+    handle = *h;
   }
-  // Check the destination before asking the TPM for a key nobody could save.
-  std::string out_dir = o.out.find('/') == std::string::npos ? "." : o.out.substr(0, o.out.rfind('/'));
-  if (out_dir.empty()) out_dir = "/";
-  if (access(out_dir.c_str(), W_OK) != 0) {
-    return Fail(g, "keygen", Error(Layer::kIo, "cannot write to directory " + out_dir + ": " +
-                                                   std::strerror(errno)));
+  if (o.out.empty() && handle == 0) {
+    return Fail(g, "keygen", Error(Layer::kUsage, "give --out FILE, --persist HANDLE, or both"));
+  }
+  SecretBytes auth;
+  if (o.auth.any()) {
+    auto a = ReadAuthValue(o.auth, "the new key");
+    if (!a.ok()) return Fail(g, "keygen", a.error());
+    auth = std::move(*a);
+  }
+  if (!o.out.empty()) {
+    auto s = CheckKeygenDestination(o);
+    if (!s.ok()) return Fail(g, "keygen", s.error());
   }
   auto ctx = tpm::SharedContext(tpm::ResolveTcti(g.tcti));
-  auto key = tpm::WorkloadKey::Create(ctx, *alg);
+  auto key = tpm::WorkloadKey::Create(ctx, *alg, auth);
   if (!key.ok()) return Fail(g, "keygen", key.error());
+  // Persist first: a handle already in use fails before any file is written.
+  if (handle != 0) {
+    auto p = (*key)->Persist(handle);
+    if (!p.ok()) return Fail(g, "keygen", p.error());
+    std::printf("persisted at handle:%s (TPM name %s)\n", HandleToString(handle).c_str(),
+                HexEncode((*key)->name()).c_str());
+  }
   if (!o.pub_out.empty()) {
     auto pem = PublicKeyToPem((*key)->public_key());
     if (!pem.ok()) return Fail(g, "keygen", pem.error());
     auto s = WriteFileAtomic(o.pub_out, *pem, 0644);
     if (!s.ok()) return Fail(g, "keygen", s.error());
   }
-  auto s = (*key)->Save(o.out);
-  if (!s.ok()) return Fail(g, "keygen", s.error());
-  std::printf("wrote %s (TPM name %s)\n", o.out.c_str(), HexEncode((*key)->name()).c_str());
+  if (!o.out.empty()) {
+    auto s = (*key)->Save(o.out);
+    if (!s.ok()) return Fail(g, "keygen", s.error());
+    std::printf("wrote %s (TPM name %s)\n", o.out.c_str(), HexEncode((*key)->name()).c_str());
+  }
+}
+
+struct EvictOptions {
+  std::string handle;
+};
+
+void RunEvict(GlobalOptions& g, const EvictOptions& o) {
+  std::string text = o.handle;
+  if (text.rfind(std::string(kHandleUriScheme), 0) == 0) text = text.substr(kHandleUriScheme.size());
+  auto h = ParsePersistentHandle(text);
+  if (!h.ok()) return Fail(g, "evict", h.error());
+  auto s = tpm::WorkloadKey::EvictPersistent(tpm::SharedContext(tpm::ResolveTcti(g.tcti)), *h);
+  if (!s.ok()) return Fail(g, "evict", s.error());
+  std::printf("evicted %s\n", HandleToString(*h).c_str());
+}
+
+Status CheckKeygenDestination(const KeygenOptions& o) {
+  if (!o.force && access(o.out.c_str(), F_OK) == 0) {
+    return Error(Layer::kUsage, o.out + " exists (use --force to replace it)");
+  }
+  // Check the destination before asking the TPM for a key nobody could save.
+  std::string out_dir = o.out.find('/') == std::string::npos ? "." : o.out.substr(0, o.out.rfind('/'));
+  if (out_dir.empty()) out_dir = "/";
+  if (access(out_dir.c_str(), W_OK) != 0) {
+    return Error(Layer::kIo, "cannot write to directory " + out_dir + ": " + std::strerror(errno));
+  }
+  return OkStatus();
 }
 
 struct PubkeyOptions {
@@ -63,8 +139,8 @@ struct PubkeyOptions {
 };
 
 void RunPubkey(GlobalOptions& g, const PubkeyOptions& o) {
-  // Reading the public key needs no TPM I/O: it is in the key file's public area.
-  auto key = tpm::WorkloadKey::Open(tpm::SharedContext(tpm::ResolveTcti(g.tcti)), o.key);
+  // A key file needs no TPM I/O (the public area is in the file); a handle: one ReadPublic.
+  auto key = tpm::OpenKey(tpm::SharedContext(tpm::ResolveTcti(g.tcti)), o.key);
   if (!key.ok()) return Fail(g, "pubkey", key.error());
   if (o.format == "pem") {
     auto pem = PublicKeyToPem((*key)->public_key());
@@ -72,7 +148,9 @@ void RunPubkey(GlobalOptions& g, const PubkeyOptions& o) {
     std::fputs(pem->c_str(), stdout);
     return;
   }
-  const char* alg = (*key)->alg() == KeyAlg::kEcP384 ? "ES384" : "ES256";
+  const char* alg = (*key)->alg() == KeyAlg::kEcP384 ? "ES384"
+                    : IsRsa((*key)->alg())            ? "RS256"
+                                                      : "ES256";
   auto jwk = jose::PublicKeyToJwk((*key)->public_key(), alg);
   if (!jwk.ok()) return Fail(g, "pubkey", jwk.error());
   auto thumb = jose::JwkThumbprint(*jwk);
@@ -89,20 +167,26 @@ struct SignOptions {
   std::string in;
   std::string out;
   std::string format = "der";
+  std::string padding = "pkcs1";
+  AuthSource auth;
 };
 
 void RunSign(GlobalOptions& g, const SignOptions& o) {
   auto data = ReadFileBytes(o.in, 64 << 20);
   if (!data.ok()) return Fail(g, "sign", data.error());
-  auto signer = tpm::OpenTpmSigner(g.tcti, o.key);
-  if (!signer.ok()) return Fail(g, "sign", signer.error());
-  HashAlg hash = (*signer)->key_alg() == KeyAlg::kEcP384 ? HashAlg::kSha384 : HashAlg::kSha256;
+  auto key = OpenCliKey(g, o.key, o.auth);
+  if (!key.ok()) return Fail(g, "sign", key.error());
+  KeyAlg alg = (*key)->alg();
+  HashAlg hash = alg == KeyAlg::kEcP384 || alg == KeyAlg::kRsa3072 ? HashAlg::kSha384
+                                                                    : HashAlg::kSha256;
   auto digest = Digest(hash, *data);
   if (!digest.ok()) return Fail(g, "sign", digest.error());
-  auto raw = (*signer)->SignDigest(hash, *digest);
+  auto raw = (*key)->SignDigestRsa(hash, *digest,
+                                   o.padding == "pss" ? tpm::WorkloadKey::RsaScheme::kPss
+                                                      : tpm::WorkloadKey::RsaScheme::kPkcs1v15);
   if (!raw.ok()) return Fail(g, "sign", raw.error());
   Bytes out = *raw;
-  if (o.format == "der") {
+  if (o.format == "der" && !IsRsa(alg)) {
     auto der = EcdsaRawToDer(*raw);
     if (!der.ok()) return Fail(g, "sign", der.error());
     out = *der;
@@ -117,25 +201,40 @@ void RegisterKeyCommands(CLI::App& app, GlobalOptions& g) {
   auto* keygen = app.add_subcommand(
       "keygen", "Create a non-exportable signing key in the TPM and write its TSS2 key file");
   auto kg = std::make_shared<KeygenOptions>();
-  keygen->add_option("--out", kg->out, "TSS2 PRIVATE KEY file to write (mode 0600)")->required();
-  keygen->add_option("--alg", kg->alg, "ec-p256 (default) or ec-p384");
+  keygen->add_option("--out", kg->out, "TSS2 PRIVATE KEY file to write (mode 0600)");
+  keygen->add_option("--alg", kg->alg, "ec-p256 (default), ec-p384, rsa-2048 or rsa-3072")
+      ->check(CLI::IsMember({"ec-p256", "ec-p384", "rsa-2048", "rsa-3072"}));
   keygen->add_option("--pubout", kg->pub_out, "also write the public key (PEM SPKI) here");
+  keygen->add_option("--persist", kg->persist,
+                     "also make the key persistent at this handle (0x81000000..0x81ffffff)");
+  AddAuthOptions(keygen, kg->auth);
   keygen->add_flag("--force", kg->force, "replace an existing file");
   keygen->callback([&g, kg] { RunKeygen(g, *kg); });
 
+  auto* evict = app.add_subcommand("evict", "Remove a persistent key from the TPM");
+  auto eo = std::make_shared<EvictOptions>();
+  evict->add_option("--handle", eo->handle, "persistent handle (0x81... or handle:0x81...)")
+      ->required();
+  evict->callback([&g, eo] { RunEvict(g, *eo); });
+
   auto* pubkey = app.add_subcommand("pubkey", "Print the public key of a TPM key file");
   auto po = std::make_shared<PubkeyOptions>();
-  pubkey->add_option("--key", po->key, "TSS2 key file")->required();
+  pubkey->add_option("--key", po->key, "TSS2 key file or handle:0x81xxxxxx")->required();
   pubkey->add_option("--format", po->format, "pem (SubjectPublicKeyInfo), jwk, or thumbprint")
       ->check(CLI::IsMember({"pem", "jwk", "thumbprint"}));
   pubkey->callback([&g, po] { RunPubkey(g, *po); });
 
-  auto* sign = app.add_subcommand("sign", "Sign a file's SHA-256 (P-384: SHA-384) in the TPM");
+  auto* sign = app.add_subcommand(
+      "sign", "Sign a file's SHA-256 (P-384, RSA-3072: SHA-384) in the TPM");
   auto so = std::make_shared<SignOptions>();
-  sign->add_option("--key", so->key, "TSS2 key file")->required();
+  sign->add_option("--key", so->key, "TSS2 key file or handle:0x81xxxxxx")->required();
+  AddAuthOptions(sign, so->auth);
+  sign->add_option("--padding", so->padding, "RSA keys: pkcs1 (default) or pss (salt = digest)")
+      ->check(CLI::IsMember({"pkcs1", "pss"}));
   sign->add_option("--in", so->in, "data to sign")->required();
   sign->add_option("--out", so->out, "signature file")->required();
-  sign->add_option("--format", so->format, "der (X.509/TLS, default) or raw (JOSE r||s)")
+  sign->add_option("--format", so->format,
+                   "EC keys: der (X.509/TLS, default) or raw (JOSE r||s); RSA: always raw")
       ->check(CLI::IsMember({"der", "raw"}));
   sign->callback([&g, so] { RunSign(g, *so); });
 }

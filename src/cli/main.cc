@@ -33,11 +33,26 @@ int main(int argc, char** argv) {
 #ifdef WIMSE_HAVE_TOKEN_COMMANDS
   wimse::cli::RegisterTokenCommands(app, g);
 #endif
+#ifdef WIMSE_HAVE_HTTPSIG_COMMANDS
+  wimse::cli::RegisterHttpSigCommands(app, g);
+#endif
 #ifdef WIMSE_HAVE_ATTEST_COMMANDS
   wimse::cli::RegisterAttestCommands(app, g);
 #endif
 #ifdef WIMSE_HAVE_DEMO_COMMAND
   wimse::cli::RegisterDemoCommand(app, g);
+#endif
+#ifdef WIMSE_HAVE_AUDIT_COMMANDS
+  wimse::cli::RegisterAuditCommands(app, g);
+#endif
+#ifdef WIMSE_HAVE_SERVE_COMMAND
+  wimse::cli::RegisterServeCommand(app, g);
+#endif
+#ifdef WIMSE_HAVE_AGENT_COMMAND
+  wimse::cli::RegisterAgentCommand(app, g);
+#endif
+#ifdef WIMSE_HAVE_WORKLOAD_COMMANDS
+  wimse::cli::RegisterWorkloadCommands(app, g);
 #endif
 
   try {

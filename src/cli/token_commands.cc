@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/token_cli_util.h"
 #include "crypto/public_key.h"
 #include "tpm/workload_key.h"
 #include "util/file.h"
@@ -18,11 +19,7 @@
 #include "wimse/wpt.h"
 
 namespace wimse::cli {
-namespace {
 
-constexpr size_t kMaxTokenFile = 16 * 1024;
-
-// Reads a token file, dropping surrounding whitespace (files often end in a newline).
 Result<std::string> ReadToken(const std::string& path) {
   WIMSE_ASSIGN_OR_RETURN(std::string text, ReadFileString(path, kMaxTokenFile));
   size_t begin = text.find_first_not_of(" \t\r\n");
@@ -32,16 +29,6 @@ Result<std::string> ReadToken(const std::string& path) {
   }
   return text.substr(begin, end - begin + 1);
 }
-
-// Trust anchors from --issuer-pub (PEM SPKI, pinned, optionally bound to --trust-domain and
-// --issuer-kid) and/or --jwks (requires --trust-domain).
-struct AnchorOptions {
-  std::string issuer_pub;
-  std::string jwks;
-  std::string trust_domain;
-  std::string issuer_kid;
-  std::string iss;
-};
 
 void AddAnchorOptions(CLI::App* cmd, AnchorOptions& a) {
   cmd->add_option("--issuer-pub", a.issuer_pub, "issuer public key (PEM SubjectPublicKeyInfo)");
@@ -82,6 +69,8 @@ Result<std::unique_ptr<TrustAnchors>> LoadAnchors(const AnchorOptions& a) {
   }
   return anchors;
 }
+
+namespace {
 
 struct WitIssueCli {
   std::string issuer_key;
@@ -186,6 +175,7 @@ struct WptSignCli {
   std::string aud;
   int64_t ttl = 60;
   bool headers = false;
+  bool s2s07 = false;
   std::string out;
 };
 
@@ -206,8 +196,8 @@ void RunWptSign(GlobalOptions& g, const WptSignCli& o) {
   if (!wpt.ok()) {
     return Fail(g, what, wpt.error());
   }
-  std::string text =
-      o.headers ? WitHeaderLine(*wit) + "\n" + WptAuthorizationLine(*wpt) + "\n" : *wpt + "\n";
+  std::string proof_line = o.s2s07 ? WptLegacyHeaderLine(*wpt) : WptAuthorizationLine(*wpt);
+  std::string text = o.headers ? WitHeaderLine(*wit) + "\n" + proof_line + "\n" : *wpt + "\n";
   if (!o.out.empty()) {
     Status st = WriteFileAtomic(o.out, text, 0600);
     if (!st.ok()) {
@@ -221,6 +211,8 @@ void RunWptSign(GlobalOptions& g, const WptSignCli& o) {
 struct WptVerifyCli {
   std::string wit;
   std::string wpt;
+  std::string headers;
+  bool s2s07 = false;
   std::string aud;
   AnchorOptions anchors;
   int64_t leeway = 30;
@@ -228,15 +220,35 @@ struct WptVerifyCli {
   int64_t now = 0;
 };
 
+// Header lines "Name: value" from a file (blank lines ignored, CR stripped).
+Result<std::vector<HttpField>> ReadFieldLines(const std::string& path) {
+  WIMSE_ASSIGN_OR_RETURN(std::string text, ReadFileString(path, 256 * 1024));
+  std::vector<HttpField> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    pos = nl == std::string::npos ? text.size() : nl + 1;
+    if (!line.empty() && line.back() == '\r') {
+      line.pop_back();
+    }
+    if (line.empty()) {
+      continue;
+    }
+    size_t colon = line.find(':');
+    if (colon == std::string::npos || colon == 0) {
+      return Error(Layer::kParse, path + ": header line is not 'Name: value'");
+    }
+    size_t v = line.find_first_not_of(" \t", colon + 1);
+    out.push_back({line.substr(0, colon), v == std::string::npos ? "" : line.substr(v)});
+  }
+  return out;
+}
+
 void RunWptVerify(GlobalOptions& g, const WptVerifyCli& o) {
   const char* what = "wpt verify";
-  auto wit = ReadToken(o.wit);
-  if (!wit.ok()) {
-    return Fail(g, what, wit.error());
-  }
-  auto wpt = ReadToken(o.wpt);
-  if (!wpt.ok()) {
-    return Fail(g, what, wpt.error());
+  if (o.headers.empty() == (o.wit.empty() || o.wpt.empty())) {
+    return Fail(g, what, Error(Layer::kUsage, "give --wit and --wpt, or --headers"));
   }
   auto anchors = LoadAnchors(o.anchors);
   if (!anchors.ok()) {
@@ -250,7 +262,35 @@ void RunWptVerify(GlobalOptions& g, const WptVerifyCli& o) {
   }
   vo.audiences = {o.aud};
   vo.max_lifetime_seconds = o.max_lifetime;
-  auto r = VerifyWpt(*wpt, *wit, vo);
+  VerifyResult<VerifiedWpt> r = VerifyResult<VerifiedWpt>::Reject(TokenCheck::kMalformed, "");
+  if (!o.headers.empty()) {
+    auto fields = ReadFieldLines(o.headers);
+    if (!fields.ok()) {
+      return Fail(g, what, fields.error());
+    }
+    WptHttpOptions ho;
+    ho.verify = vo;
+    ho.accept_s2s07 = o.s2s07;
+    r = VerifyWptHttpRequest(*fields, ho);
+    if (!r.ok()) {
+      // The answer a server gives (wpt-02 §2), on stdout; the reason on stderr.
+      HttpErrorResponse e = WptFailureResponse(r);
+      std::printf("HTTP/1.1 %d Unauthorized\n", e.status);
+      for (const HttpField& f : e.headers) {
+        std::printf("%s: %s\n", f.name.c_str(), f.value.c_str());
+      }
+    }
+  } else {
+    auto wit = ReadToken(o.wit);
+    if (!wit.ok()) {
+      return Fail(g, what, wit.error());
+    }
+    auto wpt = ReadToken(o.wpt);
+    if (!wpt.ok()) {
+      return Fail(g, what, wpt.error());
+    }
+    r = VerifyWpt(*wpt, *wit, vo);
+  }
   if (!r.ok()) {
     return Fail(g, what, Error(Layer::kPolicy, "rejected: " + r.reason()));
   }
@@ -300,13 +340,21 @@ void RegisterTokenCommands(CLI::App& app, GlobalOptions& g) {
   sign->add_flag("--headers", ps->headers,
                  "print 'Workload-Identity-Token: <WIT>' and 'Authorization: WPT <WPT>' lines "
                  "(for curl -H @file)");
+  sign->add_flag("--s2s07", ps->s2s07,
+                 "with --headers: 'Workload-Proof-Token: <WPT>' instead of Authorization "
+                 "(for peers on s2s-protocol-07 / wpt-01)");
   sign->add_option("--out", ps->out, "write the output here (mode 0600) instead of stdout");
   sign->callback([&g, ps] { RunWptSign(g, *ps); });
 
   auto* pverify = wpt->add_subcommand("verify", "Verify a WPT and its WIT");
   auto pv = std::make_shared<WptVerifyCli>();
-  pverify->add_option("--wit", pv->wit, "file holding the WIT")->required();
-  pverify->add_option("--wpt", pv->wpt, "file holding the WPT")->required();
+  pverify->add_option("--wit", pv->wit, "file holding the WIT");
+  pverify->add_option("--wpt", pv->wpt, "file holding the WPT");
+  pverify->add_option("--headers", pv->headers,
+                      "instead of --wit/--wpt: received header lines (Workload-Identity-Token, "
+                      "Authorization: WPT); a rejection also prints the 401 answer on stdout");
+  pverify->add_flag("--s2s07", pv->s2s07,
+                    "with --headers: also accept the s2s-protocol-07 Workload-Proof-Token header");
   pverify->add_option("--aud", pv->aud, "the audience this verifier expects")->required();
   AddAnchorOptions(pverify, pv->anchors);
   pverify->add_option("--leeway", pv->leeway, "clock leeway in seconds (default 30)");

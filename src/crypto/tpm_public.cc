@@ -1,5 +1,7 @@
 #include "crypto/tpm_public.h"
 
+#include <openssl/err.h>
+#include <openssl/rsa.h>
 #include <tss2/tss2_mu.h>
 
 #include "crypto/public_key.h"
@@ -149,6 +151,41 @@ Result<Bytes> TpmName(const TPMT_PUBLIC& pub) {
     return OpenSslError("EVP_Digest");
   }
   return out;
+}
+
+namespace {
+
+// 1: verifies, 0: does not, -1: setup failed.
+int VerifyPss(EVP_PKEY* key, HashAlg hash, ByteView digest, ByteView sig, int saltlen) {
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
+  if (!ctx || EVP_PKEY_verify_init(ctx.get()) <= 0 ||
+      EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PSS_PADDING) <= 0 ||
+      EVP_PKEY_CTX_set_signature_md(ctx.get(), EVP_get_digestbyname(HashName(hash))) <= 0 ||
+      EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), EVP_get_digestbyname(HashName(hash))) <= 0 ||
+      EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx.get(), saltlen) <= 0) {
+    ERR_clear_error();
+    return -1;
+  }
+  int rc = EVP_PKEY_verify(ctx.get(), sig.data(), sig.size(), digest.data(), digest.size());
+  ERR_clear_error();
+  return rc == 1 ? 1 : 0;
+}
+
+}  // namespace
+
+Status CheckRsaPssSaltIsDigestLength(EVP_PKEY* public_key, HashAlg hash, ByteView digest,
+                                     ByteView sig) {
+  int exact = VerifyPss(public_key, hash, digest, sig, RSA_PSS_SALTLEN_DIGEST);
+  if (exact == 1) return OkStatus();
+  if (exact < 0) return Error(Layer::kOpenSsl, "cannot set up RSA-PSS verification");
+  if (VerifyPss(public_key, hash, digest, sig, RSA_PSS_SALTLEN_AUTO) == 1) {
+    return Error(Layer::kTpm,
+                 std::string("the TPM produced an RSA-PSS signature whose salt length is not the "
+                             "digest length (") +
+                     std::to_string(HashSize(hash)) +
+                     " bytes); TLS 1.3 peers reject it, so it is not returned");
+  }
+  return Error(Layer::kTpm, "the TPM's RSA-PSS signature does not verify with the key's public part");
 }
 
 }  // namespace wimse

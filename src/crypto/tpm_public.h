@@ -31,6 +31,14 @@ Result<Bytes> TpmName(const TPMT_PUBLIC& pub);
 Result<HashAlg> HashAlgFromTpm(TPM2_ALG_ID alg);
 TPM2_ALG_ID TpmAlgFromHash(HashAlg alg);
 
+// Checks in software that `sig` is an RSA-PSS signature over `digest` with salt length equal
+// to the digest length (RFC 8446 4.2.3 for rsa_pss_rsae_*; OpenSSL verifies TLS 1.2 PSS the
+// same way). TPMs differ: libtpms uses the digest length, some chips the maximum (tpm2-openssl
+// #114). A signature that verifies only with another salt length is a Layer::kTpm error saying
+// so; one that does not verify at all is a Layer::kTpm error too. Public key only; thread-safe.
+Status CheckRsaPssSaltIsDigestLength(EVP_PKEY* public_key, HashAlg hash, ByteView digest,
+                                     ByteView sig);
+
 }  // namespace wimse
 
 #endif  // WIMSE_CRYPTO_TPM_PUBLIC_H_

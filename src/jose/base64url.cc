@@ -1,6 +1,7 @@
 #include "jose/base64url.h"
 
 #include <array>
+#include <cstdint>
 
 namespace wimse::jose {
 namespace {
@@ -8,7 +9,7 @@ namespace {
 constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 // Value of a base64url character, or -1.
-int DecodeChar(char c) {
+constexpr int DecodeCharSlow(char c) {
   if (c >= 'A' && c <= 'Z') {
     return c - 'A';
   }
@@ -26,6 +27,17 @@ int DecodeChar(char c) {
   }
   return -1;
 }
+
+constexpr std::array<int8_t, 256> MakeDecodeTable() {
+  std::array<int8_t, 256> t{};
+  for (int i = 0; i < 256; ++i) {
+    t[static_cast<size_t>(i)] = static_cast<int8_t>(DecodeCharSlow(static_cast<char>(i)));
+  }
+  return t;
+}
+constexpr std::array<int8_t, 256> kDecodeTable = MakeDecodeTable();
+
+inline int DecodeChar(char c) { return kDecodeTable[static_cast<uint8_t>(c)]; }
 
 }  // namespace
 
@@ -68,11 +80,8 @@ bool IsBase64UrlAlphabet(std::string_view text) {
 
 Result<Bytes> Base64UrlDecode(std::string_view text) {
   for (char c : text) {
-    if (c == '=') {
-      return Error(Layer::kParse, "base64url has padding");
-    }
     if (DecodeChar(c) < 0) {
-      return Error(Layer::kParse, "invalid base64url character");
+      return Error(Layer::kParse, c == '=' ? "base64url has padding" : "invalid base64url character");
     }
   }
   if (text.size() % 4 == 1) {

@@ -1,12 +1,100 @@
 #include "jose/jwk.h"
 
 #include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/param_build.h>
+
+#include <mutex>
+#include <unordered_map>
 
 #include "crypto/public_key.h"
 #include "jose/base64url.h"
 
 namespace wimse::jose {
 namespace {
+
+// An EC public key from fixed-width x and y. The point must decode and lie on the curve
+// (EVP_PKEY_fromdata) and pass EVP_PKEY_public_check_quick (not the point at infinity, on the
+// curve). The n*Q = O test of the full check is skipped: P-256 and P-384 have cofactor 1, so
+// every on-curve point other than infinity is in the prime-order group, and that test costs a
+// scalar multiplication, as much as the signature verification itself.
+Result<EvpPkeyPtr> EcKeyFromJwkPoint(KeyAlg alg, ByteView x, ByteView y) {
+  Bytes point;
+  point.reserve(1 + x.size() + y.size());
+  point.push_back(0x04);
+  point.insert(point.end(), x.begin(), x.end());
+  point.insert(point.end(), y.begin(), y.end());
+  OsslParamBldPtr bld(OSSL_PARAM_BLD_new());
+  if (!bld ||
+      OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME,
+                                      CurveGroupName(alg), 0) != 1 ||
+      OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(),
+                                       point.size()) != 1) {
+    return OpenSslError("OSSL_PARAM_BLD");
+  }
+  OsslParamPtr params(OSSL_PARAM_BLD_to_param(bld.get()));
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", "provider=default"));
+  if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1) {
+    return OpenSslError("EVP_PKEY_fromdata_init");
+  }
+  EVP_PKEY* raw = nullptr;
+  if (EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
+    ERR_clear_error();
+    return Error(Layer::kPolicy, "jwk EC point is not on the curve");
+  }
+  EvpPkeyPtr key(raw);
+  EvpPkeyCtxPtr check(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), "provider=default"));
+  if (!check || EVP_PKEY_public_check_quick(check.get()) != 1) {
+    ERR_clear_error();
+    return Error(Layer::kPolicy, "jwk EC point is not on the curve");
+  }
+  return key;
+}
+
+// Decoded EC public keys by (curve, x, y): building an EVP_PKEY from a point costs a good part
+// of a signature verification, and a verifier sees the same cnf.jwk on every request of a
+// workload for the WIT's lifetime. Only keys that passed the checks are cached; public data
+// only; bounded (cleared when full). Thread-safe.
+class EcKeyCache {
+ public:
+  EvpPkeyPtr Find(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = keys_.find(id);
+    if (it == keys_.end() || EVP_PKEY_up_ref(it->second.get()) != 1) {
+      return nullptr;
+    }
+    return EvpPkeyPtr(it->second.get());
+  }
+  void Insert(const std::string& id, EVP_PKEY* key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (keys_.size() >= kMaxEntries) {
+      keys_.clear();
+    }
+    if (EVP_PKEY_up_ref(key) == 1) {
+      keys_[id] = EvpPkeyPtr(key);
+    }
+  }
+
+ private:
+  static constexpr size_t kMaxEntries = 4096;
+  std::mutex mu_;
+  std::unordered_map<std::string, EvpPkeyPtr> keys_;
+};
+
+EcKeyCache& KeyCache() {
+  static EcKeyCache* cache = new EcKeyCache;
+  return *cache;
+}
+
+Result<EvpPkeyPtr> CachedEcKey(KeyAlg alg, ByteView x, ByteView y) {
+  std::string id = (alg == KeyAlg::kEcP256 ? "P-256:" : "P-384:") + AsString(x) + AsString(y);
+  if (EvpPkeyPtr hit = KeyCache().Find(id)) {
+    return hit;
+  }
+  WIMSE_ASSIGN_OR_RETURN(EvpPkeyPtr key, EcKeyFromJwkPoint(alg, x, y));
+  KeyCache().Insert(id, key.get());
+  return key;
+}
 
 Result<std::string> RequiredString(const Json& jwk, const char* name) {
   auto it = jwk.find(name);
@@ -74,11 +162,7 @@ Result<PublicJwk> ParsePublicJwk(const Json& jwk) {
     size_t fs = CurveFieldSize(ka);
     WIMSE_ASSIGN_OR_RETURN(Bytes x, FixedB64(jwk, "x", fs));
     WIMSE_ASSIGN_OR_RETURN(Bytes y, FixedB64(jwk, "y", fs));
-    auto key = EcPublicKeyFromXY(ka, x, y);
-    if (!key.ok()) {
-      return Error(Layer::kPolicy, "jwk EC point is not on the curve");
-    }
-    out.key = std::move(key).value();
+    WIMSE_ASSIGN_OR_RETURN(out.key, CachedEcKey(ka, x, y));
   } else if (out.kty == "OKP") {
     WIMSE_ASSIGN_OR_RETURN(std::string crv, RequiredString(jwk, "crv"));
     if (crv != "Ed25519") {
@@ -108,8 +192,11 @@ Result<PublicJwk> ParsePublicJwk(const Json& jwk) {
   if (!key_alg.ok()) {
     return key_alg.error();
   }
-  if (!out.alg.empty() && out.alg != JwsAlgName(*key_alg)) {
-    return Error(Layer::kPolicy, "jwk alg does not match the key");
+  if (!out.alg.empty()) {
+    auto named = JwsAlgFromName(out.alg);
+    if (!named.ok() || !JwsAlgAllowedForKey(out.key.get(), *named)) {
+      return Error(Layer::kPolicy, "jwk alg does not match the key");
+    }
   }
   return out;
 }

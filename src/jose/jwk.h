@@ -29,8 +29,8 @@ struct PublicJwk {
 
 // Parses a JWK object holding a public key. Errors (Layer::kParse / kPolicy) name the rule:
 // "jwk contains private member \"d\"", "jwk kty oct not allowed", "jwk x has the wrong length",
-// "unsupported jwk kty", "jwk alg ES384 does not match the key" (when alg is present it must be
-// the one algorithm the key type allows, see JwsAlgForKey).
+// "unsupported jwk kty", "jwk alg does not match the key" (when alg is present it must be an
+// algorithm the key allows, see JwsAlgAllowedForKey: RS256 or PS256 for RSA).
 Result<PublicJwk> ParsePublicJwk(const Json& jwk);
 
 // The public JWK of `key` (EC P-256/P-384, RSA, Ed25519) with members kty, crv, x, y / n, e and,

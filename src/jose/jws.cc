@@ -3,8 +3,12 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/obj_mac.h>
+#include <openssl/rsa.h>
 
+#include <algorithm>
+#include <cstring>
 #include <set>
+#include <vector>
 
 #include "crypto/public_key.h"
 #include "jose/base64url.h"
@@ -14,23 +18,147 @@ namespace {
 
 HashAlg HashFor(JwsAlg alg) { return alg == JwsAlg::kEs384 ? HashAlg::kSha384 : HashAlg::kSha256; }
 
-// 0 < r < n and 0 < s < n for the curve of `alg` (raw is exactly 2 x field size).
+bool IsRsaAlg(JwsAlg alg) { return alg == JwsAlg::kRs256 || alg == JwsAlg::kPs256; }
+
+// Group orders n (big-endian), SEC 2 / FIPS 186-4.
+constexpr uint8_t kP256Order[32] = {
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51};
+constexpr uint8_t kP384Order[48] = {
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc7, 0x63, 0x4d, 0x81, 0xf4, 0x37, 0x2d, 0xdf,
+    0x58, 0x1a, 0x0d, 0xb2, 0x48, 0xb0, 0xa7, 0x7a, 0xec, 0xec, 0x19, 0x6a, 0xcc, 0xc5, 0x29, 0x73};
+
+// 0 < r < n and 0 < s < n for the curve of `alg` (raw is exactly 2 x field size), compared as
+// fixed-width big-endian integers.
 Status CheckEcdsaRange(JwsAlg alg, ByteView raw) {
-  int nid = alg == JwsAlg::kEs256 ? NID_X9_62_prime256v1 : NID_secp384r1;
-  EcGroupPtr group(EC_GROUP_new_by_curve_name(nid));
-  if (!group) {
-    return OpenSslError("EC_GROUP_new_by_curve_name");
-  }
-  const BIGNUM* order = EC_GROUP_get0_order(group.get());
+  const uint8_t* order = alg == JwsAlg::kEs256 ? kP256Order : kP384Order;
   size_t half = raw.size() / 2;
   for (size_t off : {size_t{0}, half}) {
-    BignumPtr v(BN_bin2bn(raw.data() + off, static_cast<int>(half), nullptr));
-    if (!v) {
-      return OpenSslError("BN_bin2bn");
-    }
-    if (BN_is_zero(v.get()) || BN_cmp(v.get(), order) >= 0) {
+    const uint8_t* v = raw.data() + off;
+    bool zero = std::all_of(v, v + half, [](uint8_t b) { return b == 0; });
+    if (zero || std::memcmp(v, order, half) >= 0) {
       return Error(Layer::kPolicy, "ECDSA signature r or s out of range");
     }
+  }
+  return OkStatus();
+}
+
+// A fetched digest, kept for the life of the process (EVP_MD_fetch per call costs more than
+// hashing a token).
+const EVP_MD* FetchedMd(HashAlg hash) {
+  static const EVP_MD* sha256 = EVP_MD_fetch(nullptr, "SHA256", "provider=default");
+  static const EVP_MD* sha384 = EVP_MD_fetch(nullptr, "SHA384", "provider=default");
+  return hash == HashAlg::kSha384 ? sha384 : sha256;
+}
+
+// DER ECDSA-Sig-Value for a range-checked raw r||s (each half < 2^(8*half)): SEQUENCE of two
+// minimal positive INTEGERs. Field sizes here (32, 48) keep every length below 128.
+Bytes RawToDer(ByteView raw) {
+  size_t half = raw.size() / 2;
+  Bytes ints;
+  for (size_t off : {size_t{0}, half}) {
+    size_t i = 0;
+    while (i + 1 < half && raw[off + i] == 0) {
+      ++i;
+    }
+    bool pad = (raw[off + i] & 0x80) != 0;
+    ints.push_back(0x02);
+    ints.push_back(static_cast<uint8_t>(half - i + (pad ? 1 : 0)));
+    if (pad) {
+      ints.push_back(0);
+    }
+    ints.insert(ints.end(), raw.begin() + static_cast<long>(off + i),
+                raw.begin() + static_cast<long>(off + half));
+  }
+  Bytes der = {0x30, static_cast<uint8_t>(ints.size())};
+  der.insert(der.end(), ints.begin(), ints.end());
+  return der;
+}
+
+// Verification contexts of recently used keys, per thread (an EVP_PKEY_CTX is not safe to share
+// between threads, and creating and initialising one costs several percent of an ECDSA verify).
+// Each entry holds a reference on its key, so a cached pointer can never name a different,
+// later key. Small and bounded: a verifier uses a handful of issuer keys and, per request, one
+// workload key.
+struct CachedCtx {
+  EvpPkeyPtr key;
+  JwsAlg alg;
+  EvpPkeyCtxPtr ctx;
+};
+
+std::vector<CachedCtx>& CtxCache() {
+  thread_local std::vector<CachedCtx> cache;
+  return cache;
+}
+
+// The cached context for (key, alg), or nullptr. A hit means `alg` was already checked against
+// the key (entries are only added after that check).
+EVP_PKEY_CTX* FindCachedCtx(EVP_PKEY* key, JwsAlg alg) {
+  std::vector<CachedCtx>& cache = CtxCache();
+  for (size_t i = 0; i < cache.size(); ++i) {
+    if (cache[i].key.get() == key && cache[i].alg == alg) {
+      if (i != 0) {
+        std::swap(cache[i], cache[0]);  // most recently used first
+      }
+      return cache[0].ctx.get();
+    }
+  }
+  return nullptr;
+}
+
+Result<EVP_PKEY_CTX*> VerifyCtxFor(EVP_PKEY* key, JwsAlg alg, const EVP_MD* md) {
+  constexpr size_t kMaxCached = 8;
+  if (EVP_PKEY_CTX* hit = FindCachedCtx(key, alg)) {
+    return hit;
+  }
+  std::vector<CachedCtx>& cache = CtxCache();
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, "provider=default"));
+  if (!ctx || EVP_PKEY_verify_init(ctx.get()) != 1 ||
+      EVP_PKEY_CTX_set_signature_md(ctx.get(), md) != 1) {
+    return OpenSslError("EVP_PKEY_verify_init");
+  }
+  if (alg == JwsAlg::kRs256 && EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PADDING) != 1) {
+    return OpenSslError("EVP_PKEY_CTX_set_rsa_padding");
+  }
+  if (alg == JwsAlg::kPs256 &&
+      (EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PSS_PADDING) != 1 ||
+       EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), md) != 1 ||
+       EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx.get(), RSA_PSS_SALTLEN_DIGEST) != 1)) {
+    return OpenSslError("EVP_PKEY_CTX_set_rsa_padding (PSS)");
+  }
+  if (EVP_PKEY_up_ref(key) != 1) {
+    return OpenSslError("EVP_PKEY_up_ref");
+  }
+  if (cache.size() >= kMaxCached) {
+    cache.pop_back();
+  }
+  cache.insert(cache.begin(), CachedCtx{EvpPkeyPtr(key), alg, std::move(ctx)});
+  return cache[0].ctx.get();
+}
+
+// ECDSA or RSASSA-PKCS1-v1_5 verification of `msg` hashed with `hash`, with EVP directly (the
+// algorithm and key type are already known to match).
+Status VerifyWithEvp(EVP_PKEY* key, JwsAlg alg, std::string_view msg, ByteView sig) {
+  HashAlg hash = HashFor(alg);
+  const EVP_MD* md = FetchedMd(hash);
+  uint8_t digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  if (md == nullptr ||
+      EVP_Digest(msg.data(), msg.size(), digest, &digest_len, md, nullptr) != 1) {
+    return OpenSslError("EVP_Digest");
+  }
+  Bytes der;
+  ByteView to_verify = sig;
+  if (alg == JwsAlg::kEs256 || alg == JwsAlg::kEs384) {
+    der = RawToDer(sig);
+    to_verify = der;
+  }
+  WIMSE_ASSIGN_OR_RETURN(EVP_PKEY_CTX * ctx, VerifyCtxFor(key, alg, md));
+  int rc = EVP_PKEY_verify(ctx, to_verify.data(), to_verify.size(), digest, digest_len);
+  ERR_clear_error();
+  if (rc != 1) {
+    return Error(Layer::kPolicy, "signature does not verify");
   }
   return OkStatus();
 }
@@ -63,6 +191,8 @@ std::string_view JwsAlgName(JwsAlg alg) {
       return "ES384";
     case JwsAlg::kRs256:
       return "RS256";
+    case JwsAlg::kPs256:
+      return "PS256";
     case JwsAlg::kEdDsa:
       return "EdDSA";
   }
@@ -70,7 +200,8 @@ std::string_view JwsAlgName(JwsAlg alg) {
 }
 
 Result<JwsAlg> JwsAlgFromName(std::string_view name) {
-  for (JwsAlg a : {JwsAlg::kEs256, JwsAlg::kEs384, JwsAlg::kRs256, JwsAlg::kEdDsa}) {
+  for (JwsAlg a : {JwsAlg::kEs256, JwsAlg::kEs384, JwsAlg::kRs256, JwsAlg::kPs256,
+                   JwsAlg::kEdDsa}) {
     if (JwsAlgName(a) == name) {
       return a;
     }
@@ -106,6 +237,14 @@ Result<JwsAlg> JwsAlgForKey(EVP_PKEY* key) {
     default:
       return Error(Layer::kPolicy, "unsupported key for JWS");
   }
+}
+
+bool JwsAlgAllowedForKey(EVP_PKEY* key, JwsAlg alg) {
+  auto own = JwsAlgForKey(key);
+  if (!own.ok()) {
+    return false;
+  }
+  return *own == alg || (*own == JwsAlg::kRs256 && alg == JwsAlg::kPs256);
 }
 
 Status CheckCrit(const Json& header) {
@@ -184,8 +323,12 @@ Result<UnverifiedJws> ParseCompactJwsUnverified(std::string_view token, const Jw
 
 Status VerifyJwsSignature(EVP_PKEY* key, JwsAlg alg, std::string_view signing_input,
                           ByteView signature) {
-  WIMSE_ASSIGN_OR_RETURN(JwsAlg key_alg, JwsAlgForKey(key));
-  if (key_alg != alg) {
+  if (key == nullptr) {
+    return Error(Layer::kUsage, "no key");
+  }
+  // A cached verification context means this (key, alg) pair was checked before.
+  if ((alg == JwsAlg::kEdDsa || FindCachedCtx(key, alg) == nullptr) &&
+      !JwsAlgAllowedForKey(key, alg)) {
     return Error(Layer::kPolicy, "algorithm not allowed for key");
   }
   if (alg == JwsAlg::kEdDsa) {
@@ -197,35 +340,53 @@ Status VerifyJwsSignature(EVP_PKEY* key, JwsAlg alg, std::string_view signing_in
       return Error(Layer::kPolicy, "ECDSA signature has the wrong length");
     }
     WIMSE_RETURN_IF_ERROR(CheckEcdsaRange(alg, signature));
-  } else if (signature.size() != static_cast<size_t>(EVP_PKEY_get_size(key))) {
+  } else if (IsRsaAlg(alg) && signature.size() != static_cast<size_t>(EVP_PKEY_get_size(key))) {
     return Error(Layer::kPolicy, "RSA signature has the wrong length");
   }
-  WIMSE_ASSIGN_OR_RETURN(Bytes digest, Digest(HashFor(alg), AsBytes(signing_input)));
-  Status st = VerifyDigest(key, HashFor(alg), digest, signature);
-  if (!st.ok()) {
-    return Error(Layer::kPolicy, "signature does not verify");
-  }
-  return OkStatus();
+  return VerifyWithEvp(key, alg, signing_input, signature);
 }
 
-Result<std::string> SignCompactJws(Signer& signer, Json header, std::string_view payload) {
-  WIMSE_ASSIGN_OR_RETURN(JwsAlg alg, JwsAlgForKey(signer.public_key()));
+Result<Bytes> SignWithJwsAlg(Signer& signer, JwsAlg alg, std::string_view input) {
+  EVP_PKEY* pub = signer.public_key();
   if (alg == JwsAlg::kEdDsa) {
     return Error(Layer::kUsage, "EdDSA signing is not supported through Signer");
   }
-  header["alg"] = std::string(JwsAlgName(alg));
-  std::string input = Base64UrlEncode(SerializeJson(header)) + "." + Base64UrlEncode(payload);
+  if (!JwsAlgAllowedForKey(pub, alg)) {
+    return Error(Layer::kUsage, "algorithm " + std::string(JwsAlgName(alg)) +
+                                    " not allowed for the signer's key");
+  }
   WIMSE_ASSIGN_OR_RETURN(Bytes digest, Digest(HashFor(alg), AsBytes(input)));
-  WIMSE_ASSIGN_OR_RETURN(Bytes sig, signer.SignDigest(HashFor(alg), digest));
-  size_t want = alg == JwsAlg::kEs256 ? 64
-                : alg == JwsAlg::kEs384
-                    ? 96
-                    : static_cast<size_t>(EVP_PKEY_get_size(signer.public_key()));
+  Bytes sig;
+  if (alg == JwsAlg::kPs256) {
+    auto* pss = dynamic_cast<RsaPssSigner*>(&signer);
+    if (pss == nullptr) {
+      return Error(Layer::kUsage, "this signer cannot produce RSASSA-PSS (PS256) signatures");
+    }
+    WIMSE_ASSIGN_OR_RETURN(sig, pss->SignDigestPss(HashFor(alg), digest));
+  } else {
+    WIMSE_ASSIGN_OR_RETURN(sig, signer.SignDigest(HashFor(alg), digest));
+  }
+  size_t want = alg == JwsAlg::kEs256   ? 64
+                : alg == JwsAlg::kEs384 ? 96
+                                        : static_cast<size_t>(EVP_PKEY_get_size(pub));
   if (sig.size() != want) {
     return Error(Layer::kInternal,
                  "signer returned a signature of the wrong length " + std::to_string(sig.size()));
   }
+  return sig;
+}
+
+Result<std::string> SignCompactJws(Signer& signer, JwsAlg alg, Json header,
+                                   std::string_view payload) {
+  header["alg"] = std::string(JwsAlgName(alg));
+  std::string input = Base64UrlEncode(SerializeJson(header)) + "." + Base64UrlEncode(payload);
+  WIMSE_ASSIGN_OR_RETURN(Bytes sig, SignWithJwsAlg(signer, alg, input));
   return input + "." + Base64UrlEncode(sig);
+}
+
+Result<std::string> SignCompactJws(Signer& signer, Json header, std::string_view payload) {
+  WIMSE_ASSIGN_OR_RETURN(JwsAlg alg, JwsAlgForKey(signer.public_key()));
+  return SignCompactJws(signer, alg, std::move(header), payload);
 }
 
 }  // namespace wimse::jose

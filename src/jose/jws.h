@@ -20,17 +20,37 @@
 
 namespace wimse::jose {
 
-// JWS algorithms wimse-tpm signs or verifies.
-enum class JwsAlg { kEs256, kEs384, kRs256, kEdDsa };
+// JWS algorithms wimse-tpm signs or verifies. PS256 is RSASSA-PSS with SHA-256, MGF1-SHA-256
+// and a 32-byte salt (RFC 7518 §3.5).
+enum class JwsAlg { kEs256, kEs384, kRs256, kPs256, kEdDsa };
 
-// "ES256", "ES384", "RS256", "EdDSA".
+// "ES256", "ES384", "RS256", "PS256", "EdDSA".
 std::string_view JwsAlgName(JwsAlg alg);
 // Exact, case-sensitive lookup; anything else (none, HS256, es256, "ES256 ") is an error
 // "algorithm not allowed: <alg>".
 Result<JwsAlg> JwsAlgFromName(std::string_view name);
-// The single algorithm a public key may be used with: P-256 -> ES256, P-384 -> ES384,
-// RSA >= 2048 bits -> RS256, Ed25519 -> EdDSA. Other keys are an error.
+// The default algorithm of a public key: P-256 -> ES256, P-384 -> ES384, RSA >= 2048 bits ->
+// RS256, Ed25519 -> EdDSA. Other keys are an error.
 Result<JwsAlg> JwsAlgForKey(EVP_PKEY* key);
+// Whether `alg` may be used with `key`: EC and Ed25519 keys allow exactly their JwsAlgForKey
+// algorithm; RSA keys (>= 2048 bits) allow RS256 and PS256. Never an algorithm of another
+// family, so no header can switch the key type (C17).
+bool JwsAlgAllowedForKey(EVP_PKEY* key, JwsAlg alg);
+
+// Implemented by signers that can also produce RSASSA-PSS signatures (salt length = digest
+// length, MGF1 with the same hash), as PS256 requires. A Signer that does not implement it
+// cannot sign PS256.
+class RsaPssSigner {
+ public:
+  virtual ~RsaPssSigner() = default;
+  // Like Signer::SignDigest, but RSASSA-PSS. Errors come from the key's implementation.
+  virtual Result<Bytes> SignDigestPss(HashAlg hash, ByteView digest) = 0;
+};
+
+// Signs `input` with `signer` under `alg` (which must be allowed for the signer's key; PS256
+// needs a signer that implements RsaPssSigner). Returns the JWS signature bytes (raw r||s for
+// ECDSA) after checking their length. One SignDigest/SignDigestPss call.
+Result<Bytes> SignWithJwsAlg(Signer& signer, JwsAlg alg, std::string_view input);
 
 // Bounds on untrusted compact tokens.
 struct JwsLimits {
@@ -59,8 +79,8 @@ Result<UnverifiedJws> ParseCompactJwsUnverified(std::string_view token,
 // a registered header name, a name absent from the header) or named an unknown extension.
 Status CheckCrit(const Json& header);
 
-// Verifies `signature` over `signing_input` with `key`, which must allow exactly `alg` (see
-// JwsAlgForKey). ECDSA: raw r||s of exactly 2 x field size, 0 < r, s < n. Errors are
+// Verifies `signature` over `signing_input` with `key`, which must allow `alg` (see
+// JwsAlgAllowedForKey). ECDSA: raw r||s of exactly 2 x field size, 0 < r, s < n. Errors are
 // Layer::kPolicy: "algorithm not allowed for key", "ECDSA signature has the wrong length",
 // "ECDSA signature r or s out of range", "signature does not verify". Thread-safe.
 Status VerifyJwsSignature(EVP_PKEY* key, JwsAlg alg, std::string_view signing_input,
@@ -70,6 +90,10 @@ Status VerifyJwsSignature(EVP_PKEY* key, JwsAlg alg, std::string_view signing_in
 // given. Returns the compact serialization. One SignDigest call on `signer` (a TPM2_Sign for a
 // TpmSigner); checks the returned signature length. Errors come from the signer.
 Result<std::string> SignCompactJws(Signer& signer, Json header, std::string_view payload);
+// The same with an explicit algorithm (e.g. PS256 for an RSA key); `alg` must be allowed for
+// the signer's key.
+Result<std::string> SignCompactJws(Signer& signer, JwsAlg alg, Json header,
+                                   std::string_view payload);
 
 }  // namespace wimse::jose
 

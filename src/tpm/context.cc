@@ -2,6 +2,7 @@
 
 #include <tss2/tss2_tctildr.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 
@@ -58,8 +59,11 @@ TpmContext::~TpmContext() {
 void TpmContext::DisconnectLocked(bool touch_tpm) {
   if (esys_ != nullptr && touch_tpm) {
     for (CachedObject& obj : cache_) Esys_FlushContext(esys_, obj.tr);
+    if (session_ != ESYS_TR_NONE) Esys_FlushContext(esys_, session_);
   }
   cache_.clear();
+  session_ = ESYS_TR_NONE;
+  persistent_.clear();  // ESYS_TRs die with the ESYS context
   have_srk_context_ = false;
   if (touch_tpm) {
     if (esys_ != nullptr) Esys_Finalize(&esys_);
@@ -169,7 +173,73 @@ void TpmContext::FlushCacheLocked(ESYS_CONTEXT* esys) {
 
 void TpmContext::FlushCache() {
   std::lock_guard<std::mutex> lock(mu_);
-  if (esys_ != nullptr && pid_ == getpid()) FlushCacheLocked(esys_);
+  if (esys_ != nullptr && pid_ == getpid()) {
+    FlushCacheLocked(esys_);
+    DropSecureSessionLocked(esys_);
+  }
+}
+
+void TpmContext::Disconnect() {
+  std::lock_guard<std::mutex> lock(mu_);
+  DisconnectLocked(/*touch_tpm=*/esys_ != nullptr && pid_ == getpid());
+}
+
+Result<ESYS_TR> TpmContext::SecureSessionLocked(ESYS_CONTEXT* esys) {
+  if (session_ != ESYS_TR_NONE) return session_;
+  WIMSE_ASSIGN_OR_RETURN(TpmHandle srk, LoadStoragePrimaryLocked(esys));
+  TPMT_SYM_DEF symmetric{};
+  symmetric.algorithm = TPM2_ALG_AES;
+  symmetric.keyBits.aes = 128;
+  symmetric.mode.aes = TPM2_ALG_CFB;
+  ESYS_TR session = ESYS_TR_NONE;
+  // tpmKey = the SRK: ESAPI encrypts a fresh salt to its public key (ECDH), so the session key
+  // is unknown to anyone watching the bus even for objects with an empty or guessable auth.
+  TSS2_RC rc = Esys_StartAuthSession(esys, srk.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                     ESYS_TR_NONE, nullptr, TPM2_SE_HMAC, &symmetric,
+                                     TPM2_ALG_SHA256, &session);
+  if (rc == TPM2_RC_SESSION_MEMORY || rc == TPM2_RC_SESSION_HANDLES) {
+    return Error(Layer::kTpm, "TPM2_StartAuthSession: the TPM has no free session slot (other "
+                              "clients hold them)", rc);
+  }
+  if (rc != TSS2_RC_SUCCESS) return TpmError("TPM2_StartAuthSession (salted, AES-128-CFB)", rc);
+  session_ = session;
+  return session_;
+}
+
+void TpmContext::DropSecureSessionLocked(ESYS_CONTEXT* esys) {
+  if (session_ != ESYS_TR_NONE) {
+    // A session the TPM already discarded makes this fail harmlessly; ESAPI still frees the TR.
+    if (Esys_FlushContext(esys, session_) != TSS2_RC_SUCCESS) Esys_TR_Close(esys, &session_);
+    session_ = ESYS_TR_NONE;
+  }
+}
+
+Result<ESYS_TR> TpmContext::PersistentObjectLocked(ESYS_CONTEXT* esys, TPM2_HANDLE handle) {
+  auto it = persistent_.find(handle);
+  if (it != persistent_.end()) return it->second;
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "0x%08x", handle);
+  if ((handle >> 24) != TPM2_HT_PERSISTENT) {
+    return Error(Layer::kUsage, std::string(buf) + " is not a persistent handle (0x81xxxxxx)");
+  }
+  ESYS_TR tr = ESYS_TR_NONE;
+  TSS2_RC rc = Esys_TR_FromTPMPublic(esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr);
+  if ((rc & 0xffff0000u) == 0 && (rc & TPM2_RC_FMT1) != 0 && (rc & 0x3f) == (TPM2_RC_HANDLE & 0x3f)) {
+    return Error(Layer::kTpm, std::string("no persistent object at handle ") + buf, rc);
+  }
+  if (rc != TSS2_RC_SUCCESS) {
+    return TpmError((std::string("TPM2_ReadPublic of persistent handle ") + buf).c_str(), rc);
+  }
+  persistent_[handle] = tr;
+  return tr;
+}
+
+void TpmContext::ForgetPersistentLocked(ESYS_CONTEXT* esys, TPM2_HANDLE handle) {
+  auto it = persistent_.find(handle);
+  if (it == persistent_.end()) return;
+  ESYS_TR tr = it->second;
+  persistent_.erase(it);
+  Esys_TR_Close(esys, &tr);
 }
 
 namespace {
@@ -196,6 +266,7 @@ Result<size_t> TpmContext::CountTransientObjects() {
 
 Result<size_t> TpmContext::CountSessions() {
   return Run([&](ESYS_CONTEXT* esys) -> Result<size_t> {
+    DropSecureSessionLocked(esys);
     WIMSE_ASSIGN_OR_RETURN(size_t loaded, CountHandles(esys, TPM2_LOADED_SESSION_FIRST));
     WIMSE_ASSIGN_OR_RETURN(size_t saved, CountHandles(esys, TPM2_ACTIVE_SESSION_FIRST));
     return loaded + saved;

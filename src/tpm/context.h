@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -105,16 +106,42 @@ class TpmContext {
                                      const std::function<Result<ESYS_TR>(ESYS_CONTEXT*)>& load);
 
   // Within Run(): flushes every cached object (for example before an operation that needs all
-  // slots, or in tests before counting handles).
+  // slots, or in tests before counting handles). Does not touch the cached session.
   void FlushCacheLocked(ESYS_CONTEXT* esys);
 
-  // Flushes cached objects (takes the lock).
+  // Flushes cached objects and the cached session (takes the lock).
   void FlushCache();
+
+  // Within Run(): the context's salted HMAC session for commands that carry an auth value or a
+  // secret (CONVENTIONS rule 8): salted with the storage primary's public key (ECDH), bound to
+  // nothing, SHA-256, AES-128-CFB parameter encryption. It is started once and kept (the caller
+  // sets continueSession), so salting and StartAuthSession cost one command per connection,
+  // not per operation. Uses one TPM session slot (not an object slot) while the context lives;
+  // the SRK is context-loaded for StartAuthSession and flushed. Callers set the per-command
+  // attributes with Esys_TRSess_SetAttributes and must call DropSecureSessionLocked() when a
+  // command that used it fails (the TPM may have discarded it).
+  Result<ESYS_TR> SecureSessionLocked(ESYS_CONTEXT* esys);
+  // Within Run(): flushes the cached secure session (next SecureSessionLocked starts another).
+  void DropSecureSessionLocked(ESYS_CONTEXT* esys);
+
+  // Within Run(): an ESYS_TR for the persistent object at `handle` (0x81xxxxxx), made once per
+  // connection with TPM2_ReadPublic (Esys_TR_FromTPMPublic) and kept; uses no object slot.
+  // A handle with no object is an error naming the handle (TPM_RC_HANDLE).
+  Result<ESYS_TR> PersistentObjectLocked(ESYS_CONTEXT* esys, TPM2_HANDLE handle);
+  // Within Run(): forgets the ESYS_TR of `handle` (after TPM2_EvictControl removed it); closes
+  // it in ESAPI, sends nothing to the TPM.
+  void ForgetPersistentLocked(ESYS_CONTEXT* esys, TPM2_HANDLE handle);
+
+  // Flushes the cache and the session, then closes the TPM connection; the next Run()
+  // reconnects. Lets another connection use a TPM that serves one connection at a time
+  // (swtpm's TCP socket) from the same process.
+  void Disconnect();
 
   // Number of transient objects the TPM reports as loaded (TPM2_GetCapability HANDLES), for
   // leak checks in tests. Flushes our own cache first.
   Result<size_t> CountTransientObjects();
-  // Number of loaded + saved sessions the TPM reports.
+  // Number of loaded + saved sessions the TPM reports, for leak checks. Flushes our own cached
+  // secure session first.
   Result<size_t> CountSessions();
 
   static constexpr size_t kMaxLoadedKeys = 1;
@@ -136,6 +163,8 @@ class TpmContext {
     ESYS_TR tr;
   };
   std::list<CachedObject> cache_;  // front = most recently used
+  ESYS_TR session_ = ESYS_TR_NONE;  // the cached salted HMAC session, if any
+  std::map<TPM2_HANDLE, ESYS_TR> persistent_;  // ESYS_TRs of persistent objects (no slot)
 };
 
 // The process-wide context for `tcti` (one per TCTI string). Thread-safe.

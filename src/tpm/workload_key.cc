@@ -1,19 +1,31 @@
 #include "tpm/workload_key.h"
 
+#include <openssl/crypto.h>
 #include <tss2/tss2_mu.h>
+
+#include <cstdio>
 
 #include "crypto/ecdsa.h"
 #include "crypto/public_key.h"
 #include "crypto/tpm_public.h"
+#include "keyfile/key_ref.h"
 #include "tpm/templates.h"
 
 namespace wimse::tpm {
 
 namespace {
 
-bool IsObjectMemoryError(TSS2_RC rc) {
-  // TPM_RC_OBJECT_MEMORY (0x902) is a warning code; no parameter/handle bits are attached.
-  return rc == TPM2_RC_OBJECT_MEMORY;
+// TPM response codes, decoded by shape (TPM 2.0 Part 2, 6.6): a format-one code carries the
+// error number in bits 0..5 and the handle/parameter/session number in bits 6..11.
+bool IsTpmLayer(TSS2_RC rc) { return (rc & TSS2_RC_LAYER_MASK) == 0; }
+bool IsFmt1(TSS2_RC rc, TPM2_RC code) {
+  return IsTpmLayer(rc) && (rc & TPM2_RC_FMT1) != 0 && (rc & 0x3f) == (code & 0x3f);
+}
+bool IsAuthFailure(TSS2_RC rc) { return IsFmt1(rc, TPM2_RC_AUTH_FAIL) || IsFmt1(rc, TPM2_RC_BAD_AUTH); }
+bool IsLockout(TSS2_RC rc) { return rc == TPM2_RC_LOCKOUT; }
+bool IsStaleHandle(TSS2_RC rc) {
+  return (IsTpmLayer(rc) && (rc & ~0xf00u) == TPM2_RC_REFERENCE_H0) ||
+         IsFmt1(rc, TPM2_RC_HANDLE);
 }
 
 Result<TPM2B_PRIVATE> UnmarshalPrivate(ByteView blob) {
@@ -35,6 +47,32 @@ Result<Bytes> MarshalPrivate(const TPM2B_PRIVATE& priv) {
   return out;
 }
 
+// Sets (or clears, for nullptr/empty) the auth value ESAPI uses for `tr`, wiping the copy.
+void SetTrAuth(ESYS_CONTEXT* esys, ESYS_TR tr, const SecretBytes* auth) {
+  TPM2B_AUTH value{};
+  if (auth != nullptr && !auth->empty() && auth->size() <= sizeof(value.buffer)) {
+    value.size = static_cast<UINT16>(auth->size());
+    std::copy(auth->view().begin(), auth->view().end(), value.buffer);
+  }
+  Esys_TR_SetAuth(esys, tr, &value);
+  OPENSSL_cleanse(&value, sizeof(value));
+}
+
+// Session attributes for a command in the secure session: keep it open; encrypt the first
+// command parameter (decrypt) and, when the response's first parameter is a sized buffer, the
+// response too (encrypt). TPM2_Sign returns a TPMT_SIGNATURE, so it gets decrypt only (the TPM
+// rejects encrypt with TPM_RC_ATTRIBUTES there).
+void SetSecureAttributes(ESYS_CONTEXT* esys, ESYS_TR session, bool encrypt_response) {
+  TPMA_SESSION attrs = TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT;
+  if (encrypt_response) attrs |= TPMA_SESSION_ENCRYPT;
+  Esys_TRSess_SetAttributes(esys, session, attrs, 0xff);
+}
+
+std::string NameLabel(const Bytes& name) {
+  std::string hex = HexEncode(name);
+  return "TPM key " + hex.substr(0, std::min<size_t>(hex.size(), 20)) + "...";
+}
+
 }  // namespace
 
 Result<std::shared_ptr<WorkloadKey>> WorkloadKey::FromKeyFile(std::shared_ptr<TpmContext> ctx,
@@ -49,16 +87,14 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::FromKeyFile(std::shared_ptr<Tp
     return Error(Layer::kPolicy,
                  "the key is restricted (an attestation key); it cannot sign arbitrary digests");
   }
-  if (file.parent != kOwnerHierarchyParent || file.rsa_parent) {
-    // Persistent parents come with issue 3 (handle: URIs); refuse rather than misuse.
-    char buf[16];
-    std::snprintf(buf, sizeof(buf), "0x%08x", file.parent);
-    return Error(Layer::kPolicy, std::string("unsupported parent ") + buf +
-                                     " (only the ECC storage primary of 0x40000001)");
-  }
-  if (!file.empty_auth) {
-    // Keys with an auth value need a salted HMAC session (issue 3). tpm2_encodeobject 5.4
-    // writes emptyAuth FALSE for password-less keys; we try them with empty auth exactly once.
+  bool permanent_owner = file.parent == kOwnerHierarchyParent && !file.rsa_parent;
+  bool persistent = (file.parent >> 24) == TPM2_HT_PERSISTENT;
+  if (!permanent_owner && !persistent) {
+    return Error(Layer::kPolicy,
+                 "unsupported parent " + HandleToString(file.parent) +
+                     (file.rsa_parent ? " with rsaParent (the H-1 RSA storage primary)" : "") +
+                     " (supported: the ECC storage primary of 0x40000001, or a persistent "
+                     "parent 0x81xxxxxx)");
   }
   auto key = std::shared_ptr<WorkloadKey>(new WorkloadKey());
   key->ctx_ = std::move(ctx);
@@ -66,6 +102,7 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::FromKeyFile(std::shared_ptr<Tp
   WIMSE_ASSIGN_OR_RETURN(key->alg_, KeyAlgOfTpmPublic(area));
   WIMSE_ASSIGN_OR_RETURN(key->public_key_, PublicKeyFromTpmPublic(area));
   WIMSE_ASSIGN_OR_RETURN(key->name_, TpmName(area));
+  key->label_ = NameLabel(key->name_);
   key->file_ = std::move(file);
   return key;
 }
@@ -75,63 +112,266 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Open(std::shared_ptr<TpmContex
   WIMSE_ASSIGN_OR_RETURN(Tss2KeyFile file, ReadTss2KeyFile(path));
   auto key = FromKeyFile(std::move(ctx), std::move(file));
   if (!key.ok()) return key.error().WithContext(path);
+  (*key)->label_ = path;
   return key;
 }
 
 Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Create(std::shared_ptr<TpmContext> ctx,
                                                          KeyAlg alg) {
+  return Create(std::move(ctx), alg, SecretBytes());
+}
+
+Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Create(std::shared_ptr<TpmContext> ctx,
+                                                         KeyAlg alg, const SecretBytes& auth) {
   WIMSE_ASSIGN_OR_RETURN(TPM2B_PUBLIC in_public, WorkloadKeyTemplate(alg));
+  TPM2B_SENSITIVE_CREATE sensitive{};
+  if (auth.size() > 32) {
+    return Error(Layer::kUsage, "the auth value is longer than 32 bytes (SHA-256 nameAlg)");
+  }
+  sensitive.sensitive.userAuth.size = static_cast<UINT16>(auth.size());
+  std::copy(auth.view().begin(), auth.view().end(), sensitive.sensitive.userAuth.buffer);
   auto created = ctx->Run([&](ESYS_CONTEXT* esys) -> Result<Tss2KeyFile> {
+    ESYS_TR session = ESYS_TR_PASSWORD;
+    if (!auth.empty()) {
+      // The auth value travels in inSensitive: encrypt it (decrypt attribute) in the salted
+      // session; the response's outPrivate is a sized buffer, so encrypt it too.
+      WIMSE_ASSIGN_OR_RETURN(session, ctx->SecureSessionLocked(esys));
+      SetSecureAttributes(esys, session, /*encrypt_response=*/true);
+    }
     WIMSE_ASSIGN_OR_RETURN(TpmHandle srk, ctx->LoadStoragePrimaryLocked(esys));
-    TPM2B_SENSITIVE_CREATE sensitive{};
     TPM2B_DATA outside{};
     TPML_PCR_SELECTION pcrs{};
     TPM2B_PRIVATE* out_private = nullptr;
     TPM2B_PUBLIC* out_public = nullptr;
-    TSS2_RC rc = Esys_Create(esys, srk.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-                             &sensitive, &in_public, &outside, &pcrs, &out_private, &out_public,
-                             nullptr, nullptr, nullptr);
-    if (rc != TSS2_RC_SUCCESS) return TpmError("TPM2_Create (workload key)", rc);
+    TSS2_RC rc = Esys_Create(esys, srk.get(), session, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
+                             &in_public, &outside, &pcrs, &out_private, &out_public, nullptr,
+                             nullptr, nullptr);
+    if (rc != TSS2_RC_SUCCESS) {
+      if (session != ESYS_TR_PASSWORD) ctx->DropSecureSessionLocked(esys);
+      return TpmError("TPM2_Create (workload key)", rc);
+    }
     std::unique_ptr<TPM2B_PRIVATE, void (*)(void*)> priv_owner(out_private, Esys_Free);
     std::unique_ptr<TPM2B_PUBLIC, void (*)(void*)> pub_owner(out_public, Esys_Free);
     Tss2KeyFile file;
-    file.empty_auth = true;
+    file.empty_auth = auth.empty();
     file.parent = kOwnerHierarchyParent;
     WIMSE_ASSIGN_OR_RETURN(file.public_blob, MarshalTpm2bPublic(*out_public));
     WIMSE_ASSIGN_OR_RETURN(file.private_blob, MarshalPrivate(*out_private));
     return file;
   });
+  OPENSSL_cleanse(&sensitive, sizeof(sensitive));
   if (!created.ok()) return std::move(created).error();
-  return FromKeyFile(std::move(ctx), std::move(created).value());
+  WIMSE_ASSIGN_OR_RETURN(auto key, FromKeyFile(std::move(ctx), std::move(created).value()));
+  if (!auth.empty()) key->SetAuth(SecretBytes(auth.view()));
+  return key;
+}
+
+Result<std::shared_ptr<WorkloadKey>> WorkloadKey::OpenPersistent(std::shared_ptr<TpmContext> ctx,
+                                                                 uint32_t handle) {
+  if ((handle >> 24) != TPM2_HT_PERSISTENT) {
+    return Error(Layer::kUsage, HandleToString(handle) + " is not a persistent handle (0x81xxxxxx)");
+  }
+  auto area = ctx->Run([&](ESYS_CONTEXT* esys) -> Result<TPMT_PUBLIC> {
+    WIMSE_ASSIGN_OR_RETURN(ESYS_TR tr, ctx->PersistentObjectLocked(esys, handle));
+    TPM2B_PUBLIC* pub = nullptr;
+    TSS2_RC rc = Esys_ReadPublic(esys, tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub,
+                                 nullptr, nullptr);
+    if (rc != TSS2_RC_SUCCESS) {
+      ctx->ForgetPersistentLocked(esys, handle);
+      return TpmError(("TPM2_ReadPublic of " + HandleToString(handle)).c_str(), rc);
+    }
+    TPMT_PUBLIC out = pub->publicArea;
+    Esys_Free(pub);
+    return out;
+  });
+  if (!area.ok()) return std::move(area).error();
+  const TPMT_PUBLIC& a = *area;
+  std::string label = std::string(kHandleUriScheme) + HandleToString(handle);
+  if ((a.objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT) == 0) {
+    return Error(Layer::kPolicy, label + ": the object is not a signing key");
+  }
+  if ((a.objectAttributes & TPMA_OBJECT_RESTRICTED) != 0) {
+    return Error(Layer::kPolicy, label + ": the key is restricted (an attestation key); it "
+                                         "cannot sign arbitrary digests");
+  }
+  auto key = std::shared_ptr<WorkloadKey>(new WorkloadKey());
+  key->ctx_ = std::move(ctx);
+  key->public_area_ = a;
+  auto alg = KeyAlgOfTpmPublic(a);
+  if (!alg.ok()) return alg.error().WithContext(label);
+  key->alg_ = *alg;
+  WIMSE_ASSIGN_OR_RETURN(key->public_key_, PublicKeyFromTpmPublic(a));
+  WIMSE_ASSIGN_OR_RETURN(key->name_, TpmName(a));
+  // No key file: keep the public area so key_file().public_blob is meaningful to callers.
+  TPM2B_PUBLIC pub2b{};
+  pub2b.publicArea = a;
+  WIMSE_ASSIGN_OR_RETURN(key->file_.public_blob, MarshalTpm2bPublic(pub2b));
+  key->file_.empty_auth = true;  // unknown for persistent objects: empty unless SetAuth
+  key->file_.parent = TPM2_RH_OWNER;
+  key->persistent_handle_ = handle;
+  key->label_ = std::move(label);
+  return key;
+}
+
+void WorkloadKey::SetAuth(SecretBytes auth) {
+  auth_ = std::make_shared<SecretBytes>(std::move(auth));
+}
+
+Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Persist(uint32_t handle) const {
+  if ((handle >> 24) != TPM2_HT_PERSISTENT) {
+    return Error(Layer::kUsage, HandleToString(handle) + " is not a persistent handle (0x81xxxxxx)");
+  }
+  if (persistent_handle_ != 0) {
+    return Error(Layer::kUsage, label_ + " is already persistent");
+  }
+  Status s = ctx_->Run([&](ESYS_CONTEXT* esys) -> Status {
+    WIMSE_ASSIGN_OR_RETURN(ESYS_TR key_tr, LoadLocked(esys));
+    ESYS_TR out = ESYS_TR_NONE;
+    TSS2_RC rc = Esys_EvictControl(esys, ESYS_TR_RH_OWNER, key_tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                   ESYS_TR_NONE, handle, &out);
+    if (IsTpmLayer(rc) && (rc & 0xfff) == TPM2_RC_NV_DEFINED) {
+      return Error(Layer::kTpm, "TPM2_EvictControl: handle " + HandleToString(handle) +
+                                    " is already in use (evict it first)", rc);
+    }
+    if (rc != TSS2_RC_SUCCESS) {
+      return TpmError(("TPM2_EvictControl to " + HandleToString(handle)).c_str(), rc);
+    }
+    Esys_TR_Close(esys, &out);
+    return OkStatus();
+  });
+  if (!s.ok()) return std::move(s).error().WithContext(label_);
+  WIMSE_ASSIGN_OR_RETURN(auto key, OpenPersistent(ctx_, handle));
+  key->auth_ = auth_;
+  return key;
+}
+
+Status WorkloadKey::EvictPersistent(std::shared_ptr<TpmContext> ctx, uint32_t handle) {
+  if ((handle >> 24) != TPM2_HT_PERSISTENT) {
+    return Error(Layer::kUsage, HandleToString(handle) + " is not a persistent handle (0x81xxxxxx)");
+  }
+  return ctx->Run([&](ESYS_CONTEXT* esys) -> Status {
+    WIMSE_ASSIGN_OR_RETURN(ESYS_TR tr, ctx->PersistentObjectLocked(esys, handle));
+    ESYS_TR out = ESYS_TR_NONE;
+    TSS2_RC rc = Esys_EvictControl(esys, ESYS_TR_RH_OWNER, tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                   ESYS_TR_NONE, handle, &out);
+    if (rc != TSS2_RC_SUCCESS) {
+      return TpmError(("TPM2_EvictControl (remove " + HandleToString(handle) + ")").c_str(), rc);
+    }
+    // On removal ESAPI closes the object's TR itself; forget ours without touching it again.
+    ctx->ForgetPersistentLocked(esys, handle);
+    return OkStatus();
+  });
 }
 
 Result<ESYS_TR> WorkloadKey::LoadLocked(ESYS_CONTEXT* esys) const {
+  if (persistent_handle_ != 0) return ctx_->PersistentObjectLocked(esys, persistent_handle_);
   return ctx_->CachedObjectLocked(
       esys, file_.public_blob, [&](ESYS_CONTEXT* e) -> Result<ESYS_TR> {
         WIMSE_ASSIGN_OR_RETURN(TPM2B_PUBLIC pub, UnmarshalTpm2bPublic(file_.public_blob));
         WIMSE_ASSIGN_OR_RETURN(TPM2B_PRIVATE priv, UnmarshalPrivate(file_.private_blob));
-        WIMSE_ASSIGN_OR_RETURN(TpmHandle srk, ctx_->LoadStoragePrimaryLocked(e));
+        TpmHandle srk;
+        ESYS_TR parent = ESYS_TR_NONE;
+        if ((file_.parent >> 24) == TPM2_HT_PERSISTENT) {
+          auto p = ctx_->PersistentObjectLocked(e, file_.parent);
+          if (!p.ok()) return p.error().WithContext("parent of " + label_);
+          parent = *p;
+        } else {
+          WIMSE_ASSIGN_OR_RETURN(srk, ctx_->LoadStoragePrimaryLocked(e));
+          parent = srk.get();
+        }
         ESYS_TR tr = ESYS_TR_NONE;
-        TSS2_RC rc = Esys_Load(e, srk.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv,
+        TSS2_RC rc = Esys_Load(e, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv,
                                &pub, &tr);
-        if (IsObjectMemoryError(rc)) {
+        if (rc == TPM2_RC_OBJECT_MEMORY) {
           return TpmError("TPM2_Load: no free object slot in the TPM", rc);
         }
-        if ((rc & 0xff) == (TPM2_RC_INTEGRITY & 0xff) || (rc & 0xbf) == 0x9f) {
-          // TPM_RC_INTEGRITY on the private blob: the key was wrapped by another TPM/parent.
-          return TpmError("TPM2_Load: the key file does not belong to this TPM's storage primary",
-                          rc);
+        if (IsFmt1(rc, TPM2_RC_INTEGRITY) || IsFmt1(rc, TPM2_RC_BINDING) ||
+            IsFmt1(rc, TPM2_RC_SIZE)) {
+          // The private blob was wrapped by another TPM or parent.
+          return Error(Layer::kTpm,
+                       "TPM2_Load: " + label_ + " does not belong to this TPM (its private part "
+                       "was wrapped by another TPM or parent " + HandleToString(file_.parent) + ")",
+                       rc);
         }
-        if (rc != TSS2_RC_SUCCESS) return TpmError("TPM2_Load (workload key)", rc);
-        if (!file_.empty_auth) {
-          // Auth values arrive with issue 3 (salted HMAC session). An emptyAuth FALSE file
-          // from tpm2_encodeobject 5.4 (inverted flag) is still usable with empty auth.
-        }
+        if (rc != TSS2_RC_SUCCESS) return TpmError(("TPM2_Load (" + label_ + ")").c_str(), rc);
         return tr;
       });
 }
 
+Result<Bytes> WorkloadKey::SignLocked(ESYS_CONTEXT* esys, const TPM2B_DIGEST& digest,
+                                      const TPMT_SIG_SCHEME& scheme) const {
+  TPMT_TK_HASHCHECK validation{};
+  validation.tag = TPM2_ST_HASHCHECK;
+  validation.hierarchy = TPM2_RH_NULL;
+  validation.digest.size = 0;
+  const SecretBytes* auth = auth_ ? auth_.get() : nullptr;
+  bool secure = auth != nullptr && !auth->empty();
+  TPMT_SIGNATURE* sig = nullptr;
+  TSS2_RC rc = TSS2_RC_SUCCESS;
+  ESYS_TR key = ESYS_TR_NONE;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    WIMSE_ASSIGN_OR_RETURN(key, LoadLocked(esys));
+    ESYS_TR session = ESYS_TR_PASSWORD;
+    if (secure) {
+      WIMSE_ASSIGN_OR_RETURN(session, ctx_->SecureSessionLocked(esys));
+      SetSecureAttributes(esys, session, /*encrypt_response=*/false);
+    }
+    SetTrAuth(esys, key, auth);
+    rc = Esys_Sign(esys, key, session, ESYS_TR_NONE, ESYS_TR_NONE, &digest, &scheme, &validation,
+                   &sig);
+    if (secure) {
+      SetTrAuth(esys, key, nullptr);  // no copy of the auth value stays in ESAPI
+      if (rc != TSS2_RC_SUCCESS) ctx_->DropSecureSessionLocked(esys);
+    }
+    // A stale cached handle (TPM restarted or object flushed by someone else): reload once.
+    // Never for authorization failures: those count toward the dictionary-attack lockout.
+    if (IsStaleHandle(rc) && attempt == 0) {
+      ctx_->FlushCacheLocked(esys);
+      if (persistent_handle_ != 0) ctx_->ForgetPersistentLocked(esys, persistent_handle_);
+      continue;
+    }
+    break;
+  }
+  if (IsAuthFailure(rc)) {
+    std::string hint = secure ? " (wrong auth value; not retried: every failure counts toward the "
+                                "TPM's dictionary-attack lockout)"
+                              : (file_.empty_auth
+                                     ? " (no auth value was given; if the key has one, give it "
+                                       "with --auth-file, --auth-env or --auth-prompt)"
+                                     : " (the key file says the key needs an auth value; empty "
+                                       "auth was tried once; give one with --auth-file, "
+                                       "--auth-env or --auth-prompt)");
+    return Error(Layer::kTpm, "authorization failed for key " + label_ + ": TPM_RC_AUTH_FAIL" + hint,
+                 rc);
+  }
+  if (IsLockout(rc)) {
+    return Error(Layer::kTpm,
+                 "the TPM is in dictionary-attack lockout (TPM_RC_LOCKOUT) and refuses "
+                 "authorization for key " + label_ +
+                     " until the lockout recovery time passes or the lockout is reset",
+                 rc);
+  }
+  if (rc != TSS2_RC_SUCCESS) return TpmError(("TPM2_Sign (" + label_ + ")").c_str(), rc);
+  std::unique_ptr<TPMT_SIGNATURE, void (*)(void*)> owner(sig, Esys_Free);
+  if (sig->sigAlg == TPM2_ALG_ECDSA) {
+    const TPMS_SIGNATURE_ECC& ecc = sig->signature.ecdsa;
+    return EcdsaRsToRaw(ByteView(ecc.signatureR.buffer, ecc.signatureR.size),
+                        ByteView(ecc.signatureS.buffer, ecc.signatureS.size),
+                        CurveFieldSize(alg_));
+  }
+  if (sig->sigAlg == TPM2_ALG_RSASSA || sig->sigAlg == TPM2_ALG_RSAPSS) {
+    const TPM2B_PUBLIC_KEY_RSA& s = sig->sigAlg == TPM2_ALG_RSASSA ? sig->signature.rsassa.sig
+                                                                    : sig->signature.rsapss.sig;
+    return Bytes(s.buffer, s.buffer + s.size);
+  }
+  return Error(Layer::kTpm, "TPM2_Sign returned an unexpected signature algorithm");
+}
+
 Result<Bytes> WorkloadKey::SignDigest(HashAlg hash, ByteView digest) const {
+  return SignDigestRsa(hash, digest, RsaScheme::kPkcs1v15);
+}
+
+Result<Bytes> WorkloadKey::SignDigestRsa(HashAlg hash, ByteView digest, RsaScheme scheme) const {
   if (digest.size() != HashSize(hash)) {
     return Error(Layer::kUsage, "digest is " + std::to_string(digest.size()) +
                                     " bytes; " + HashName(hash) + " needs " +
@@ -140,51 +380,40 @@ Result<Bytes> WorkloadKey::SignDigest(HashAlg hash, ByteView digest) const {
   TPM2B_DIGEST in{};
   in.size = static_cast<UINT16>(digest.size());
   std::copy(digest.begin(), digest.end(), in.buffer);
-  TPMT_SIG_SCHEME scheme{};
+  TPMT_SIG_SCHEME sig_scheme{};
+  bool pss = false;
   if (public_area_.type == TPM2_ALG_ECC) {
-    scheme.scheme = TPM2_ALG_ECDSA;
-    scheme.details.ecdsa.hashAlg = TpmAlgFromHash(hash);
+    sig_scheme.scheme = TPM2_ALG_ECDSA;
+    sig_scheme.details.ecdsa.hashAlg = TpmAlgFromHash(hash);
+  } else if (scheme == RsaScheme::kPss) {
+    pss = true;
+    sig_scheme.scheme = TPM2_ALG_RSAPSS;
+    sig_scheme.details.rsapss.hashAlg = TpmAlgFromHash(hash);
   } else {
-    scheme.scheme = TPM2_ALG_RSASSA;
-    scheme.details.rsassa.hashAlg = TpmAlgFromHash(hash);
+    sig_scheme.scheme = TPM2_ALG_RSASSA;
+    sig_scheme.details.rsassa.hashAlg = TpmAlgFromHash(hash);
   }
-  TPMT_TK_HASHCHECK validation{};
-  validation.tag = TPM2_ST_HASHCHECK;
-  validation.hierarchy = TPM2_RH_NULL;
-  validation.digest.size = 0;
-  return ctx_->Run([&](ESYS_CONTEXT* esys) -> Result<Bytes> {
-    TPMT_SIGNATURE* sig = nullptr;
-    TSS2_RC rc = TSS2_RC_SUCCESS;
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      WIMSE_ASSIGN_OR_RETURN(ESYS_TR key, LoadLocked(esys));
-      rc = Esys_Sign(esys, key, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &in, &scheme,
-                     &validation, &sig);
-      // A stale cached handle (TPM restarted or object flushed by someone else): reload once.
-      if ((rc & 0xfff) == (TPM2_RC_REFERENCE_H0 & 0xfff) || (rc & 0xfff) == TPM2_RC_HANDLE) {
-        ctx_->FlushCacheLocked(esys);
-        continue;
-      }
-      break;
-    }
-    if (rc != TSS2_RC_SUCCESS) return TpmError("TPM2_Sign", rc);
-    std::unique_ptr<TPMT_SIGNATURE, void (*)(void*)> owner(sig, Esys_Free);
-    if (sig->sigAlg == TPM2_ALG_ECDSA) {
-      const TPMS_SIGNATURE_ECC& ecc = sig->signature.ecdsa;
-      return EcdsaRsToRaw(ByteView(ecc.signatureR.buffer, ecc.signatureR.size),
-                          ByteView(ecc.signatureS.buffer, ecc.signatureS.size),
-                          CurveFieldSize(alg_));
-    }
-    if (sig->sigAlg == TPM2_ALG_RSASSA) {
-      const TPM2B_PUBLIC_KEY_RSA& s = sig->signature.rsassa.sig;
-      return Bytes(s.buffer, s.buffer + s.size);
-    }
-    return Error(Layer::kTpm, "TPM2_Sign returned an unexpected signature algorithm");
-  });
+  auto sig = ctx_->Run(
+      [&](ESYS_CONTEXT* esys) -> Result<Bytes> { return SignLocked(esys, in, sig_scheme); });
+  if (!sig.ok() || !pss) return sig;
+  // TPM2_Sign has no salt-length parameter; refuse anything but salt = digest length.
+  Status salt = CheckRsaPssSaltIsDigestLength(public_key_.get(), hash, digest, *sig);
+  if (!salt.ok()) return salt.error().WithContext(label_);
+  return sig;
+}
+
+Result<std::shared_ptr<WorkloadKey>> OpenKey(std::shared_ptr<TpmContext> ctx,
+                                             const std::string& ref) {
+  WIMSE_ASSIGN_OR_RETURN(KeyRef parsed, ParseKeyRef(ref));
+  if (parsed.kind == KeyRef::Kind::kPersistentHandle) {
+    return WorkloadKey::OpenPersistent(std::move(ctx), parsed.handle);
+  }
+  return WorkloadKey::Open(std::move(ctx), parsed.path);
 }
 
 Result<std::unique_ptr<TpmSigner>> OpenTpmSigner(const std::string& tcti,
                                                  const std::string& key_path) {
-  WIMSE_ASSIGN_OR_RETURN(auto key, WorkloadKey::Open(SharedContext(ResolveTcti(tcti)), key_path));
+  WIMSE_ASSIGN_OR_RETURN(auto key, OpenKey(SharedContext(ResolveTcti(tcti)), key_path));
   return std::make_unique<TpmSigner>(std::move(key));
 }
 

@@ -3,6 +3,13 @@
 //
 // Attributes: fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, sign (no decrypt, not
 // restricted), scheme NULL. The private part exists only as the TPM-wrapped blob.
+//
+// Sessions: a key with an empty auth value is used with a password session (nothing secret on
+// the bus). A key with an auth value (SetAuth, or Create with auth) is used only in the
+// context's salted HMAC session with AES-128-CFB parameter encryption (TpmContext::
+// SecureSessionLocked), kept open across operations. A wrong auth value is one error naming
+// the key ("authorization failed for key ...: TPM_RC_AUTH_FAIL") and is never retried: each
+// failure counts toward the TPM's dictionary-attack lockout.
 #ifndef WIMSE_TPM_WORKLOAD_KEY_H_
 #define WIMSE_TPM_WORKLOAD_KEY_H_
 
@@ -22,6 +29,11 @@ class WorkloadKey {
   // context-loaded and flushed; no object left loaded except through the context's cache.
   static Result<std::shared_ptr<WorkloadKey>> Create(std::shared_ptr<TpmContext> ctx,
                                                      KeyAlg alg);
+  // Like Create, with an auth value (1..32 bytes) the key will demand. TPM2_Create runs in the
+  // salted, encrypted session so the auth value in TPM2B_SENSITIVE_CREATE is encrypted on the
+  // bus. The returned key carries `auth` (SetAuth) and its file has emptyAuth absent.
+  static Result<std::shared_ptr<WorkloadKey>> Create(std::shared_ptr<TpmContext> ctx,
+                                                     KeyAlg alg, const SecretBytes& auth);
   // Wraps an existing key file (no TPM I/O until the first use).
   static Result<std::shared_ptr<WorkloadKey>> FromKeyFile(std::shared_ptr<TpmContext> ctx,
                                                           Tss2KeyFile file);
@@ -57,6 +69,7 @@ class WorkloadKey {
 
   // Sets the key's auth value (wiped on destruction, never printed). Every command that uses a
   // key with a non-empty auth value runs in a salted HMAC session with parameter encryption.
+  // Not thread-safe against concurrent signing: set it before the key is shared.
   void SetAuth(SecretBytes auth);
   bool needs_auth() const { return !file_.empty_auth; }
 
@@ -66,6 +79,18 @@ class WorkloadKey {
                                                              uint32_t handle);
   // 0 for file-backed keys.
   uint32_t persistent_handle() const { return persistent_handle_; }
+
+  // Makes this (file-backed) key persistent at `handle` with TPM2_EvictControl (owner
+  // hierarchy, empty owner auth) and returns the persistent key, carrying this key's auth
+  // value. Errors: handle outside 0x81xxxxxx (usage), handle already in use (TPM_RC_NV_DEFINED).
+  Result<std::shared_ptr<WorkloadKey>> Persist(uint32_t handle) const;
+  // Removes the persistent object at `handle` (TPM2_EvictControl). A handle with no object is
+  // an error naming it.
+  static Status EvictPersistent(std::shared_ptr<TpmContext> ctx, uint32_t handle);
+
+  // How errors name this key: the file path, "handle:0x81...", or "TPM key <name>".
+  const std::string& label() const { return label_; }
+  void set_label(std::string label) { label_ = std::move(label); }
 
  private:
   WorkloadKey() = default;
@@ -77,7 +102,16 @@ class WorkloadKey {
   Bytes name_;
   uint32_t persistent_handle_ = 0;
   std::shared_ptr<SecretBytes> auth_;
+  std::string label_;
+
+  Result<Bytes> SignLocked(ESYS_CONTEXT* esys, const TPM2B_DIGEST& digest,
+                           const TPMT_SIG_SCHEME& scheme) const;
 };
+
+// Opens a key by reference (keyfile/key_ref.h): a TSS2 key file path, or "handle:0x81xxxxxx"
+// for a persistent key (one TPM2_ReadPublic). The CLI resolves every --key through this.
+Result<std::shared_ptr<WorkloadKey>> OpenKey(std::shared_ptr<TpmContext> ctx,
+                                             const std::string& ref);
 
 // A Signer over a WorkloadKey (keeps the key alive).
 class TpmSigner : public Signer {
@@ -94,8 +128,9 @@ class TpmSigner : public Signer {
   std::shared_ptr<WorkloadKey> key_;
 };
 
-// Opens the key file at `path` on the TPM named by `tcti` (resolved with ResolveTcti) and
-// returns a TpmSigner. Uses the process-wide SharedContext.
+// Opens the key at `key_path` (a file or "handle:0x81xxxxxx", see OpenKey) on the TPM named by
+// `tcti` (resolved with ResolveTcti) and returns a TpmSigner. Uses the process-wide
+// SharedContext.
 Result<std::unique_ptr<TpmSigner>> OpenTpmSigner(const std::string& tcti,
                                                  const std::string& key_path);
 

@@ -11,12 +11,15 @@ namespace wimse {
 // One verification decision.
 struct TokenAuditRecord {
   int64_t time = 0;  // verifier clock, seconds since the epoch
-  std::string kind;  // "wit" or "wpt"
+  std::string kind;  // "wit", "wpt", "httpsig" (request) or "httpsig-response"
   std::string sub;   // the WIT sub, only when the WIT itself was accepted
   std::string aud;   // the audience the verifier expected ("" for WIT-only checks)
   bool accepted = false;
   std::string reason;        // rejection reason, empty when accepted
-  std::string token_sha256;  // lower-case hex SHA-256 of the token string as received
+  // Lower-case hex SHA-256 of the token string as received (for httpsig: of the Signature
+  // field value; for a WPT transport failure: of the offending field value, or of "" when the
+  // field is missing).
+  std::string token_sha256;
 };
 
 // Receives one record per Verify* call when configured in the verify options. Implementations

@@ -183,6 +183,41 @@ Result<std::string> RandomJti() {
   return jose::Base64UrlEncode(ByteView(buf, sizeof(buf)));
 }
 
+Status CheckWitBindsKey(std::string_view wit, EVP_PKEY* key) {
+  WIMSE_RETURN_IF_ERROR(WitCnfAlgForKey(wit, key));
+  return OkStatus();
+}
+
+Result<jose::JwsAlg> WitCnfAlgForKey(std::string_view wit, EVP_PKEY* key) {
+  auto jws = jose::ParseCompactJwsUnverified(wit);
+  if (!jws.ok()) {
+    return Error(Layer::kUsage, "not a WIT: " + jws.error().message());
+  }
+  auto claims = jose::ParseJsonObject(jws->payload);
+  if (!claims.ok()) {
+    return Error(Layer::kUsage, "not a WIT: " + claims.error().message());
+  }
+  auto cnf = claims->find("cnf");
+  if (cnf == claims->end() || !cnf->is_object() || !cnf->contains("jwk")) {
+    return Error(Layer::kUsage, "WIT has no cnf.jwk");
+  }
+  WIMSE_ASSIGN_OR_RETURN(Json own_jwk, jose::PublicKeyToJwk(key, ""));
+  WIMSE_ASSIGN_OR_RETURN(std::string own_thumb, jose::JwkThumbprint(own_jwk));
+  auto wit_thumb = jose::JwkThumbprint((*cnf)["jwk"]);
+  if (!wit_thumb.ok() || *wit_thumb != own_thumb) {
+    return Error(Layer::kUsage, "the WIT's cnf.jwk is not this key");
+  }
+  auto cnf_alg = jose::OptionalStringMember((*cnf)["jwk"], "alg");
+  if (!cnf_alg.ok() || !cnf_alg->has_value()) {
+    return Error(Layer::kUsage, "the WIT's cnf.jwk.alg is not this key's algorithm");
+  }
+  auto alg = jose::JwsAlgFromName(**cnf_alg);
+  if (!alg.ok() || !jose::JwsAlgAllowedForKey(key, *alg)) {
+    return Error(Layer::kUsage, "the WIT's cnf.jwk.alg is not this key's algorithm");
+  }
+  return *alg;
+}
+
 Result<std::string> IssueWit(Signer& issuer, const WitRequest& request,
                              const WitIssueOptions& options) {
   WIMSE_RETURN_IF_ERROR(ParseWorkloadIdentifier(request.sub));
@@ -193,6 +228,12 @@ Result<std::string> IssueWit(Signer& issuer, const WitRequest& request,
     return Error(Layer::kUsage, "WIT ttl must be in (0, 86400] seconds");
   }
   WIMSE_ASSIGN_OR_RETURN(jose::JwsAlg workload_alg, jose::JwsAlgForKey(request.workload_key));
+  if (request.cnf_alg) {
+    if (!jose::JwsAlgAllowedForKey(request.workload_key, *request.cnf_alg)) {
+      return Error(Layer::kUsage, "cnf alg not allowed for the workload key");
+    }
+    workload_alg = *request.cnf_alg;
+  }
   WIMSE_ASSIGN_OR_RETURN(
       Json jwk, jose::PublicKeyToJwk(request.workload_key, jose::JwsAlgName(workload_alg)));
   std::string jti = request.jti;
@@ -213,6 +254,10 @@ Result<std::string> IssueWit(Signer& issuer, const WitRequest& request,
   header["typ"] = "wit+jwt";
   if (!options.kid.empty()) {
     header["kid"] = options.kid;
+  }
+  if (options.alg) {
+    return jose::SignCompactJws(issuer, *options.alg, std::move(header),
+                                jose::SerializeJson(claims));
   }
   return jose::SignCompactJws(issuer, std::move(header), jose::SerializeJson(claims));
 }

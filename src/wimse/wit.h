@@ -34,10 +34,14 @@ struct WitRequest {
   std::string iss;                   // optional issuer URI; omitted when empty
   EVP_PKEY* workload_key = nullptr;  // borrowed; its public key becomes cnf.jwk
   std::string jti;                   // empty: 128 random bits, base64url
+  // cnf.jwk.alg, the algorithm the proofs must use; unset: the key's default (JwsAlgForKey).
+  // Set PS256 for an RSA workload key that signs RSASSA-PSS.
+  std::optional<jose::JwsAlg> cnf_alg;
 };
 
 struct WitIssueOptions {
   std::string kid;             // header kid; omitted when empty
+  std::optional<jose::JwsAlg> alg;  // issuer's algorithm; unset: the issuer key's default
   int64_t ttl_seconds = 3600;  // (0, 86400]
   std::optional<int64_t> now;  // seconds since the epoch; system clock when unset
 };
@@ -85,6 +89,14 @@ bool TypMatches(const jose::Json& header, std::string_view expected);
 
 // 128 random bits, base64url (22 characters), for jti. Errors if the RNG fails.
 Result<std::string> RandomJti();
+
+// Signer-side sanity check before a proof is made for `wit`: `wit` is a well-formed WIT whose
+// cnf.jwk is `key` (same RFC 7638 thumbprint) and whose cnf.jwk.alg is the key's algorithm.
+// The WIT's signature is not checked (that is the recipient's job). Errors are Layer::kUsage.
+Status CheckWitBindsKey(std::string_view wit, EVP_PKEY* key);
+// The same check, returning the WIT's cnf.jwk.alg (the algorithm proofs must use), which must be
+// allowed for `key` (JwsAlgAllowedForKey).
+Result<jose::JwsAlg> WitCnfAlgForKey(std::string_view wit, EVP_PKEY* key);
 
 }  // namespace wimse
 

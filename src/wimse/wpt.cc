@@ -108,6 +108,15 @@ VerifyResult<VerifiedWpt> VerifyWptImpl(std::string_view wpt, std::string_view w
   if (!ConstantTimeEqual(AsBytes(**wth), AsBytes(w.token_sha256_b64url))) {
     return R::Reject(TokenCheck::kBinding, "wth does not match the WIT");
   }
+  if (options.access_token) {
+    auto ath = jose::OptionalStringMember(*claims, "ath");
+    if (!ath.ok() || !ath->has_value()) {
+      return R::Reject(TokenCheck::kBinding, "ath missing for the access token");
+    }
+    if (!ConstantTimeEqual(AsBytes(**ath), AsBytes(TokenHashB64(*options.access_token)))) {
+      return R::Reject(TokenCheck::kBinding, "ath does not match the access token");
+    }
+  }
   if (claims->contains("oth")) {
     return R::Reject(TokenCheck::kBinding, "oth bindings are not supported");
   }
@@ -134,30 +143,22 @@ Result<std::string> SignWpt(Signer& key, std::string_view wit, const WptOptions&
   if (options.ttl_seconds <= 0 || options.ttl_seconds > 300) {
     return Error(Layer::kUsage, "WPT ttl must be in (0, 300] seconds");
   }
-  // Shape check of the WIT we are binding to (its signature is the recipient's business).
-  auto jws = jose::ParseCompactJwsUnverified(wit);
-  if (!jws.ok()) {
-    return Error(Layer::kUsage, "not a WIT: " + jws.error().message());
+  // The WIT we bind to must name this key (its signature is the recipient's business). A
+  // workload mints many WPTs for one WIT, so the last successful check is remembered per thread
+  // (the WIT string and a reference on the key: the same inputs give the same answer).
+  thread_local std::string checked_wit;
+  thread_local EvpPkeyPtr checked_key;
+  thread_local jose::JwsAlg checked_alg = jose::JwsAlg::kEs256;
+  if (checked_key.get() != key.public_key() || checked_wit != wit) {
+    checked_key.reset();
+    WIMSE_ASSIGN_OR_RETURN(jose::JwsAlg alg, WitCnfAlgForKey(wit, key.public_key()));
+    if (EVP_PKEY_up_ref(key.public_key()) == 1) {
+      checked_key.reset(key.public_key());
+      checked_wit = std::string(wit);
+      checked_alg = alg;
+    }
   }
-  auto claims = jose::ParseJsonObject(jws->payload);
-  if (!claims.ok()) {
-    return Error(Layer::kUsage, "not a WIT: " + claims.error().message());
-  }
-  auto cnf = claims->find("cnf");
-  if (cnf == claims->end() || !cnf->is_object() || !cnf->contains("jwk")) {
-    return Error(Layer::kUsage, "WIT has no cnf.jwk");
-  }
-  WIMSE_ASSIGN_OR_RETURN(jose::JwsAlg alg, jose::JwsAlgForKey(key.public_key()));
-  WIMSE_ASSIGN_OR_RETURN(Json own_jwk, jose::PublicKeyToJwk(key.public_key(), ""));
-  WIMSE_ASSIGN_OR_RETURN(std::string own_thumb, jose::JwkThumbprint(own_jwk));
-  auto wit_thumb = jose::JwkThumbprint((*cnf)["jwk"]);
-  if (!wit_thumb.ok() || *wit_thumb != own_thumb) {
-    return Error(Layer::kUsage, "the WIT's cnf.jwk is not this key");
-  }
-  auto cnf_alg = jose::OptionalStringMember((*cnf)["jwk"], "alg");
-  if (!cnf_alg.ok() || !cnf_alg->has_value() || **cnf_alg != jose::JwsAlgName(alg)) {
-    return Error(Layer::kUsage, "the WIT's cnf.jwk.alg is not this key's algorithm");
-  }
+  const jose::JwsAlg alg = checked_alg;
   std::string jti = options.jti;
   if (jti.empty()) {
     WIMSE_ASSIGN_OR_RETURN(jti, RandomJti());
@@ -168,7 +169,7 @@ Result<std::string> SignWpt(Signer& key, std::string_view wit, const WptOptions&
   payload["jti"] = jti;
   payload["wth"] = TokenHashB64(wit);
   Json header = Json::object({{"typ", "wpt+jwt"}});
-  return jose::SignCompactJws(key, std::move(header), jose::SerializeJson(payload));
+  return jose::SignCompactJws(key, alg, std::move(header), jose::SerializeJson(payload));
 }
 
 VerifyResult<VerifiedWpt> VerifyWpt(std::string_view wpt, std::string_view wit,

@@ -7,7 +7,10 @@
 // under cnf.jwk, typ wpt+jwt (application/ prefix and case tolerated), aud is a configured
 // audience, exp present, not passed, not beyond the maximum lifetime, wth matches the WIT,
 // jti present and (with a replay cache) not seen before. `oth` is rejected (we understand no
-// other-token bindings); `tth`/`ath` are ignored (no Txn-Token or bearer support).
+// other-token bindings); `tth` is ignored (no Txn-Token support); `ath` is checked only when an
+// access token is given (the s2s-protocol-07 compatibility mode of VerifyWptHttpRequest).
+// The header alg may be any algorithm cnf.jwk.alg names and the key allows (ES256, ES384,
+// RS256, PS256); SignWpt uses the WIT's cnf.jwk.alg.
 #ifndef WIMSE_WIMSE_WPT_H_
 #define WIMSE_WIMSE_WPT_H_
 
@@ -43,6 +46,10 @@ struct WptVerifyOptions {
   int64_t max_lifetime_seconds = 300;   // exp - now (and exp - iat) may not exceed this
   ReplayCache* replay_cache = nullptr;  // optional; borrowed; keyed on (cnf thumbprint, jti)
   TokenAuditSink* audit = nullptr;      // optional; borrowed; one record per call
+  // s2s-protocol-07 compatibility only: the access token sent as "Authorization: Bearer"
+  // beside the WPT. When set, the WPT must carry `ath` = base64url(SHA-256(token)). wpt-02
+  // removed `ath` and forbids using such a token, so this is empty by default.
+  std::optional<std::string> access_token;
 };
 
 // The accepted WPT and the WIT it was bound to.

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "attest/b64url.h"
+#include "jose/base64url.h"
 #include "attest/evidence_format.h"
 #include "attest/verifier.h"
 #include "crypto/public_key.h"
@@ -301,7 +301,7 @@ TEST(MalformedEvidence, EveryTruncationOfTheRecordIsRejected) {
 
 TEST(MalformedEvidence, ContainerDefects) {
   std::string inner = *UnwrapCmw(ReadData("good.cmw.json"));
-  std::string b64 = B64UrlEncode(AsBytes(inner));
+  std::string b64 = jose::Base64UrlEncode(AsBytes(inner));
   const char* type = kEvidenceMediaType;
   struct Case {
     std::string record;
@@ -319,13 +319,13 @@ TEST(MalformedEvidence, ContainerDefects) {
       {"[\"" + std::string(type) + "\",\"" + b64 + "=\",4]", "cmw_malformed"},
       {"[\"" + std::string(type) + "\",\"" + b64 + "!\",4]", "cmw_malformed"},
       {"[\"" + std::string(type) + "\",\"" +
-           B64UrlEncode(AsBytes(inner.substr(0, inner.size() / 2))) + "\",4]",
+           jose::Base64UrlEncode(AsBytes(inner.substr(0, inner.size() / 2))) + "\",4]",
        "evidence_malformed"},
-      {"[\"" + std::string(type) + "\",\"" + B64UrlEncode(AsBytes("not json")) + "\",4]",
+      {"[\"" + std::string(type) + "\",\"" + jose::Base64UrlEncode(AsBytes("not json")) + "\",4]",
        "evidence_malformed"},
-      {"[\"" + std::string(type) + "\",\"" + B64UrlEncode(AsBytes("[1,2]")) + "\",4]",
+      {"[\"" + std::string(type) + "\",\"" + jose::Base64UrlEncode(AsBytes("[1,2]")) + "\",4]",
        "evidence_malformed"},
-      {"[\"" + std::string(type) + "\",\"" + B64UrlEncode(AsBytes("{\"profile\":1}")) + "\",4]",
+      {"[\"" + std::string(type) + "\",\"" + jose::Base64UrlEncode(AsBytes("{\"profile\":1}")) + "\",4]",
        "evidence_malformed"},
       {WrapCmw(inner), nullptr},
       {"[\"" + std::string(type) + "\",\"" + b64 + "\"]", nullptr},
@@ -372,14 +372,14 @@ TEST(MalformedEvidence, DocumentDefects) {
 }
 
 TEST(B64Url, StrictDecoding) {
-  EXPECT_EQ(B64UrlEncode(AsBytes("")), "");
-  EXPECT_EQ(B64UrlEncode(Bytes{0xfb, 0xff}), "-_8");
-  EXPECT_EQ(*B64UrlDecode("-_8"), (Bytes{0xfb, 0xff}));
-  EXPECT_FALSE(B64UrlDecode("-_9").ok());   // unused bits set
-  EXPECT_FALSE(B64UrlDecode("-_8=").ok());  // padding
-  EXPECT_FALSE(B64UrlDecode("+/8").ok());   // standard alphabet
-  EXPECT_FALSE(B64UrlDecode("A").ok());     // impossible length
-  EXPECT_FALSE(B64UrlDecode("AA A").ok());  // whitespace
+  EXPECT_EQ(jose::Base64UrlEncode(AsBytes("")), "");
+  EXPECT_EQ(jose::Base64UrlEncode(Bytes{0xfb, 0xff}), "-_8");
+  EXPECT_EQ(*jose::Base64UrlDecode("-_8"), (Bytes{0xfb, 0xff}));
+  EXPECT_FALSE(jose::Base64UrlDecode("-_9").ok());   // unused bits set
+  EXPECT_FALSE(jose::Base64UrlDecode("-_8=").ok());  // padding
+  EXPECT_FALSE(jose::Base64UrlDecode("+/8").ok());   // standard alphabet
+  EXPECT_FALSE(jose::Base64UrlDecode("A").ok());     // impossible length
+  EXPECT_FALSE(jose::Base64UrlDecode("AA A").ok());  // whitespace
 }
 
 // --- Attestations forged in software -------------------------------------------------------

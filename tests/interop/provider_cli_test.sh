@@ -46,9 +46,15 @@ grep -q -- "-----BEGIN TSS2 PRIVATE KEY-----" key.pem || fail "keygen did not wr
 openssl pkey "${P[@]}" -in key.pem -pubout -out key.pub
 openssl pkey -pubin -in key.pub -noout -text | grep -q "ASN1 OID: prime256v1" ||
   fail "public key is not P-256"
-# The private key never comes out: writing it (PKCS#8) must fail.
-if openssl pkey "${P[@]}" -in key.pem -out /dev/null 2>/dev/null; then
-  fail "openssl pkey wrote a private key"
+# The private key never comes out: "writing the private key" writes the TSS2 file back (the
+# TPM-wrapped blob), -text shows the public half only, and a software-key format fails.
+openssl pkey "${P[@]}" -in key.pem -out key-again.pem
+cmp -s key.pem key-again.pem || fail "openssl pkey -out did not write the same TSS2 file"
+openssl pkey "${P[@]}" -in key.pem -text -noout >key.txt
+grep -q "Private-Key: held in the TPM (not exportable)" key.txt || fail "pkey -text"
+if grep -q "priv:" key.txt; then fail "pkey -text printed a private key"; fi
+if openssl pkey "${P[@]}" -in key.pem -traditional -out /dev/null 2>/dev/null; then
+  fail "openssl pkey wrote a traditional (software) private key"
 fi
 openssl req "${P[@]}" -new -x509 -key key.pem -subj /CN=test -days 1 -out cert.pem
 openssl verify -CAfile cert.pem cert.pem >/dev/null || fail "self-signed cert does not verify"
@@ -79,7 +85,7 @@ free_port() {
 # tls_round NAME VERSION_FLAG flags|cnf: one handshake, checked on both sides. `flags` loads the
 # provider with s_client's -provider options; `cnf` only through openssl.cnf.
 tls_round() {
-  local name=$1 version=$2 mode=$3
+  local name=$1 version=$2 mode=$3 ckey=${4:-key.pem} ccert=${5:-cert.pem} subject=${6:-test}
   local -a client
   if [ "$mode" = flags ]; then
     client=(openssl s_client "${P[@]}")
@@ -88,10 +94,11 @@ tls_round() {
   fi
   local port
   port=$(free_port)
-  # s_server reads stdin; keep it open so it does not quit before the client connects.
-  sleep 60 | openssl s_server -accept "127.0.0.1:$port" -naccept 1 "$version" \
-    -cert srv.pem -key srv.key -Verify 1 -verify_return_error -CAfile cert.pem \
-    >"srv-$name.log" 2>&1 &
+  # s_server reads stdin; keep it open so it does not quit before the client connects (process
+  # substitution, so `wait` waits for s_server only, not for the sleep).
+  openssl s_server -accept "127.0.0.1:$port" -naccept 1 "$version" \
+    -cert srv.pem -key srv.key -Verify 1 -verify_return_error -CAfile "$ccert" \
+    < <(sleep 60) >"srv-$name.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 100); do
     grep -q ACCEPT "srv-$name.log" && break
@@ -99,7 +106,7 @@ tls_round() {
   done
   local rc=0
   echo Q | "${client[@]}" -connect "127.0.0.1:$port" "$version" \
-    -cert cert.pem -key key.pem -CAfile srv.pem -verify_return_error \
+    -cert "$ccert" -key "$ckey" -CAfile srv.pem -verify_return_error \
     >"cli-$name.log" 2>&1 || rc=$?
   wait "$server_pid" 2>/dev/null || true
   server_pid=""
@@ -107,7 +114,7 @@ tls_round() {
     cat "cli-$name.log" "srv-$name.log" >&2
     fail "$name: s_client exit code $rc"
   fi
-  grep -q "^subject=CN = test" "srv-$name.log" ||
+  grep -q "^subject=CN = $subject" "srv-$name.log" ||
     { cat "srv-$name.log" >&2; fail "$name: server did not receive the client certificate"; }
   grep -q "verify return:1" "srv-$name.log" || fail "$name: server did not verify the client"
   grep -q "Verification: OK" "cli-$name.log" || fail "$name: client did not verify the server"
@@ -163,7 +170,85 @@ openssl pkeyutl -provider tpm2 -provider default -sign -inkey key.pem -in msg.dg
 openssl pkeyutl -verify -pubin -inkey key.pub -in msg.dgst -sigfile ours-by-tpm2.sig \
   >/dev/null || fail "tpm2-openssl signature with our key does not verify"
 
-step "5. no transient objects left"
+step "5. genpkey in the TPM (EC P-384, RSA 2048), RSA PKCS#1 and PSS, DER key files"
+# tpm2-openssl #95: with the default provider active, an unqualified genpkey fetch goes to the
+# default provider (a software key). -propquery selects ours; the output must be TSS2.
+openssl genpkey "${P[@]}" -propquery '?provider=wimsetpm' -algorithm EC -pkeyopt group:P-384 \
+  -out gen384.pem 2>/dev/null
+grep -q -- "-----BEGIN TSS2 PRIVATE KEY-----" gen384.pem || fail "genpkey EC did not write TSS2"
+openssl pkey "${P[@]}" -in gen384.pem -pubout -out gen384.pub
+openssl pkey -pubin -in gen384.pub -noout -text | grep -q "NIST CURVE: P-384" || fail "not P-384"
+openssl dgst "${P[@]}" -sha512 -sign gen384.pem -out gen384.sig msg.bin
+openssl dgst -sha512 -verify gen384.pub -signature gen384.sig msg.bin >/dev/null ||
+  fail "P-384/SHA-512 signature does not verify"
+openssl genpkey "${P[@]}" -propquery '?provider=wimsetpm' -algorithm RSA \
+  -pkeyopt rsa_keygen_bits:2048 -out rsa.pem 2>/dev/null
+grep -q -- "-----BEGIN TSS2 PRIVATE KEY-----" rsa.pem || fail "genpkey RSA did not write TSS2"
+openssl pkey "${P[@]}" -in rsa.pem -pubout -out rsa.pub
+openssl dgst "${P[@]}" -sha256 -sign rsa.pem -out rsa.sig msg.bin
+openssl dgst -sha256 -verify rsa.pub -signature rsa.sig msg.bin >/dev/null || fail "RSA PKCS#1"
+openssl dgst "${P[@]}" -sha384 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest \
+  -sign rsa.pem -out rsa-pss.sig msg.bin
+openssl dgst -sha384 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:48 -verify rsa.pub \
+  -signature rsa-pss.sig msg.bin >/dev/null || fail "RSA-PSS salt is not the digest length"
+if openssl dgst "${P[@]}" -sha256 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:20 \
+  -sign rsa.pem -out /dev/null msg.bin 2>err.txt; then fail "saltlen 20 accepted"; fi
+grep -q "TPM cannot produce the requested PSS salt length" err.txt || fail "saltlen error text"
+openssl pkey "${P[@]}" -in rsa.pem -outform DER -out rsa.der
+openssl pkey "${P[@]}" -inform DER -in rsa.der -pubout | cmp -s - rsa.pub || fail "DER TSS2"
+
+# TLS 1.2 and 1.3 x P-384 and RSA-2048 (rsa_pss_rsae; P-256 ran in step 2).
+openssl req "${P[@]}" -new -x509 -key gen384.pem -subj /CN=p384 -days 1 -out gen384.crt
+openssl req "${P[@]}" -new -x509 -key rsa.pem -subj /CN=rsa -days 1 -out rsa.crt
+tls_round p384-tls13 -tls1_3 flags gen384.pem gen384.crt p384
+tls_round p384-tls12 -tls1_2 flags gen384.pem gen384.crt p384
+tls_round rsa-tls13 -tls1_3 flags rsa.pem rsa.crt rsa
+grep -q "Peer signature type: RSA-PSS" srv-rsa-tls13.log || fail "TLS 1.3 RSA is not PSS"
+tls_round rsa-tls12 -tls1_2 flags rsa.pem rsa.crt rsa
+# The same handshake through a persistent key: s_client -key handle:...
+"$make_key" tlsper.pem rsa-2048 --persist 0x81000101
+openssl req "${P[@]}" -new -x509 -key handle:0x81000101 -subj /CN=per -days 1 -out per.crt
+tls_round handle-tls13 -tls1_3 flags handle:0x81000101 per.crt per
+tpm2_evictcontrol -T "$WIMSE_TPM_TCTI" -C o -c 0x81000101 >/dev/null
+
+step "6. persistent keys: handle:0x81000100"
+"$make_key" per.pem ec-p256 --persist 0x81000100
+openssl pkey "${P[@]}" -in handle:0x81000100 -pubout -out per-handle.pub
+openssl pkey "${P[@]}" -in per.pem -pubout | cmp -s - per-handle.pub || fail "handle: public key"
+openssl pkeyutl "${P[@]}" -sign -inkey handle:0x81000100 -in msg.dgst -out per.sig
+openssl pkeyutl -verify -pubin -inkey per-handle.pub -in msg.dgst -sigfile per.sig >/dev/null ||
+  fail "handle: signature does not verify"
+openssl pkeyutl "${P[@]}" -sign -inkey tpmkey:handle=0x81000100 -in msg.dgst -out per2.sig
+if openssl pkey "${P[@]}" -in handle:0x81000123 -pubout 2>err.txt; then fail "no such handle"; fi
+grep -q "no such persistent handle in the TPM" err.txt || { cat err.txt; fail "handle error"; }
+tpm2_evictcontrol -T "$WIMSE_TPM_TCTI" -C o -c 0x81000100 >/dev/null
+
+step "7. errors name the cause: a key from another TPM"
+other=$(mktemp -d /tmp/wimse-other-tpm.XXXXXX)
+other_tcti=$("$WIMSE_SOURCE_ROOT/ci/swtpm" start "$other")
+WIMSE_TPM_TCTI=$other_tcti "$make_key" foreign.pem ec-p256
+"$WIMSE_SOURCE_ROOT/ci/swtpm" stop "$other" >/dev/null 2>&1 || true
+rm -rf "$other"
+if openssl pkeyutl "${P[@]}" -sign -inkey foreign.pem -in msg.dgst -out /dev/null 2>err.txt; then
+  fail "a key from another TPM signed"
+fi
+grep -q "wimsetpm.*key belongs to another TPM or storage primary" err.txt ||
+  { cat err.txt; fail "no decoded reason for the foreign key"; }
+grep -q "0x" err.txt || fail "the TPM response code is not printed"
+
+step "8. openssl list -providers; meson install"
+openssl list -provider-path "$prov_dir" -provider wimsetpm -providers >list.txt
+grep -q "name: wimse-tpm TPM 2.0 workload key provider" list.txt || fail "list: name"
+grep -q "version: " list.txt || fail "list: version"
+grep -q "status: active" list.txt || fail "list: status"
+modulesdir=$(pkg-config --variable=modulesdir libcrypto)
+meson install -C "$WIMSE_BUILD_ROOT" --no-rebuild --tags provider --destdir "$work/dest" \
+  >install.log 2>&1 || { cat install.log; fail "meson install"; }
+[ -f "$work/dest$modulesdir/wimsetpm.so" ] || fail "wimsetpm.so not installed in $modulesdir"
+openssl list -provider-path "$work/dest$modulesdir" -provider wimsetpm -providers |
+  grep -q "status: active" || fail "installed module does not load"
+
+step "9. no transient objects left"
 left=$(tpm2_getcap -T "$WIMSE_TPM_TCTI" handles-transient)
 [ -z "$left" ] || fail "transient objects left in the TPM: $left"
 echo "PASS"

@@ -71,4 +71,28 @@ expect_reject "signature does not verify" \
   "$B" wpt verify --wit "$D/wit-other" --wpt "$D/wpt" --aud "$AUD" --issuer-pub "$D/issuer.pub"
 expect_reject "workload identifier has a port" \
   "$B" wit issue --issuer-key "$D/issuer.pem" --sub spiffe://example.org:8443/x --pub "$D/rogue.pub"
+# --headers: verify the header file a server received; a rejection prints the 401 answer.
+out=$("$B" wpt verify --headers "$D/headers" --aud "$AUD" --issuer-pub "$D/issuer.pub")
+[[ "$out" == "valid: sub=$SUB aud=$AUD "* ]] || fail "wpt verify --headers: $out"
+set +e
+"$B" wpt verify --headers "$D/headers" --aud https://svc-b.example.org/other \
+  --issuer-pub "$D/issuer.pub" >"$D/out" 2>"$D/err"
+rc=$?
+set -e
+[ "$rc" = 1 ] || fail "wpt verify --headers wrong aud: exit $rc"
+[ "$(sed -n 1p "$D/out")" = "HTTP/1.1 401 Unauthorized" ] || fail "401 status line: $(cat "$D/out")"
+grep -qx 'WWW-Authenticate: WPT error="invalid_token", error_description="audience: aud does not match"' \
+  "$D/out" || fail "WWW-Authenticate: $(cat "$D/out")"
+# s2s-protocol-07 form: Workload-Proof-Token, accepted only with --s2s07.
+"$B" wpt sign --key "$D/key.pem" --wit "$D/wit" --aud "$AUD" --headers --s2s07 > "$D/legacy"
+sed -n 2p "$D/legacy" | grep -Eq '^Workload-Proof-Token: [A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$' ||
+  fail "Workload-Proof-Token line"
+out=$("$B" wpt verify --headers "$D/legacy" --s2s07 --aud "$AUD" --issuer-pub "$D/issuer.pub")
+[[ "$out" == "valid: sub=$SUB "* ]] || fail "wpt verify --s2s07: $out"
+set +e
+"$B" wpt verify --headers "$D/legacy" --aud "$AUD" --issuer-pub "$D/issuer.pub" >"$D/out" 2>"$D/err"
+rc=$?
+set -e
+[ "$rc" = 1 ] && grep -q "Workload-Proof-Token (s2s-protocol-07) not accepted" "$D/err" ||
+  fail "legacy header accepted without --s2s07"
 echo "cli token tests passed"

@@ -1,6 +1,8 @@
 // libFuzzer target (meson -Dfuzz=true with clang): untrusted token bytes through every parser
 // on the verification path: strict base64url, strict JSON, compact JWS, JWK, identifiers, and
-// the full WIT and WPT verifiers. The input is split at the first newline into a WIT and a WPT.
+// the full WIT and WPT verifiers, RFC 8941 structured fields, Content-Digest and the HTTP
+// message signature verifier. The input is split at the first newline into a WIT and a WPT
+// (and, for HTTP signatures, into a Signature-Input and a Signature value).
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -10,6 +12,8 @@
 #include "jose/jwk.h"
 #include "jose/jws.h"
 #include "wimse/http_headers.h"
+#include "wimse/httpsig.h"
+#include "wimse/structured_fields.h"
 #include "wimse/identifier.h"
 #include "wimse/trust_anchors.h"
 #include "wimse/wit.h"
@@ -44,5 +48,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   o.audiences = {"https://workload.example.com/path"};
   (void)VerifyWit(wit, o.wit);
   (void)VerifyWpt(wpt, wit, o);
+  auto dict = sf::ParseDictionary(in);
+  if (dict.ok()) {
+    for (const sf::Member& m : *dict) {
+      (void)sf::SerializeInnerList(m.list);
+    }
+  }
+  (void)CheckContentDigest(in, wit);
+  HttpRequest req;
+  req.method = "POST";
+  req.target_uri = "https://workload.example.com/path?q=1";
+  req.fields = {{"Signature-Input", std::string(wit)},
+                {"Signature", std::string(wpt)},
+                {"Workload-Identity-Token", std::string(wit)},
+                {"Content-Digest", std::string(wpt)}};
+  req.body = std::string(in);
+  HttpSigVerifyOptions ho;
+  ho.wit = o.wit;
+  ho.audiences = o.audiences;
+  (void)VerifyHttpRequestSignature(req, ho);
   return 0;
 }

@@ -6,9 +6,15 @@
 #include <string>
 #include <string_view>
 
+#include <openssl/rsa.h>
+
+#include <memory>
+
+#include "crypto/ossl.h"
 #include "crypto/public_key.h"
 #include "crypto/signer.h"
 #include "jose/base64url.h"
+#include "jose/jws.h"
 #include "util/bytes.h"
 
 namespace wimse::testing {
@@ -36,6 +42,49 @@ inline Bytes SignatureOf(std::string_view token) {
 inline std::string WithSignature(std::string_view token, ByteView sig) {
   return std::string(token.substr(0, token.rfind('.') + 1)) + jose::Base64UrlEncode(sig);
 }
+
+// A software RSA-2048 key that signs PKCS#1 v1.5 (Signer) and RSASSA-PSS with salt = digest
+// length (RsaPssSigner), for PS256 tests.
+class SoftwareRsaPssSigner : public Signer, public jose::RsaPssSigner {
+ public:
+  SoftwareRsaPssSigner() : priv_(EVP_RSA_gen(2048)) {
+    unsigned char* der = nullptr;
+    int len = i2d_PUBKEY(priv_.get(), &der);
+    pub_ = std::move(PublicKeyFromDer(ByteView(der, static_cast<size_t>(len)))).value();
+    OPENSSL_free(der);
+  }
+  Result<Bytes> SignDigest(HashAlg hash, ByteView digest) override {
+    return Sign(hash, digest, RSA_PKCS1_PADDING);
+  }
+  Result<Bytes> SignDigestPss(HashAlg hash, ByteView digest) override {
+    return Sign(hash, digest, RSA_PKCS1_PSS_PADDING);
+  }
+  EVP_PKEY* public_key() const override { return pub_.get(); }
+  KeyAlg key_alg() const override { return KeyAlg::kRsa2048; }
+
+ private:
+  Result<Bytes> Sign(HashAlg hash, ByteView digest, int padding) {
+    EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, priv_.get(), nullptr));
+    EvpMdPtr md(EVP_MD_fetch(nullptr, HashName(hash), nullptr));
+    if (!ctx || !md || EVP_PKEY_sign_init(ctx.get()) != 1 ||
+        EVP_PKEY_CTX_set_signature_md(ctx.get(), md.get()) != 1 ||
+        EVP_PKEY_CTX_set_rsa_padding(ctx.get(), padding) != 1 ||
+        (padding == RSA_PKCS1_PSS_PADDING &&
+         EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx.get(), RSA_PSS_SALTLEN_DIGEST) != 1)) {
+      return Error(Layer::kOpenSsl, "RSA sign setup");
+    }
+    size_t len = 0;
+    EVP_PKEY_sign(ctx.get(), nullptr, &len, digest.data(), digest.size());
+    Bytes out(len);
+    if (EVP_PKEY_sign(ctx.get(), out.data(), &len, digest.data(), digest.size()) != 1) {
+      return Error(Layer::kOpenSsl, "RSA sign");
+    }
+    out.resize(len);
+    return out;
+  }
+  EvpPkeyPtr priv_;
+  EvpPkeyPtr pub_;
+};
 
 }  // namespace wimse::testing
 

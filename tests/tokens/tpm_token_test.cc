@@ -9,9 +9,11 @@
 #include "crypto/public_key.h"
 #include "jose/jwk.h"
 #include "tests/tokens/interop_common.h"
+#include "tests/tokens/node_oracle.h"
 #include "tests/tokens/token_test_util.h"
 #include "tpm/context.h"
 #include "tpm/workload_key.h"
+#include "wimse/httpsig.h"
 #include "wimse/trust_anchors.h"
 #include "wimse/wit.h"
 #include "wimse/wpt.h"
@@ -117,6 +119,106 @@ TEST_F(TpmTokenTest, TpmSignaturesAreFixedWidth) {
   }
   EXPECT_EQ(cache.size(), static_cast<size_t>(kRounds));  // every jti distinct
   std::printf("signatures with a leading zero in r or s: %d of %d\n", leading_zero, kRounds);
+}
+
+// An RSA key in the TPM as a JWS signer: RS256 through TPM2_Sign RSASSA, PS256 through
+// TPM2_Sign RSAPSS (the key layer's salt = digest length, which PS256 requires).
+class TpmRsaJwsSigner : public Signer, public jose::RsaPssSigner {
+ public:
+  explicit TpmRsaJwsSigner(std::shared_ptr<tpm::WorkloadKey> key) : key_(std::move(key)) {}
+  Result<Bytes> SignDigest(HashAlg hash, ByteView digest) override {
+    return key_->SignDigestRsa(hash, digest, tpm::WorkloadKey::RsaScheme::kPkcs1v15);
+  }
+  Result<Bytes> SignDigestPss(HashAlg hash, ByteView digest) override {
+    return key_->SignDigestRsa(hash, digest, tpm::WorkloadKey::RsaScheme::kPss);
+  }
+  EVP_PKEY* public_key() const override { return key_->public_key(); }
+  KeyAlg key_alg() const override { return key_->alg(); }
+
+ private:
+  std::shared_ptr<tpm::WorkloadKey> key_;
+};
+
+TEST_F(TpmTokenTest, TpmRsaKeySignsRs256AndPs256) {
+  auto key = tpm::WorkloadKey::Create(ctx_, KeyAlg::kRsa2048);
+  ASSERT_TRUE(key.ok()) << key.error().ToString();
+  TpmRsaJwsSigner rsa(*key);
+  jose::Json issuer_jwk = *jose::PublicKeyToJwk(issuer_->public_key(), "ES256");
+  std::string thumb = *jose::JwkThumbprint(*jose::PublicKeyToJwk(rsa.public_key(), ""));
+  for (jose::JwsAlg alg : {jose::JwsAlg::kRs256, jose::JwsAlg::kPs256}) {
+    SCOPED_TRACE(std::string(jose::JwsAlgName(alg)));
+    WitRequest req;
+    req.sub = "spiffe://example.org/ns/prod/sa/rsa-client";
+    req.workload_key = rsa.public_key();
+    req.cnf_alg = alg;
+    WitIssueOptions io;
+    io.kid = "k1";
+    io.now = now_;
+    std::string wit = *IssueWit(*issuer_, req, io);
+    WptOptions po;
+    po.audience = kAud;
+    po.now = now_;
+    auto wpt = SignWpt(rsa, wit, po);
+    ASSERT_TRUE(wpt.ok()) << wpt.error().ToString();
+    EXPECT_EQ(testing::SignatureOf(*wpt).size(), 256u);
+    auto ours = VerifyWpt(*wpt, wit, VerifyOptions());
+    ASSERT_TRUE(ours.ok()) << ours.reason();
+    EXPECT_EQ(ours.claims().wit.cnf_alg, alg);
+    int rc = testing::RunNodeOracle({{"kind", "jwt"}, {"issuer_jwk", issuer_jwk}, {"wit", wit},
+                                     {"wpt", *wpt}, {"aud", kAud}, {"thumbprint", thumb},
+                                     {"expected_alg", jose::JwsAlgName(alg)}});
+    if (rc != testing::kNodeOracleMissing) {
+      EXPECT_EQ(rc, 0);
+    }
+  }
+}
+
+// npm jose verifies a TPM-signed WPT (and its WIT); npm http-message-signatures verifies a
+// TPM-signed request and a TPM-signed response. Skipped when ci/setup did not install them.
+TEST_F(TpmTokenTest, TpmSignedTokensAndMessagesVerifyInNpmOracles) {
+  WptOptions po;
+  po.audience = kAud;
+  auto wpt = SignWpt(*signer_, wit_, po);
+  ASSERT_TRUE(wpt.ok()) << wpt.error().ToString();
+  jose::Json issuer_jwk = *jose::PublicKeyToJwk(issuer_->public_key(), "ES256");
+  std::string thumb = *jose::JwkThumbprint(*jose::PublicKeyToJwk(signer_->public_key(), ""));
+  jose::Json c = {{"kind", "jwt"}, {"issuer_jwk", issuer_jwk}, {"wit", wit_}, {"wpt", *wpt},
+                  {"aud", kAud}, {"thumbprint", thumb}, {"expected_alg", "ES256"}};
+  int rc = testing::RunNodeOracle(c);
+  if (rc == testing::kNodeOracleMissing) {
+    GTEST_SKIP() << "npm packages not installed (ci/setup)";
+  }
+  EXPECT_EQ(rc, 0);
+
+  HttpRequest req;
+  req.method = "PUT";
+  req.target_uri = std::string(kAud) + "/17?sync=true";
+  req.fields = {{"Content-Type", "application/json"}, {"Txn-Token", "txn-abc"}};
+  req.body = "{\"qty\":3}";
+  HttpSigSignOptions so;
+  so.require_signed_response = true;
+  auto s = SignHttpRequest(*signer_, wit_, req, so);
+  ASSERT_TRUE(s.ok()) << s.error().ToString();
+  HttpResponse resp;
+  resp.status = 200;
+  resp.fields = {{"Content-Type", "application/json"}};
+  resp.body = "{\"ok\":true}";
+  // The TPM key answers too (a server that is also a TPM-backed workload).
+  ASSERT_TRUE(SignHttpResponse(*signer_, wit_, req, s->nonce, resp, so).ok());
+  HttpSigVerifyOptions vo;
+  vo.wit.anchors = &anchors_;
+  vo.audiences = {std::string(kAud) + "/17"};
+  auto ours = VerifyHttpRequestSignature(req, vo);
+  ASSERT_TRUE(ours.ok()) << ours.reason();
+  EXPECT_TRUE(VerifyHttpResponseSignature(req, s->nonce, resp, vo).ok());
+  EXPECT_EQ(testing::RunNodeOracle(
+                testing::HttpSigCase(issuer_jwk, req, &resp, std::string(kAud) + "/17")),
+            0);
+  HttpRequest other = req;
+  other.target_uri = std::string(kAud) + "/18?sync=true";
+  EXPECT_EQ(testing::RunNodeOracle(
+                testing::HttpSigCase(issuer_jwk, other, nullptr, std::string(kAud) + "/17")),
+            1);
 }
 
 }  // namespace

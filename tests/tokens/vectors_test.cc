@@ -7,6 +7,7 @@
 
 #include "jose/json.h"
 #include "util/file.h"
+#include "wimse/http_headers.h"
 #include "wimse/trust_anchors.h"
 #include "wimse/wit.h"
 #include "wimse/wpt.h"
@@ -77,6 +78,29 @@ TEST(Vectors, V1AndV2WitsDifferOnlyBySignatureSoWthDiffers) {
   o.wit.now = v1["now"].get<int64_t>();
   o.audiences = {v1["aud"].get<std::string>()};
   EXPECT_EQ(VerifyWpt(v1["wpt"].get<std::string>(), w2, o).reason(), "wth does not match the WIT");
+}
+
+// V1 is the wpt-01 / s2s-protocol-07 request: Authorization: Bearer <access token> plus
+// Workload-Proof-Token, with `ath` over the access token (value from the draft's request).
+TEST(Vectors, V1RequestInS2s07CompatibilityMode) {
+  Json v1 = LoadVector("v1-draft-wit-wpt.json");
+  TrustAnchors anchors;
+  ASSERT_TRUE(anchors.AddJwks("example.com", v1["issuer_jwks"].dump()).ok());
+  WptHttpOptions o;
+  o.verify.wit.anchors = &anchors;
+  o.verify.wit.now = v1["now"].get<int64_t>();
+  o.verify.audiences = {v1["aud"].get<std::string>()};
+  std::vector<HttpField> fields = {{"Host", "workload.example.com"},
+                                   {"Authorization", "Bearer 16_mAd0GiwaZokU26_0902100"},
+                                   {"Workload-Identity-Token", v1["wit"].get<std::string>()},
+                                   {"Workload-Proof-Token", v1["wpt"].get<std::string>()}};
+  EXPECT_EQ(VerifyWptHttpRequest(fields, o).reason(), "Authorization is not the WPT scheme");
+  o.accept_s2s07 = true;
+  auto r = VerifyWptHttpRequest(fields, o);
+  ASSERT_TRUE(r.ok()) << r.reason();
+  EXPECT_EQ(r.claims().jti, "__bwc4ESC3acc2LTC1-_x");
+  fields[1].value = "Bearer 16_mAd0GiwaZokU26_0902101";
+  EXPECT_EQ(VerifyWptHttpRequest(fields, o).reason(), "ath does not match the access token");
 }
 
 }  // namespace

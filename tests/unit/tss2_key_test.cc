@@ -2,7 +2,13 @@
 // produce (draft-bottomley-tpm2-keys; cases listed in the provider guide §7.2).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "keyfile/auth_source.h"
 #include "keyfile/der.h"
+#include "keyfile/key_ref.h"
 #include "keyfile/tss2_key.h"
 
 namespace wimse {
@@ -129,6 +135,80 @@ TEST(Tss2Key, RefusesWhatItCannotUseWithAReason) {
   auto wrong_label = ParseTss2KeyPem("-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n");
   ASSERT_FALSE(wrong_label.ok());
   EXPECT_NE(wrong_label.error().message().find("PRIVATE KEY"), std::string::npos);
+}
+
+TEST(Tss2Key, EveryTruncationIsAParseErrorNotACrash) {
+  Tss2KeyFile key;
+  key.parent = kOwnerHierarchyParent;
+  key.public_blob = Tpm2b(90, 0x11);
+  key.private_blob = Tpm2b(126, 0x22);
+  auto der = EncodeTss2KeyDer(key);
+  ASSERT_TRUE(der.ok());
+  for (size_t n = 0; n < der->size(); ++n) {
+    auto parsed = ParseTss2KeyDer(ByteView(der->data(), n));
+    ASSERT_FALSE(parsed.ok()) << "truncated to " << n << " bytes";
+    EXPECT_EQ(parsed.error().layer(), Layer::kParse);
+  }
+  auto pem = EncodeTss2KeyPem(key);
+  ASSERT_TRUE(pem.ok());
+  auto cut = ParseTss2KeyPem(pem->substr(0, pem->size() / 2));
+  ASSERT_FALSE(cut.ok());
+  EXPECT_EQ(cut.error().layer(), Layer::kParse);
+}
+
+TEST(KeyRef, HandlesAndPaths) {
+  auto h = ParseKeyRef("handle:0x81000100");
+  ASSERT_TRUE(h.ok()) << h.error().ToString();
+  EXPECT_EQ(h->kind, KeyRef::Kind::kPersistentHandle);
+  EXPECT_EQ(h->handle, 0x81000100u);
+  auto f = ParseKeyRef("/tmp/key.pem");
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->kind, KeyRef::Kind::kFile);
+  EXPECT_EQ(f->path, "/tmp/key.pem");
+  for (const char* bad : {"handle:", "handle:81000100", "handle:0x40000001", "handle:0x8100010g",
+                          "handle:0x181000100", "handle:0x80000001", ""}) {
+    auto r = ParseKeyRef(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) {
+      EXPECT_EQ(r.error().layer(), Layer::kUsage) << bad;
+    }
+  }
+  EXPECT_EQ(HandleToString(0x81000100u), "0x81000100");
+}
+
+TEST(AuthSource, FileAndEnvNeverEmptyOrTooLongOrAmbiguous) {
+  char path[] = "/tmp/wimse-auth-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "s3cret\n", 7), 7);
+  close(fd);
+  AuthSource file_src;
+  file_src.file = path;
+  auto v = ReadAuthValue(file_src, "k");
+  ASSERT_TRUE(v.ok()) << v.error().ToString();
+  EXPECT_EQ(AsString(v->view()), "s3cret");  // one trailing newline cut
+  unlink(path);
+
+  setenv("WIMSE_TEST_AUTH", "from-env", 1);
+  AuthSource env_src;
+  env_src.env = "WIMSE_TEST_AUTH";
+  auto e = ReadAuthValue(env_src, "k");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(AsString(e->view()), "from-env");
+
+  setenv("WIMSE_TEST_AUTH", std::string(33, 'x').c_str(), 1);
+  auto too_long = ReadAuthValue(env_src, "k");
+  ASSERT_FALSE(too_long.ok());
+  EXPECT_EQ(too_long.error().message().find("xxxx"), std::string::npos);  // never echoed
+  setenv("WIMSE_TEST_AUTH", "", 1);
+  EXPECT_FALSE(ReadAuthValue(env_src, "k").ok());
+  unsetenv("WIMSE_TEST_AUTH");
+  EXPECT_FALSE(ReadAuthValue(env_src, "k").ok());
+  AuthSource both;
+  both.env = "X";
+  both.prompt = true;
+  EXPECT_FALSE(ReadAuthValue(both, "k").ok());
+  EXPECT_FALSE(ReadAuthValue(AuthSource{}, "k").ok());
 }
 
 }  // namespace

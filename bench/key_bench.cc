@@ -1,0 +1,380 @@
+// Signing and mutual-TLS throughput against one TPM (ci/bench runs it; never a timed test).
+//
+//   key_bench raw KEY            Esys_Sign of the loaded P-256 key, password session: the limit
+//   key_bench ours KEY           WorkloadKey::SignDigest (empty auth: password session)
+//   key_bench salted KEY AUTHENV WorkloadKey::SignDigest with an auth value: salted HMAC session
+//                                with AES-128-CFB parameter encryption, kept open
+//   key_bench provider SO KEY    EVP_DigestSign(SHA-256) through a provider module (path or
+//                                name, e.g. build/provider/wimsetpm.so or "tpm2")
+//   key_bench tls SO|software KEY  TLS 1.3 mutual-TLS handshakes/s, client key from the provider
+//                                (or a software P-256 key), in-process client and server over
+//                                127.0.0.1
+// Every mode runs for WIMSE_BENCH_SECONDS (default 2) after a short warm-up and prints one line
+// "RESULT <mode> <ops/s> <ops> <seconds>". Signatures are verified (a few) so a broken path
+// cannot look fast. The TPM comes from WIMSE_TPM_TCTI (and TPM2OPENSSL_TCTI for tpm2-openssl).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/decoder.h>
+#include <openssl/err.h>
+#include <openssl/provider.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "crypto/ecdsa.h"
+#include "crypto/public_key.h"
+#include "tpm/workload_key.h"
+
+namespace {
+
+using wimse::Bytes;
+using wimse::HashAlg;
+using Clock = std::chrono::steady_clock;
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "key_bench: %s\n", what.c_str());
+  ERR_print_errors_fp(stderr);
+  std::exit(1);
+}
+
+double Seconds() {
+  const char* s = std::getenv("WIMSE_BENCH_SECONDS");
+  return s != nullptr ? std::atof(s) : 2.0;
+}
+
+// Runs op() for the configured time after a warm-up; prints and returns ops/s.
+void Measure(const char* name, const std::function<bool()>& op) {
+  for (int i = 0; i < 5; ++i) {
+    if (!op()) Die(std::string(name) + ": warm-up operation failed");
+  }
+  double limit = Seconds();
+  auto start = Clock::now();
+  long n = 0;
+  double elapsed = 0;
+  do {
+    if (!op()) Die(std::string(name) + ": operation failed");
+    ++n;
+    elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  } while (elapsed < limit);
+  std::printf("RESULT %s %.1f %ld %.2f\n", name, n / elapsed, n, elapsed);
+  std::fflush(stdout);
+}
+
+std::shared_ptr<wimse::tpm::WorkloadKey> OpenKey(const std::string& path) {
+  auto ctx = wimse::tpm::SharedContext(wimse::tpm::ResolveTcti(""));
+  auto key = wimse::tpm::OpenKey(ctx, path);
+  if (!key.ok()) Die(key.error().ToString());
+  return *key;
+}
+
+Bytes BenchDigest() {
+  auto d = wimse::Digest(HashAlg::kSha256, wimse::AsBytes("wimse-tpm bench"));
+  return *d;
+}
+
+void RunRaw(const std::string& path) {
+  auto key = OpenKey(path);
+  Bytes digest = BenchDigest();
+  TPM2B_DIGEST in{};
+  in.size = 32;
+  std::copy(digest.begin(), digest.end(), in.buffer);
+  TPMT_SIG_SCHEME scheme{};
+  scheme.scheme = TPM2_ALG_ECDSA;
+  scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+  TPMT_TK_HASHCHECK ticket{};
+  ticket.tag = TPM2_ST_HASHCHECK;
+  ticket.hierarchy = TPM2_RH_NULL;
+  auto ctx = key->context();
+  // Load once; then nothing but Esys_Sign with a password session.
+  auto s = ctx->Run([&](ESYS_CONTEXT* esys) -> wimse::Status {
+    auto tr = key->LoadLocked(esys);
+    if (!tr.ok()) return tr.error();
+    ESYS_TR k = *tr;
+    Measure("raw_esys_sign_password", [&] {
+      TPMT_SIGNATURE* sig = nullptr;
+      TSS2_RC rc = Esys_Sign(esys, k, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &in, &scheme,
+                             &ticket, &sig);
+      Esys_Free(sig);
+      return rc == TSS2_RC_SUCCESS;
+    });
+    return wimse::OkStatus();
+  });
+  if (!s.ok()) Die(s.error().ToString());
+  ctx->FlushCache();
+}
+
+void RunOurs(const char* name, const std::string& path, const char* auth_env) {
+  auto key = OpenKey(path);
+  if (auth_env != nullptr) {
+    const char* v = std::getenv(auth_env);
+    if (v == nullptr) Die(std::string(auth_env) + " unset");
+    key->SetAuth(wimse::SecretBytes(wimse::AsBytes(v)));
+  }
+  Bytes digest = BenchDigest();
+  auto first = key->SignDigest(HashAlg::kSha256, digest);
+  if (!first.ok()) Die(first.error().ToString());
+  if (!wimse::VerifyDigest(key->public_key(), HashAlg::kSha256, digest, *first).ok()) {
+    Die("signature does not verify");
+  }
+  Measure(name, [&] { return key->SignDigest(HashAlg::kSha256, digest).ok(); });
+  key->context()->FlushCache();
+}
+
+struct Provided {
+  OSSL_LIB_CTX* libctx = nullptr;
+  EVP_PKEY* key = nullptr;
+};
+
+Provided LoadProviderKey(const std::string& module, const std::string& path) {
+  Provided p;
+  p.libctx = OSSL_LIB_CTX_new();
+  if (OSSL_PROVIDER_load(p.libctx, "default") == nullptr) Die("default provider");
+  // A module given as a path is loaded by name from its directory, so the provider's name (and
+  // every "provider=..." property query) is "wimsetpm", not the path.
+  std::string name = module;
+  size_t slash = module.rfind('/');
+  if (slash != std::string::npos) {
+    OSSL_PROVIDER_set_default_search_path(p.libctx, module.substr(0, slash).c_str());
+    name = module.substr(slash + 1);
+    if (name.size() > 3 && name.compare(name.size() - 3, 3, ".so") == 0) name.resize(name.size() - 3);
+  }
+  if (OSSL_PROVIDER_load(p.libctx, name.c_str()) == nullptr) Die("cannot load provider " + module);
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) Die("cannot open " + path);
+  std::string pem;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) pem.append(buf, n);
+  std::fclose(f);
+  OSSL_DECODER_CTX* dctx = OSSL_DECODER_CTX_new_for_pkey(&p.key, "PEM", nullptr, "EC",
+                                                         OSSL_KEYMGMT_SELECT_KEYPAIR, p.libctx,
+                                                         nullptr);
+  const unsigned char* data = reinterpret_cast<const unsigned char*>(pem.data());
+  size_t len = pem.size();
+  if (dctx == nullptr || OSSL_DECODER_from_data(dctx, &data, &len) != 1 || p.key == nullptr) {
+    Die("provider " + module + " cannot decode " + path);
+  }
+  OSSL_DECODER_CTX_free(dctx);
+  return p;
+}
+
+void RunProvider(const char* name, const std::string& module, const std::string& path) {
+  Provided p = LoadProviderKey(module, path);
+  const char* propq = module == "tpm2" ? "?provider=tpm2" : nullptr;
+  std::string msg = "wimse-tpm bench message";
+  auto sign = [&](Bytes* out) {
+    EVP_MD_CTX* md = EVP_MD_CTX_new();
+    // tpm2-openssl needs its own signature implementation preferred (OpenSSL 3.0 otherwise
+    // picks the default provider's, which has only the exported public half).
+    bool ok = EVP_DigestSignInit_ex(md, nullptr, "SHA256", p.libctx, propq, p.key, nullptr) == 1;
+    size_t len = 0;
+    ok = ok && EVP_DigestSign(md, nullptr, &len, reinterpret_cast<const unsigned char*>(msg.data()),
+                              msg.size()) == 1;
+    Bytes sig(len);
+    ok = ok && EVP_DigestSign(md, sig.data(), &len,
+                              reinterpret_cast<const unsigned char*>(msg.data()), msg.size()) == 1;
+    EVP_MD_CTX_free(md);
+    sig.resize(len);
+    if (out != nullptr) *out = sig;
+    return ok;
+  };
+  Bytes sig;
+  if (!sign(&sig)) Die(std::string(name) + ": EVP_DigestSign failed");
+  // Verify in software against the key file's public area (no TPM, no provider).
+  auto file_key = wimse::tpm::WorkloadKey::Open(std::make_shared<wimse::tpm::TpmContext>("none"), path);
+  if (!file_key.ok()) Die(file_key.error().ToString());
+  auto raw = wimse::EcdsaDerToRaw(sig, 32);
+  auto digest = wimse::Digest(HashAlg::kSha256, wimse::AsBytes(msg));
+  if (!raw.ok() || !wimse::VerifyDigest((*file_key)->public_key(), HashAlg::kSha256, *digest, *raw).ok()) {
+    Die(std::string(name) + ": signature does not verify");
+  }
+  Measure(name, [&] { return sign(nullptr); });
+  EVP_PKEY_free(p.key);
+  OSSL_LIB_CTX_free(p.libctx);
+}
+
+// ---- TLS 1.3 mutual TLS ----------------------------------------------------------------------
+
+EVP_PKEY* SoftwareP256(OSSL_LIB_CTX* libctx) {
+  EVP_PKEY_CTX* c = EVP_PKEY_CTX_new_from_name(libctx, "EC", "provider=default");
+  EVP_PKEY* k = nullptr;
+  if (c == nullptr || EVP_PKEY_keygen_init(c) != 1 ||
+      EVP_PKEY_CTX_set_group_name(c, "prime256v1") != 1 || EVP_PKEY_generate(c, &k) != 1) {
+    Die("software keygen");
+  }
+  EVP_PKEY_CTX_free(c);
+  return k;
+}
+
+X509* MakeCert(OSSL_LIB_CTX* libctx, EVP_PKEY* subject_key, const char* cn, EVP_PKEY* ca_key,
+               X509* ca_cert, long serial) {
+  X509* x = X509_new_ex(libctx, nullptr);
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+  X509_NAME* name = X509_NAME_new();
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn),
+                             -1, -1, 0);
+  X509_set_subject_name(x, name);
+  X509_set_issuer_name(x, ca_cert != nullptr ? X509_get_subject_name(ca_cert) : name);
+  X509_NAME_free(name);
+  if (X509_set_pubkey(x, subject_key) != 1) Die("X509_set_pubkey");
+  BASIC_CONSTRAINTS* bc = BASIC_CONSTRAINTS_new();
+  bc->ca = ca_cert == nullptr ? 0xff : 0;
+  X509_add1_ext_i2d(x, NID_basic_constraints, bc, 1, X509V3_ADD_DEFAULT);
+  BASIC_CONSTRAINTS_free(bc);
+  if (X509_sign(x, ca_key, EVP_sha256()) <= 0) Die("X509_sign");
+  return x;
+}
+
+int ListenLoopback(int* port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd, 16) != 0) Die("listen");
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+void RunTls(const std::string& module, const std::string& path) {
+  bool software = module == "software";
+  OSSL_LIB_CTX* libctx = nullptr;
+  EVP_PKEY* client_key = nullptr;
+  if (software) {
+    libctx = OSSL_LIB_CTX_new();
+    OSSL_PROVIDER_load(libctx, "default");
+    client_key = SoftwareP256(libctx);
+  } else {
+    Provided p = LoadProviderKey(module, path);
+    libctx = p.libctx;
+    client_key = p.key;
+  }
+  EVP_PKEY* ca_key = SoftwareP256(libctx);
+  X509* ca = MakeCert(libctx, ca_key, "bench CA", ca_key, nullptr, 1);
+  EVP_PKEY* server_key = SoftwareP256(libctx);
+  X509* server_cert = MakeCert(libctx, server_key, "localhost", ca_key, ca, 2);
+  // The client certificate carries the client key's public part (for the TPM key: exported
+  // from the provider's keymgmt, public only).
+  X509* client_cert = MakeCert(libctx, client_key, "bench client", ca_key, ca, 3);
+
+  SSL_CTX* sctx = SSL_CTX_new_ex(libctx, nullptr, TLS_server_method());
+  SSL_CTX* cctx = SSL_CTX_new_ex(libctx, nullptr, TLS_client_method());
+  for (SSL_CTX* c : {sctx, cctx}) {
+    SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION);
+    SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION);
+    SSL_CTX_set_options(c, SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+    X509_STORE_add_cert(SSL_CTX_get_cert_store(c), ca);
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  }
+  if (SSL_CTX_use_certificate(sctx, server_cert) != 1 || SSL_CTX_use_PrivateKey(sctx, server_key) != 1 ||
+      SSL_CTX_use_certificate(cctx, client_cert) != 1 || SSL_CTX_use_PrivateKey(cctx, client_key) != 1) {
+    Die("SSL_CTX_use_*");
+  }
+  int port = 0;
+  int listener = ListenLoopback(&port);
+  std::atomic<bool> stop{false};
+  std::thread server([&] {
+    while (!stop) {
+      int fd = accept(listener, nullptr, nullptr);
+      if (fd < 0) continue;
+      SSL* s = SSL_new(sctx);
+      SSL_set_fd(s, fd);
+      if (SSL_accept(s) != 1) {
+        std::fprintf(stderr, "server: handshake failed\n");
+        ERR_print_errors_fp(stderr);
+      } else {
+        char b;
+        SSL_read(s, &b, 1);  // the client's one byte: the handshake is complete on both sides
+      }
+      SSL_free(s);
+      close(fd);
+    }
+  });
+  auto handshake = [&] {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+      close(fd);
+      return false;
+    }
+    SSL* c = SSL_new(cctx);
+    SSL_set_fd(c, fd);
+    bool ok = SSL_connect(c) == 1 && SSL_write(c, "x", 1) == 1;
+    if (!ok) ERR_print_errors_fp(stderr);
+    SSL_free(c);
+    close(fd);
+    return ok;
+  };
+  Measure(software ? "tls13_mtls_software_key" : "tls13_mtls_tpm_key", handshake);
+  stop = true;
+  // Unblock accept().
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  close(fd);
+  server.join();
+  close(listener);
+  SSL_CTX_free(sctx);
+  SSL_CTX_free(cctx);
+  X509_free(ca);
+  X509_free(server_cert);
+  X509_free(client_cert);
+  EVP_PKEY_free(ca_key);
+  EVP_PKEY_free(server_key);
+  EVP_PKEY_free(client_key);
+  OSSL_LIB_CTX_free(libctx);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: key_bench raw|ours|salted|provider|tls ...\n");
+    return 2;
+  }
+  std::signal(SIGPIPE, SIG_IGN);  // a peer that closes early must be an error, not a kill
+  std::string mode = argv[1];
+  if (mode == "raw") {
+    RunRaw(argv[2]);
+  } else if (mode == "ours") {
+    RunOurs("ours_password", argv[2], nullptr);
+  } else if (mode == "salted" && argc >= 4) {
+    RunOurs("ours_salted_encrypted", argv[2], argv[3]);
+  } else if (mode == "provider" && argc >= 4) {
+    std::string module = argv[2];
+    std::string label = module.find("wimsetpm") != std::string::npos ? "provider_wimsetpm"
+                                                                      : "provider_" + module;
+    RunProvider(label.c_str(), module, argv[3]);
+  } else if (mode == "tls" && argc >= 4) {
+    RunTls(argv[2], argv[3]);
+  } else {
+    std::fprintf(stderr, "key_bench: bad arguments\n");
+    return 2;
+  }
+  return 0;
+}

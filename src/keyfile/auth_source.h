@@ -1,0 +1,29 @@
+// Where a key's auth value comes from: a file, an environment variable, or the terminal with
+// echo off. Never a command-line argument value (it would show in `ps` and shell history).
+#ifndef WIMSE_KEYFILE_AUTH_SOURCE_H_
+#define WIMSE_KEYFILE_AUTH_SOURCE_H_
+
+#include <string>
+
+#include "util/bytes.h"
+#include "util/result.h"
+
+namespace wimse {
+
+struct AuthSource {
+  std::string file;     // --auth-file PATH: the file's bytes, one trailing "\n" (or "\r\n") cut
+  std::string env;      // --auth-env NAME: the variable's value
+  bool prompt = false;  // --auth-prompt: one line read from /dev/tty with echo off
+  // True when any source is set.
+  bool any() const { return !file.empty() || !env.empty() || prompt; }
+};
+
+// Reads the auth value from the one source set in `src` (more than one is a usage error).
+// `what` names the key in the prompt. An empty value is an error (use no source for no auth).
+// The value is at most 32 bytes (a SHA-256 nameAlg's digest size, the TPM's limit). Errors
+// never contain the value.
+Result<SecretBytes> ReadAuthValue(const AuthSource& src, const std::string& what);
+
+}  // namespace wimse
+
+#endif  // WIMSE_KEYFILE_AUTH_SOURCE_H_

@@ -1,0 +1,569 @@
+// Issue 3 key layer on swtpm: every algorithm, RSA-PSS salt, auth values in salted encrypted
+// sessions (proved on a recorded TPM bus), dictionary-attack behaviour, persistent keys and
+// parents, slot pressure, and bad input (key for another TPM, missing handle, truncated file).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <tss2/tss2_mu.h>
+
+#include "crypto/public_key.h"
+#include "crypto/tpm_public.h"
+#include "keyfile/key_ref.h"
+#include "keyfile/tss2_key.h"
+#include "support/tpm_fixture.h"
+#include "tpm/templates.h"
+#include "tpm/workload_key.h"
+#include "util/file.h"
+
+namespace wimse {
+namespace {
+
+using testing::TpmTest;
+using KeyFeaturesTest = TpmTest;
+
+Bytes TestDigest(HashAlg hash, const char* msg) {
+  auto d = Digest(hash, AsBytes(msg));
+  return d.ok() ? *d : Bytes();
+}
+
+// Software RSA-PSS verification with a fixed salt length.
+bool VerifyPssSalt(EVP_PKEY* key, HashAlg hash, ByteView digest, ByteView sig, int saltlen) {
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
+  const EVP_MD* md = EVP_get_digestbyname(HashName(hash));
+  return ctx && EVP_PKEY_verify_init(ctx.get()) == 1 &&
+         EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PSS_PADDING) == 1 &&
+         EVP_PKEY_CTX_set_signature_md(ctx.get(), md) == 1 &&
+         EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx.get(), saltlen) == 1 &&
+         EVP_PKEY_verify(ctx.get(), sig.data(), sig.size(), digest.data(), digest.size()) == 1;
+}
+
+uint32_t TpmProperty(tpm::TpmContext& ctx, TPM2_PT prop) {
+  auto v = ctx.Run([&](ESYS_CONTEXT* esys) -> Result<uint32_t> {
+    TPMS_CAPABILITY_DATA* caps = nullptr;
+    TSS2_RC rc = Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                    TPM2_CAP_TPM_PROPERTIES, prop, 1, nullptr, &caps);
+    if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("GetCapability", rc);
+    uint32_t out = caps->data.tpmProperties.tpmProperty[0].value;
+    Esys_Free(caps);
+    return out;
+  });
+  return v.ok() ? *v : 0xffffffffu;
+}
+
+Status ResetDictionaryAttack(tpm::TpmContext& ctx) {
+  return ctx.Run([&](ESYS_CONTEXT* esys) -> Status {
+    TSS2_RC rc = Esys_DictionaryAttackLockReset(esys, ESYS_TR_RH_LOCKOUT, ESYS_TR_PASSWORD,
+                                                ESYS_TR_NONE, ESYS_TR_NONE);
+    if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("DictionaryAttackLockReset", rc);
+    return OkStatus();
+  });
+}
+
+TEST_F(KeyFeaturesTest, EveryAlgorithmSignsAndVerifiesInSoftware) {
+  struct Case {
+    KeyAlg alg;
+    HashAlg hash;
+  };
+  for (Case c : {Case{KeyAlg::kEcP256, HashAlg::kSha256}, Case{KeyAlg::kEcP384, HashAlg::kSha384},
+                 Case{KeyAlg::kRsa2048, HashAlg::kSha256}, Case{KeyAlg::kRsa3072, HashAlg::kSha384}}) {
+    auto key = tpm::WorkloadKey::Create(ctx_, c.alg);
+    ASSERT_TRUE(key.ok()) << key.error().ToString();
+    EXPECT_EQ((*key)->alg(), c.alg);
+    // Sign-only, never decrypt (DESIGN non-negotiable).
+    EXPECT_EQ((*key)->public_area().objectAttributes, tpm::kWorkloadKeyAttributes);
+    Bytes digest = TestDigest(c.hash, "every algorithm");
+    auto sig = (*key)->SignDigest(c.hash, digest);
+    ASSERT_TRUE(sig.ok()) << sig.error().ToString();
+    EXPECT_TRUE(VerifyDigest((*key)->public_key(), c.hash, digest, *sig).ok());
+    if (c.alg == KeyAlg::kRsa2048 || c.alg == KeyAlg::kRsa3072) {
+      EXPECT_EQ(sig->size(), c.alg == KeyAlg::kRsa2048 ? 256u : 384u);
+      for (HashAlg h : {HashAlg::kSha256, HashAlg::kSha384, HashAlg::kSha512}) {
+        Bytes d = TestDigest(h, "pss");
+        auto pss = (*key)->SignDigestRsa(h, d, tpm::WorkloadKey::RsaScheme::kPss);
+        ASSERT_TRUE(pss.ok()) << pss.error().ToString();
+        EXPECT_TRUE(VerifyPssSalt((*key)->public_key(), h, d, *pss,
+                                  static_cast<int>(HashSize(h))));
+        // Not PKCS#1 v1.5.
+        EXPECT_FALSE(VerifyDigest((*key)->public_key(), h, d, *pss).ok());
+      }
+    }
+  }
+}
+
+TEST(PssSaltCheck, MaxSaltSignatureIsRefusedWithAClearReason) {
+  // What some hardware TPMs return (tpm2-openssl #114): a PSS signature with maximal salt.
+  EvpPkeyCtxPtr gen(EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr));
+  ASSERT_TRUE(gen && EVP_PKEY_keygen_init(gen.get()) == 1);
+  ASSERT_EQ(EVP_PKEY_CTX_set_rsa_keygen_bits(gen.get(), 2048), 1);
+  EVP_PKEY* raw = nullptr;
+  ASSERT_EQ(EVP_PKEY_generate(gen.get(), &raw), 1);
+  EvpPkeyPtr key(raw);
+  Bytes digest = TestDigest(HashAlg::kSha256, "salt");
+  auto sign = [&](int saltlen) {
+    EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
+    EVP_PKEY_sign_init(ctx.get());
+    EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PSS_PADDING);
+    EVP_PKEY_CTX_set_signature_md(ctx.get(), EVP_sha256());
+    EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx.get(), saltlen);
+    Bytes sig(256);
+    size_t len = sig.size();
+    EXPECT_EQ(EVP_PKEY_sign(ctx.get(), sig.data(), &len, digest.data(), digest.size()), 1);
+    sig.resize(len);
+    return sig;
+  };
+  EXPECT_TRUE(CheckRsaPssSaltIsDigestLength(key.get(), HashAlg::kSha256, digest,
+                                            sign(RSA_PSS_SALTLEN_DIGEST))
+                  .ok());
+  Status max = CheckRsaPssSaltIsDigestLength(key.get(), HashAlg::kSha256, digest,
+                                             sign(RSA_PSS_SALTLEN_MAX));
+  ASSERT_FALSE(max.ok());
+  EXPECT_NE(max.error().message().find("salt length is not the digest length"), std::string::npos)
+      << max.error().ToString();
+  Bytes garbage(256, 0x42);
+  EXPECT_FALSE(CheckRsaPssSaltIsDigestLength(key.get(), HashAlg::kSha256, digest, garbage).ok());
+}
+
+TEST_F(KeyFeaturesTest, AuthValueKeySignsOnlyWithItsAuthAndNeverRetries) {
+  SecretBytes auth(AsBytes("correct horse"));
+  auto key = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256, auth);
+  ASSERT_TRUE(key.ok()) << key.error().ToString();
+  EXPECT_TRUE((*key)->needs_auth());
+  Bytes digest = TestDigest(HashAlg::kSha256, "auth");
+  for (int i = 0; i < 3; ++i) {  // the session is kept across operations
+    auto sig = (*key)->SignDigest(HashAlg::kSha256, digest);
+    ASSERT_TRUE(sig.ok()) << sig.error().ToString();
+    EXPECT_TRUE(VerifyDigest((*key)->public_key(), HashAlg::kSha256, digest, *sig).ok());
+  }
+  std::string path = TempDir() + "/auth.pem";
+  ASSERT_TRUE((*key)->Save(path).ok());
+  auto file = ReadTss2KeyFile(path);
+  ASSERT_TRUE(file.ok());
+  EXPECT_FALSE(file->empty_auth);
+
+  uint32_t before = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER);
+  // No auth given for a key whose file says it needs one: empty auth is tried exactly once.
+  auto reopened = tpm::OpenKey(ctx_, path);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_TRUE((*reopened)->needs_auth());
+  auto no_auth = (*reopened)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_FALSE(no_auth.ok());
+  EXPECT_NE(no_auth.error().message().find("authorization failed for key " + path +
+                                           ": TPM_RC_AUTH_FAIL"),
+            std::string::npos)
+      << no_auth.error().ToString();
+  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before + 1);
+
+  (*reopened)->SetAuth(SecretBytes(AsBytes("wrong horse")));
+  auto wrong = (*reopened)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.error().message().find("TPM_RC_AUTH_FAIL"), std::string::npos);
+  EXPECT_EQ(wrong.error().message().find("wrong horse"), std::string::npos);
+  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before + 2);  // one try, no retry
+
+  (*reopened)->SetAuth(SecretBytes(AsBytes("correct horse")));
+  auto good = (*reopened)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_TRUE(good.ok()) << good.error().ToString();
+  ASSERT_TRUE(ResetDictionaryAttack(*ctx_).ok());
+  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), 0u);
+}
+
+TEST_F(KeyFeaturesTest, ExhaustedDictionaryAttackCounterIsALockoutError) {
+  uint32_t max_tries = TpmProperty(*ctx_, TPM2_PT_MAX_AUTH_FAIL);
+  uint32_t interval = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_INTERVAL);
+  uint32_t recovery = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_RECOVERY);
+  auto set_params = [&](uint32_t tries, uint32_t iv, uint32_t rec) {
+    return ctx_->Run([&](ESYS_CONTEXT* esys) -> Status {
+      TSS2_RC rc = Esys_DictionaryAttackParameters(esys, ESYS_TR_RH_LOCKOUT, ESYS_TR_PASSWORD,
+                                                   ESYS_TR_NONE, ESYS_TR_NONE, tries, iv, rec);
+      if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("DictionaryAttackParameters", rc);
+      return OkStatus();
+    });
+  };
+  ASSERT_TRUE(set_params(2, 1000, 1000).ok());
+  auto key = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256, SecretBytes(AsBytes("right")));
+  ASSERT_TRUE(key.ok()) << key.error().ToString();
+  (*key)->SetAuth(SecretBytes(AsBytes("wrong")));
+  Bytes digest = TestDigest(HashAlg::kSha256, "lockout");
+  for (int i = 0; i < 2; ++i) {
+    auto sig = (*key)->SignDigest(HashAlg::kSha256, digest);
+    ASSERT_FALSE(sig.ok());
+  }
+  (*key)->SetAuth(SecretBytes(AsBytes("right")));  // even the right value is refused now
+  auto locked = (*key)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_FALSE(locked.ok());
+  EXPECT_NE(locked.error().message().find("dictionary-attack lockout (TPM_RC_LOCKOUT)"),
+            std::string::npos)
+      << locked.error().ToString();
+  ASSERT_TRUE(ResetDictionaryAttack(*ctx_).ok());
+  ASSERT_TRUE(set_params(max_tries, interval, recovery).ok());
+  auto after = (*key)->SignDigest(HashAlg::kSha256, digest);
+  EXPECT_TRUE(after.ok()) << after.error().ToString();
+}
+
+// A TCP relay between the swtpm TCTI and swtpm that records every byte on the data port (the
+// "TPM bus" a interposer would see). The control port (P+1) is relayed unrecorded.
+class BusRecorder {
+ public:
+  explicit BusRecorder(int upstream_port) : upstream_port_(upstream_port) {
+    for (int attempt = 0; attempt < 50 && port_ == 0; ++attempt) {
+      int a = Listen(0);
+      int p = LocalPort(a);
+      int b = Listen(p + 1);
+      if (b >= 0) {
+        data_listener_ = a;
+        ctrl_listener_ = b;
+        port_ = p;
+      } else {
+        close(a);
+      }
+    }
+    threads_.emplace_back([this] { Serve(data_listener_, upstream_port_, true); });
+    threads_.emplace_back([this] { Serve(ctrl_listener_, upstream_port_ + 1, false); });
+  }
+  ~BusRecorder() {
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+    close(data_listener_);
+    close(ctrl_listener_);
+  }
+  std::string tcti() const { return "swtpm:host=127.0.0.1,port=" + std::to_string(port_); }
+  Bytes captured() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return bytes_;
+  }
+
+ private:
+  static int Listen(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 4) != 0) {
+      close(fd);
+      return -1;
+    }
+    return fd;
+  }
+  static int LocalPort(int fd) {
+    sockaddr_in addr{};
+    socklen_t len = sizeof(addr);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    return ntohs(addr.sin_port);
+  }
+  void Serve(int listener, int upstream, bool record) {
+    while (!stop_) {
+      pollfd p{listener, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      int client = accept(listener, nullptr, nullptr);
+      if (client < 0) continue;
+      int server = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(static_cast<uint16_t>(upstream));
+      if (connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+        close(client);
+        close(server);
+        continue;
+      }
+      Relay(client, server, record);
+      close(client);
+      close(server);
+    }
+  }
+  void Relay(int a, int b, bool record) {
+    uint8_t buf[8192];
+    while (true) {
+      pollfd fds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+      int n = poll(fds, 2, 50);
+      if (n < 0) return;
+      if (n == 0) {
+        if (stop_) return;
+        continue;
+      }
+      for (int i = 0; i < 2; ++i) {
+        if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+        ssize_t got = read(fds[i].fd, buf, sizeof(buf));
+        if (got <= 0) return;
+        if (record) {
+          std::lock_guard<std::mutex> lock(mu_);
+          bytes_.insert(bytes_.end(), buf, buf + got);
+        }
+        int to = i == 0 ? b : a;
+        for (ssize_t off = 0; off < got;) {
+          ssize_t w = write(to, buf + off, static_cast<size_t>(got - off));
+          if (w <= 0) return;
+          off += w;
+        }
+      }
+    }
+  }
+
+  int upstream_port_;
+  int port_ = 0;
+  int data_listener_ = -1;
+  int ctrl_listener_ = -1;
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  Bytes bytes_;
+};
+
+bool Contains(const Bytes& hay, const std::string& needle) {
+  return std::search(hay.begin(), hay.end(), needle.begin(), needle.end()) != hay.end();
+}
+
+TEST_F(KeyFeaturesTest, AuthValueNeverCrossesTheRecordedBusInClear) {
+  size_t pos = tcti_.find("port=");
+  ASSERT_NE(pos, std::string::npos) << tcti_;
+  int port = std::stoi(tcti_.substr(pos + 5));
+  uint8_t rnd[8];
+  ASSERT_EQ(RAND_bytes(rnd, sizeof(rnd)), 1);
+  const std::string secret = "bus-probe-" + HexEncode(rnd);
+  Bytes digest = TestDigest(HashAlg::kSha256, "bus");
+
+  ctx_->Disconnect();  // swtpm serves one connection at a time
+  BusRecorder recorder(port);
+  Bytes secure_capture;
+  {
+    auto bus_ctx = std::make_shared<tpm::TpmContext>(recorder.tcti());
+    // Create (auth value inside TPM2B_SENSITIVE_CREATE) and two signatures, all in the salted,
+    // encrypted session.
+    auto key = tpm::WorkloadKey::Create(bus_ctx, KeyAlg::kEcP256, SecretBytes(AsBytes(secret)));
+    ASSERT_TRUE(key.ok()) << key.error().ToString();
+    for (int i = 0; i < 2; ++i) {
+      auto sig = (*key)->SignDigest(HashAlg::kSha256, digest);
+      ASSERT_TRUE(sig.ok()) << sig.error().ToString();
+    }
+    secure_capture = recorder.captured();
+    // Baseline: the same signature with a password session puts the auth value on the bus.
+    auto baseline = bus_ctx->Run([&](ESYS_CONTEXT* esys) -> Status {
+      WIMSE_ASSIGN_OR_RETURN(ESYS_TR tr, (*key)->LoadLocked(esys));
+      TPM2B_AUTH a{};
+      a.size = static_cast<UINT16>(secret.size());
+      std::copy(secret.begin(), secret.end(), a.buffer);
+      Esys_TR_SetAuth(esys, tr, &a);
+      TPM2B_DIGEST d{};
+      d.size = 32;
+      std::copy(digest.begin(), digest.end(), d.buffer);
+      TPMT_SIG_SCHEME scheme{};
+      scheme.scheme = TPM2_ALG_ECDSA;
+      scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+      TPMT_TK_HASHCHECK ticket{};
+      ticket.tag = TPM2_ST_HASHCHECK;
+      ticket.hierarchy = TPM2_RH_NULL;
+      TPMT_SIGNATURE* sig = nullptr;
+      TSS2_RC rc = Esys_Sign(esys, tr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &d, &scheme,
+                             &ticket, &sig);
+      Esys_Free(sig);
+      TPM2B_AUTH empty{};
+      Esys_TR_SetAuth(esys, tr, &empty);
+      if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("baseline Sign", rc);
+      return OkStatus();
+    });
+    ASSERT_TRUE(baseline.ok()) << baseline.error().ToString();
+    bus_ctx->FlushCache();
+  }  // bus_ctx disconnects: swtpm can serve the fixture's connection again
+  Bytes all = recorder.captured();
+  EXPECT_GT(secure_capture.size(), 500u);  // the relay really saw the traffic
+  EXPECT_FALSE(Contains(secure_capture, secret)) << "auth value seen in clear on the bus";
+  EXPECT_TRUE(Contains(all, secret)) << "baseline: a password session shows the auth value";
+}
+
+TEST_F(KeyFeaturesTest, PersistentKeyByHandleAndEvict) {
+  const uint32_t kHandle = 0x81000100;
+  SecretBytes auth(AsBytes("persist-auth"));
+  auto key = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256, auth);
+  ASSERT_TRUE(key.ok()) << key.error().ToString();
+  auto persistent = (*key)->Persist(kHandle);
+  ASSERT_TRUE(persistent.ok()) << persistent.error().ToString();
+  EXPECT_EQ((*persistent)->persistent_handle(), kHandle);
+  auto again = (*key)->Persist(kHandle);
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.error().message().find("already in use"), std::string::npos)
+      << again.error().ToString();
+
+  auto by_ref = tpm::OpenKey(ctx_, "handle:0x81000100");
+  ASSERT_TRUE(by_ref.ok()) << by_ref.error().ToString();
+  EXPECT_EQ((*by_ref)->name(), (*key)->name());
+  EXPECT_EQ((*by_ref)->label(), "handle:0x81000100");
+  (*by_ref)->SetAuth(SecretBytes(AsBytes("persist-auth")));
+  Bytes digest = TestDigest(HashAlg::kSha256, "persistent");
+  auto sig = (*by_ref)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_TRUE(sig.ok()) << sig.error().ToString();
+  EXPECT_TRUE(VerifyDigest((*key)->public_key(), HashAlg::kSha256, digest, *sig).ok());
+
+  ASSERT_TRUE(tpm::WorkloadKey::EvictPersistent(ctx_, kHandle).ok());
+  auto gone = tpm::OpenKey(ctx_, "handle:0x81000100");
+  ASSERT_FALSE(gone.ok());
+  EXPECT_NE(gone.error().message().find("no persistent object at handle 0x81000100"),
+            std::string::npos)
+      << gone.error().ToString();
+  auto evict_gone = tpm::WorkloadKey::EvictPersistent(ctx_, kHandle);
+  ASSERT_FALSE(evict_gone.ok());
+  EXPECT_NE(evict_gone.error().message().find("0x81000100"), std::string::npos);
+}
+
+TEST_F(KeyFeaturesTest, KeyFileWithPersistentParentLoads) {
+  const uint32_t kParent = 0x81000101;
+  // Make the H-2 storage primary persistent and create a child under it by hand.
+  auto made = ctx_->Run([&](ESYS_CONTEXT* esys) -> Result<Tss2KeyFile> {
+    WIMSE_ASSIGN_OR_RETURN(tpm::TpmHandle srk, ctx_->LoadStoragePrimaryLocked(esys));
+    ESYS_TR persistent = ESYS_TR_NONE;
+    TSS2_RC rc = Esys_EvictControl(esys, ESYS_TR_RH_OWNER, srk.get(), ESYS_TR_PASSWORD,
+                                   ESYS_TR_NONE, ESYS_TR_NONE, kParent, &persistent);
+    if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("EvictControl", rc);
+    Esys_TR_Close(esys, &persistent);
+    WIMSE_ASSIGN_OR_RETURN(TPM2B_PUBLIC tmpl, tpm::WorkloadKeyTemplate(KeyAlg::kEcP384));
+    TPM2B_SENSITIVE_CREATE sensitive{};
+    TPM2B_DATA outside{};
+    TPML_PCR_SELECTION pcrs{};
+    TPM2B_PRIVATE* priv = nullptr;
+    TPM2B_PUBLIC* pub = nullptr;
+    rc = Esys_Create(esys, srk.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
+                     &tmpl, &outside, &pcrs, &priv, &pub, nullptr, nullptr, nullptr);
+    if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("Create", rc);
+    Tss2KeyFile f;
+    f.parent = kParent;
+    f.empty_auth = true;
+    WIMSE_ASSIGN_OR_RETURN(f.public_blob, MarshalTpm2bPublic(*pub));
+    Bytes buf(sizeof(TPM2B_PRIVATE) + 2);
+    size_t off = 0;
+    Tss2_MU_TPM2B_PRIVATE_Marshal(priv, buf.data(), buf.size(), &off);
+    buf.resize(off);
+    f.private_blob = buf;
+    Esys_Free(priv);
+    Esys_Free(pub);
+    return f;
+  });
+  ASSERT_TRUE(made.ok()) << made.error().ToString();
+  std::string path = TempDir() + "/child.pem";
+  ASSERT_TRUE(WriteTss2KeyFile(path, *made).ok());
+  auto key = tpm::OpenKey(ctx_, path);
+  ASSERT_TRUE(key.ok()) << key.error().ToString();
+  ctx_->FlushCache();
+  Bytes digest = TestDigest(HashAlg::kSha384, "persistent parent");
+  auto sig = (*key)->SignDigest(HashAlg::kSha384, digest);
+  EXPECT_TRUE(sig.ok()) << sig.error().ToString();
+  if (sig.ok()) {
+    EXPECT_TRUE(VerifyDigest((*key)->public_key(), HashAlg::kSha384, digest, *sig).ok());
+  }
+  ctx_->FlushCache();
+  ASSERT_TRUE(tpm::WorkloadKey::EvictPersistent(ctx_, kParent).ok());
+  // Without its parent the key is one clear error naming the parent handle.
+  auto orphan = (*key)->SignDigest(HashAlg::kSha384, digest);
+  ASSERT_FALSE(orphan.ok());
+  EXPECT_NE(orphan.error().message().find("0x81000101"), std::string::npos)
+      << orphan.error().ToString();
+}
+
+TEST_F(KeyFeaturesTest, InvertedEmptyAuthFlagFromTpm2ToolsStillLoads) {
+  // tpm2_encodeobject 5.4 writes emptyAuth FALSE for keys without auth (tpm2-tools #3458).
+  auto key = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256);
+  ASSERT_TRUE(key.ok());
+  Tss2KeyFile file = (*key)->key_file();
+  file.empty_auth = false;
+  std::string path = TempDir() + "/inverted.pem";
+  ASSERT_TRUE(WriteTss2KeyFile(path, file).ok());
+  auto opened = tpm::OpenKey(ctx_, path);
+  ASSERT_TRUE(opened.ok());
+  EXPECT_TRUE((*opened)->needs_auth());
+  uint32_t before = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER);
+  Bytes digest = TestDigest(HashAlg::kSha256, "inverted");
+  auto sig = (*opened)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_TRUE(sig.ok()) << sig.error().ToString();
+  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before);
+}
+
+TEST_F(KeyFeaturesTest, SlotPressureWithAuthAndPlainKeysIsTransparent) {
+  // More keys than the 3 object slots, with and without auth (sessions), interleaved.
+  std::vector<std::shared_ptr<tpm::WorkloadKey>> keys;
+  for (int i = 0; i < 5; ++i) {
+    auto k = (i % 2 == 0) ? tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256,
+                                                     SecretBytes(AsBytes("slot" + std::to_string(i))))
+                          : tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256);
+    ASSERT_TRUE(k.ok()) << k.error().ToString();
+    keys.push_back(*k);
+  }
+  Bytes digest = TestDigest(HashAlg::kSha256, "slots");
+  for (int round = 0; round < 3; ++round) {
+    for (auto& k : keys) {
+      auto sig = k->SignDigest(HashAlg::kSha256, digest);
+      ASSERT_TRUE(sig.ok()) << sig.error().ToString();
+      EXPECT_TRUE(VerifyDigest(k->public_key(), HashAlg::kSha256, digest, *sig).ok());
+    }
+  }
+}
+
+TEST_F(KeyFeaturesTest, BadInputIsASpecificError) {
+  std::string dir = TempDir();
+  // A handle that does not exist.
+  auto missing = tpm::OpenKey(ctx_, "handle:0x81000fff");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message().find("no persistent object at handle 0x81000fff"),
+            std::string::npos)
+      << missing.error().ToString();
+  // A malformed handle URI is not taken as a path.
+  auto malformed = tpm::OpenKey(ctx_, "handle:0x40000001");
+  ASSERT_FALSE(malformed.ok());
+  EXPECT_EQ(malformed.error().layer(), Layer::kUsage);
+  // A truncated TSS2 file.
+  auto key = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256);
+  ASSERT_TRUE(key.ok());
+  auto der = EncodeTss2KeyDer((*key)->key_file());
+  ASSERT_TRUE(der.ok());
+  std::string path = dir + "/truncated.der";
+  ASSERT_TRUE(WriteFileAtomic(path, ByteView(der->data(), der->size() - 7)).ok());
+  auto truncated = tpm::OpenKey(ctx_, path);
+  ASSERT_FALSE(truncated.ok());
+  EXPECT_EQ(truncated.error().layer(), Layer::kParse);
+  EXPECT_NE(truncated.error().message().find(path), std::string::npos);
+}
+
+TEST_F(KeyFeaturesTest, KeyFileFromAnotherTpmIsRefusedClearly) {
+  const char* root = std::getenv("WIMSE_SOURCE_ROOT");
+  ASSERT_NE(root, nullptr);
+  std::string dir = TempDir();
+  std::string cmd = std::string(root) + "/ci/swtpm start " + dir + "/other";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char line[256] = {0};
+  bool got = std::fgets(line, sizeof(line), p) != nullptr;
+  int rc = pclose(p);
+  ASSERT_TRUE(got && rc == 0) << "second swtpm did not start";
+  std::string other_tcti(line);
+  other_tcti.erase(other_tcti.find_last_not_of("\r\n") + 1);
+  std::string path = dir + "/other.pem";
+  {
+    auto other = std::make_shared<tpm::TpmContext>(other_tcti);
+    auto k = tpm::WorkloadKey::Create(other, KeyAlg::kEcP256);
+    ASSERT_TRUE(k.ok()) << k.error().ToString();
+    ASSERT_TRUE((*k)->Save(path).ok());
+    other->FlushCache();
+  }
+  std::system((std::string(root) + "/ci/swtpm stop " + dir + "/other >/dev/null 2>&1").c_str());
+  auto key = tpm::OpenKey(ctx_, path);
+  ASSERT_TRUE(key.ok());  // parsing needs no TPM
+  auto sig = (*key)->SignDigest(HashAlg::kSha256, TestDigest(HashAlg::kSha256, "other"));
+  ASSERT_FALSE(sig.ok());
+  EXPECT_NE(sig.error().message().find("does not belong to this TPM"), std::string::npos)
+      << sig.error().ToString();
+}
+
+}  // namespace
+}  // namespace wimse
