@@ -4,6 +4,7 @@
 // The evidence is built in software with the exact TPM wire structures (tss2-mu marshalling of
 // TPMS_ATTEST / TPMT_SIGNATURE, an AK public area with the AK attributes around a software P-256
 // key), so the benchmark needs no TPM and measures only the verifier.
+#include <cstring>
 #include <benchmark/benchmark.h>
 #include <tss2/tss2_mu.h>
 
@@ -64,10 +65,11 @@ TPM2B_PUBLIC EccPublic(EVP_PKEY* key, uint32_t attrs, bool ak) {
   e.curveID = TPM2_ECC_NIST_P256;
   e.kdf.scheme = TPM2_ALG_NULL;
   Bytes point = *EcPublicPoint(key);
+  if (point.size() != 65) std::abort();  // uncompressed P-256 point: 04 || X || Y
   p.publicArea.unique.ecc.x.size = 32;
-  std::copy(point.begin() + 1, point.begin() + 33, p.publicArea.unique.ecc.x.buffer);
+  std::memcpy(p.publicArea.unique.ecc.x.buffer, point.data() + 1, 32);
   p.publicArea.unique.ecc.y.size = 32;
-  std::copy(point.begin() + 33, point.end(), p.publicArea.unique.ecc.y.buffer);
+  std::memcpy(p.publicArea.unique.ecc.y.buffer, point.data() + 33, 32);
   return p;
 }
 

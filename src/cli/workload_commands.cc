@@ -68,46 +68,6 @@ class TpmLock {
 
 // Authorization policy: {"rules": [{"id": "spiffe://...", "methods": ["GET"],
 // "paths": ["/orders*"]}]}; ids and paths use "*" / "prefix*" patterns.
-// Workaround (reported to the lead): wimsetpm loaded into the default library context leaves
-// its cached key loaded when the process ends (the provider teardown does not flush it), and
-// a direct swtpm TCTI has no resource manager to clean up after a process. While this process
-// holds the agents' TPM lock, every transient object that appears is ours; we record them and
-// flush them ourselves before releasing the TPM.
-Result<std::set<TPM2_HANDLE>> TransientHandles(tpm::TpmContext& ctx) {
-  return ctx.Run([](ESYS_CONTEXT* esys) -> Result<std::set<TPM2_HANDLE>> {
-    TPMI_YES_NO more = TPM2_NO;
-    TPMS_CAPABILITY_DATA* data = nullptr;
-    TSS2_RC rc = Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                    TPM2_CAP_HANDLES, TPM2_TRANSIENT_FIRST, 64, &more, &data);
-    if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("TPM2_GetCapability", rc);
-    std::set<TPM2_HANDLE> out;
-    for (UINT32 i = 0; i < data->data.handles.count; ++i) out.insert(data->data.handles.handle[i]);
-    Esys_Free(data);
-    return out;
-  });
-}
-
-void FlushHandles(tpm::TpmContext& ctx, const std::set<TPM2_HANDLE>& handles) {
-  (void)ctx.Run([&](ESYS_CONTEXT* esys) -> Status {
-    for (TPM2_HANDLE h : handles) {
-      ESYS_TR tr = ESYS_TR_NONE;
-      if (Esys_TR_FromTPMPublic(esys, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr) ==
-          TSS2_RC_SUCCESS) {
-        Esys_FlushContext(esys, tr);
-      }
-    }
-    return OkStatus();
-  });
-}
-
-std::set<TPM2_HANDLE> NewHandles(const std::set<TPM2_HANDLE>& before,
-                                 const std::set<TPM2_HANDLE>& after) {
-  std::set<TPM2_HANDLE> out;
-  for (TPM2_HANDLE h : after) {
-    if (!before.count(h)) out.insert(h);
-  }
-  return out;
-}
 
 struct AuthzRule {
   std::string id;
@@ -189,13 +149,10 @@ void RunServe(GlobalOptions& g, const ServeOptions& o) {
   InMemoryReplayCache replay(100000);
 
   EvpPkeyPtr key;
-  auto own_ctx = tpm::SharedContext(tcti);
-  std::set<TPM2_HANDLE> ours;
   {
     // Load the TPM key and make one signature now, under the agents' TPM lock, so the provider
     // has the key loaded (its one cached object) before clients arrive.
     TpmLock lock(tcti);
-    auto before = TransientHandles(*own_ctx);
     auto k = LoadKey(o.cred_dir + "/key.pem");
     if (!k.ok()) return fail(k.error());
     key = std::move(*k);
@@ -207,8 +164,6 @@ void RunServe(GlobalOptions& g, const ServeOptions& o) {
         EVP_DigestSign(md.get(), sig, &sig_len, msg, sizeof(msg)) != 1) {
       return fail(OpenSslError("signing with the TPM key"));
     }
-    auto after = TransientHandles(*own_ctx);
-    if (before.ok() && after.ok()) ours = NewHandles(*before, *after);
   }
   std::string bundle_path = o.cred_dir + "/bundle.pem";
   X509* leaf = cert->get();
@@ -339,13 +294,10 @@ void RunServe(GlobalOptions& g, const ServeOptions& o) {
   });
   srv.listen_after_bind();
   watcher.join();
-  // Free every reference to the TPM key, then tear the providers down now: wimsetpm flushes
-  // its loaded key, so a stopped workload leaves no object in the TPM.
+  // Free every reference to the TPM key; at exit every TPM context (ours and the provider's)
+  // flushes what it still has loaded, so a stopped workload leaves no object in the TPM.
   srv_ptr.reset();
   key.reset();
-  TpmLock lock(tcti);
-  FlushHandles(*own_ctx, ours);
-  own_ctx->Disconnect();
 }
 
 struct CallOptions {
@@ -404,17 +356,6 @@ void RunCall(GlobalOptions& g, const CallOptions& o) {
     // The TLS client key signs in the TPM (provider): hold the TPM lock for the connection and
     // unload the provider (which flushes its key) before releasing it.
     TpmLock lock(tcti);
-    auto own_ctx = tpm::SharedContext(tcti);
-    auto before = TransientHandles(*own_ctx);
-    struct FlushOnExit {
-      tpm::TpmContext* ctx;
-      Result<std::set<TPM2_HANDLE>>* before;
-      ~FlushOnExit() {
-        auto after = TransientHandles(*ctx);
-        if (before->ok() && after.ok()) FlushHandles(*ctx, NewHandles(**before, *after));
-        ctx->Disconnect();
-      }
-    } flush_on_exit{own_ctx.get(), &before};
     if (auto s = LoadProviders(o.provider_dir); !s.ok()) return fail(s.error());
     {
       auto cert_pem = ReadFileString(o.cred_dir + "/cert.pem");

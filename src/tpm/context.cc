@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <set>
 
 #include "tpm/templates.h"
 
@@ -49,11 +50,52 @@ void TpmHandle::Reset() {
   tr_ = ESYS_TR_NONE;
 }
 
-TpmContext::TpmContext(std::string tcti) : tcti_(std::move(tcti)) {}
+namespace {
+
+// Every live TpmContext of this copy of the library (the CLI and the provider module each have
+// their own). Without a resource manager (a direct swtpm TCTI) the TPM keeps whatever a process
+// left loaded after it exits, and applications often exit without freeing their keys or
+// tearing providers down, so the cached objects of every context are flushed at exit.
+std::mutex& RegistryMutex() {
+  static auto* mu = new std::mutex();
+  return *mu;
+}
+std::set<TpmContext*>& Registry() {
+  static auto* contexts = new std::set<TpmContext*>();
+  return *contexts;
+}
+void FlushAllAtExit() {
+  std::lock_guard<std::mutex> lock(RegistryMutex());
+  for (TpmContext* ctx : Registry()) ctx->FlushCacheIfIdle();
+}
+
+}  // namespace
+
+TpmContext::TpmContext(std::string tcti) : tcti_(std::move(tcti)) {
+  std::lock_guard<std::mutex> lock(RegistryMutex());
+  // atexit in a shared object runs when the object is unloaded or at exit, whichever is first.
+  static const bool registered = (std::atexit(FlushAllAtExit), true);
+  (void)registered;
+  Registry().insert(this);
+}
 
 TpmContext::~TpmContext() {
+  {
+    std::lock_guard<std::mutex> lock(RegistryMutex());
+    Registry().erase(this);
+  }
   std::lock_guard<std::mutex> lock(mu_);
   DisconnectLocked(/*touch_tpm=*/pid_ == getpid());
+}
+
+void TpmContext::FlushCacheIfIdle() {
+  // At exit another thread may still be inside Run(); never block the exiting thread on it.
+  std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return;
+  if (esys_ != nullptr && pid_ == getpid()) {
+    FlushCacheLocked(esys_);
+    DropSecureSessionLocked(esys_);
+  }
 }
 
 void TpmContext::DisconnectLocked(bool touch_tpm) {
@@ -279,16 +321,6 @@ std::shared_ptr<TpmContext> SharedContext(const std::string& tcti) {
   // connection during static destruction (the provider may be unloaded in any order).
   static auto* contexts = new std::map<std::string, std::shared_ptr<TpmContext>>();
   std::lock_guard<std::mutex> lock(mu);
-  // Without a resource manager (direct swtpm TCTI) the TPM keeps whatever a process left loaded
-  // after it exits, so cached keys are flushed at exit.
-  static const bool registered = [] {
-    std::atexit([] {
-      std::lock_guard<std::mutex> exit_lock(mu);
-      for (auto& [name, ctx] : *contexts) ctx->FlushCache();
-    });
-    return true;
-  }();
-  (void)registered;
   auto it = contexts->find(tcti);
   if (it != contexts->end()) return it->second;
   auto ctx = std::make_shared<TpmContext>(tcti);

@@ -111,6 +111,8 @@ class TpmContext {
 
   // Flushes cached objects and the cached session (takes the lock).
   void FlushCache();
+  // Like FlushCache, but returns at once if another thread holds the lock (used at exit).
+  void FlushCacheIfIdle();
 
   // Within Run(): the context's salted HMAC session for commands that carry an auth value or a
   // secret (CONVENTIONS rule 8): salted with the storage primary's public key (ECDH), bound to

@@ -52,6 +52,20 @@ TEST(SoftwareSigner, SignsAndVerifies) {
   EXPECT_FALSE(VerifyDigest((*signer)->public_key(), HashAlg::kSha256, *digest, *sig).ok());
 }
 
+TEST(EcPublicKey, OffCurvePointIsRejected) {
+  auto signer = SoftwareSigner::Generate(KeyAlg::kEcP256);
+  ASSERT_TRUE(signer.ok());
+  auto point = EcPublicPoint((*signer)->public_key());
+  ASSERT_TRUE(point.ok());
+  ByteView x(point->data() + 1, 32), y(point->data() + 33, 32);
+  ASSERT_TRUE(EcPublicKeyFromXY(KeyAlg::kEcP256, x, y).ok());
+  Bytes bad_y(y.begin(), y.end());
+  bad_y[31] ^= 1;
+  EXPECT_FALSE(EcPublicKeyFromXY(KeyAlg::kEcP256, x, bad_y).ok());
+  Bytes zero(32, 0);
+  EXPECT_FALSE(EcPublicKeyFromXY(KeyAlg::kEcP256, zero, zero).ok());
+}
+
 TEST(File, AtomicWriteSetsModeAndReplaces) {
   char tmpl[] = "/tmp/wimse-file-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
