@@ -34,12 +34,33 @@ const char* HashName(HashAlg alg) {
   return "";
 }
 
+namespace {
+// Fetching a digest costs a locked name lookup in OpenSSL 3; verifiers and token code hash on
+// every call, so each digest is fetched once per process (EVP_MD objects are immutable and
+// safe to share between threads). Fetched from the default provider explicitly, so a TPM
+// provider active in the process can never be picked for software hashing.
+const EVP_MD* CachedMd(HashAlg alg) {
+  static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", "provider=default");
+  static EVP_MD* const kSha384 = EVP_MD_fetch(nullptr, "SHA384", "provider=default");
+  static EVP_MD* const kSha512 = EVP_MD_fetch(nullptr, "SHA512", "provider=default");
+  switch (alg) {
+    case HashAlg::kSha256:
+      return kSha256;
+    case HashAlg::kSha384:
+      return kSha384;
+    case HashAlg::kSha512:
+      return kSha512;
+  }
+  return nullptr;
+}
+}  // namespace
+
 Result<Bytes> Digest(HashAlg alg, ByteView data) {
   Bytes out(HashSize(alg));
   unsigned int len = 0;
-  EvpMdPtr md(EVP_MD_fetch(nullptr, HashName(alg), nullptr));
-  if (!md) return OpenSslError("EVP_MD_fetch");
-  if (EVP_Digest(data.data(), data.size(), out.data(), &len, md.get(), nullptr) != 1) {
+  const EVP_MD* md = CachedMd(alg);
+  if (md == nullptr) return OpenSslError("EVP_MD_fetch");
+  if (EVP_Digest(data.data(), data.size(), out.data(), &len, md, nullptr) != 1) {
     return OpenSslError("EVP_Digest");
   }
   out.resize(len);
@@ -163,6 +184,19 @@ Result<Bytes> EcPublicPoint(EVP_PKEY* key) {
   return out;
 }
 
+namespace {
+// SubjectPublicKeyInfo prefixes (RFC 5480: id-ecPublicKey with the named curve, then the BIT
+// STRING header) for an uncompressed point. i2d_PUBKEY goes through OSSL_ENCODER, whose
+// per-call lookup dominated the verifier's profile; for the two curves we use the encoding is
+// fixed, so it is written directly (a unit test compares it with i2d_PUBKEY).
+constexpr uint8_t kSpkiPrefixP256[] = {0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48,
+                                       0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+                                       0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00};
+constexpr uint8_t kSpkiPrefixP384[] = {0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86,
+                                       0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b,
+                                       0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00};
+}  // namespace
+
 Result<std::string> PublicKeyToPem(EVP_PKEY* key) {
   BioPtr bio(BIO_new(BIO_s_mem()));
   if (!bio || PEM_write_bio_PUBKEY(bio.get(), key) != 1) return OpenSslError("PEM_write_PUBKEY");
@@ -171,7 +205,22 @@ Result<std::string> PublicKeyToPem(EVP_PKEY* key) {
   return std::string(data, static_cast<size_t>(len));
 }
 
+
 Result<Bytes> PublicKeyToDer(EVP_PKEY* key) {
+  if (EVP_PKEY_is_a(key, "EC")) {
+    Result<KeyAlg> alg = KeyAlgOf(key);
+    Result<Bytes> point = alg.ok() ? EcPublicPoint(key) : Result<Bytes>(alg.error());
+    if (alg.ok() && point.ok()) {
+      const uint8_t* prefix = *alg == KeyAlg::kEcP256 ? kSpkiPrefixP256 : kSpkiPrefixP384;
+      size_t prefix_len =
+          *alg == KeyAlg::kEcP256 ? sizeof(kSpkiPrefixP256) : sizeof(kSpkiPrefixP384);
+      if (point->size() == 1 + 2 * CurveFieldSize(*alg)) {
+        Bytes out(prefix, prefix + prefix_len);
+        out.insert(out.end(), point->begin(), point->end());
+        return out;
+      }
+    }
+  }
   int len = i2d_PUBKEY(key, nullptr);
   if (len <= 0) return OpenSslError("i2d_PUBKEY");
   Bytes out(static_cast<size_t>(len));
@@ -190,6 +239,17 @@ Result<EvpPkeyPtr> PublicKeyFromPem(std::string_view pem) {
 }
 
 Result<EvpPkeyPtr> PublicKeyFromDer(ByteView der) {
+  // The two EC encodings we produce are fixed prefixes + point: skip the generic decoder.
+  for (KeyAlg alg : {KeyAlg::kEcP256, KeyAlg::kEcP384}) {
+    const uint8_t* prefix = alg == KeyAlg::kEcP256 ? kSpkiPrefixP256 : kSpkiPrefixP384;
+    size_t prefix_len = alg == KeyAlg::kEcP256 ? sizeof(kSpkiPrefixP256) : sizeof(kSpkiPrefixP384);
+    size_t fs = CurveFieldSize(alg);
+    if (der.size() == prefix_len + 1 + 2 * fs && std::equal(prefix, prefix + prefix_len, der.begin()) &&
+        der[prefix_len] == 0x04) {
+      return EcPublicKeyFromXY(alg, der.subspan(prefix_len + 1, fs),
+                               der.subspan(prefix_len + 1 + fs, fs));
+    }
+  }
   const uint8_t* p = der.data();
   EvpPkeyPtr key(d2i_PUBKEY_ex(nullptr, &p, static_cast<long>(der.size()), nullptr,
                                "provider=default"));
@@ -217,8 +277,8 @@ Status VerifyDigest(EVP_PKEY* key, HashAlg hash, ByteView digest, ByteView sig) 
   }
   EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, "provider=default"));
   if (!ctx || EVP_PKEY_verify_init(ctx.get()) != 1) return OpenSslError("EVP_PKEY_verify_init");
-  EvpMdPtr md(EVP_MD_fetch(nullptr, HashName(hash), "provider=default"));
-  if (!md || EVP_PKEY_CTX_set_signature_md(ctx.get(), md.get()) != 1) {
+  const EVP_MD* md = CachedMd(hash);
+  if (md == nullptr || EVP_PKEY_CTX_set_signature_md(ctx.get(), md) != 1) {
     return OpenSslError("EVP_PKEY_CTX_set_signature_md");
   }
   if (EVP_PKEY_is_a(key, "RSA") &&

@@ -66,6 +66,30 @@ TEST(EcPublicKey, OffCurvePointIsRejected) {
   EXPECT_FALSE(EcPublicKeyFromXY(KeyAlg::kEcP256, zero, zero).ok());
 }
 
+TEST(EcPublicKey, FastSpkiEncodingMatchesOpenSsl) {
+  for (KeyAlg alg : {KeyAlg::kEcP256, KeyAlg::kEcP384}) {
+    auto signer = SoftwareSigner::Generate(alg);
+    ASSERT_TRUE(signer.ok());
+    auto ours = PublicKeyToDer((*signer)->public_key());
+    ASSERT_TRUE(ours.ok());
+    int len = i2d_PUBKEY((*signer)->public_key(), nullptr);
+    ASSERT_GT(len, 0);
+    Bytes theirs(static_cast<size_t>(len));
+    uint8_t* p = theirs.data();
+    ASSERT_EQ(i2d_PUBKEY((*signer)->public_key(), &p), len);
+    EXPECT_EQ(*ours, theirs);
+    auto back = PublicKeyFromDer(theirs);
+    ASSERT_TRUE(back.ok());
+    EXPECT_EQ(EVP_PKEY_eq(back->get(), (*signer)->public_key()), 1);
+    Bytes off_curve = theirs;
+    off_curve.back() ^= 1;
+    EXPECT_FALSE(PublicKeyFromDer(off_curve).ok());
+    Bytes trailing = theirs;
+    trailing.push_back(0);
+    EXPECT_FALSE(PublicKeyFromDer(trailing).ok());
+  }
+}
+
 TEST(File, AtomicWriteSetsModeAndReplaces) {
   char tmpl[] = "/tmp/wimse-file-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
