@@ -687,6 +687,12 @@ AppraisalResult AppraiseEvidence(const Tpm2Evidence& e, const AppraisalOptions& 
         result.ak_enrolled = true;
       }
     }
+    if (!options.trusted_ak_spki.has_value() && !options.enrolled_ak_name.has_value() &&
+        !options.allow_unenrolled_ak) {
+      f.Add(Reason::kAkNotTrusted,
+            "no enrolled or pinned AK: the AK's attributes are only its own claim (enrol the AK "
+            "or pin its public key)");
+    }
     if (options.enrolled_ak_name.has_value()) {
       if (!ConstantTimeEqual(*options.enrolled_ak_name, ak->name)) {
         f.Add(Reason::kAkNotEnrolled, "the evidence AK Name " + HexEncode(ak->name) +

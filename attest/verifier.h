@@ -124,6 +124,12 @@ struct AppraisalOptions {
   bool allow_sha1 = false;
   // Name(AK) pinned at enrolment (EnrollmentRecord::ak_name); the evidence AK must have it.
   std::optional<Bytes> enrolled_ak_name;
+  // Without trusted_ak_spki or enrolled_ak_name the AK is only what the evidence says it is:
+  // its attributes are bytes the attester chose, so anyone can forge a "restricted" AK in
+  // software. Appraisal then fails closed (ak_not_trusted) unless this is set, which a caller
+  // may do only where the AK's TPM residency is established some other way (tests, a demo
+  // that reads the AK from the TPM it is talking to).
+  bool allow_unenrolled_ak = false;
   // Whether that enrolment validated an EK certificate chain (EAR `hardware` claim).
   bool enrolled_ek_certified = false;
   // When the nonce was issued (seconds since the epoch); with policy.max_evidence_age_seconds.

@@ -89,6 +89,7 @@ struct AppraiseOptions {
   std::string identity;
   std::string clock_state;
   int64_t nonce_issued = 0;
+  bool allow_unenrolled_ak = false;
 };
 
 Result<std::string> ReadText(const std::string& path) { return ReadFileString(path, 16 << 20); }
@@ -114,6 +115,7 @@ void RunAppraise(GlobalOptions& g, const AppraiseOptions& o) {
   if (!nonce.ok()) return Fail(g, "appraise", nonce.error());
   opts.expected_nonce = *nonce;
   opts.now_unix = static_cast<int64_t>(std::time(nullptr));
+  opts.allow_unenrolled_ak = o.allow_unenrolled_ak;
   if (!o.ak_pub.empty()) {
     auto pem = ReadFileString(o.ak_pub, 64 << 10);
     if (!pem.ok()) return Fail(g, "appraise", pem.error());
@@ -380,6 +382,9 @@ void RunPolicyCapture(GlobalOptions& g, const PolicyOptions& o) {
   attest::AppraisalOptions opts;
   opts.expected_nonce = *nonce;
   opts.policy = &p;
+  // Capture records reference values from a host the operator vouches for; it issues nothing,
+  // and every later appraisal against the policy still needs an enrolled or pinned AK.
+  opts.allow_unenrolled_ak = true;
   auto text = ReadFileString(o.evidence, attest::kMaxEvidenceSize);
   if (!text.ok()) return Fail(g, "policy capture", text.error());
   attest::AppraisalResult r = attest::AppraiseCmw(*text, opts);
@@ -532,8 +537,11 @@ void RegisterAttestCommands(CLI::App& app, GlobalOptions& g) {
   appraise->add_option("--evidence", po->evidence, "evidence file (CMW JSON record)")->required();
   appraise->add_option("--nonce", po->nonce, "the nonce issued for this round, hex")->required();
   appraise->add_option("--ak-pub", po->ak_pub,
-                       "trusted AK public key (PEM SPKI); without it the evidence's AK is "
-                       "accepted if its attributes pass");
+                       "trusted (pinned) AK public key, PEM SPKI; an AK must be pinned with this "
+                       "or enrolled (--registry/--identity), else the appraisal fails closed");
+  appraise->add_flag("--allow-unenrolled-ak", po->allow_unenrolled_ak,
+                     "accept the evidence's own AK if its attributes pass (proves nothing about "
+                     "TPM residency: anyone can forge such an AK in software; tests only)");
   appraise->add_option("--key-out", po->key_out,
                        "when affirming, write the certified workload key (PEM SPKI) here");
   appraise->add_option("--policy", po->policy, "appraisal policy (JSON, docs/attestation.md)");

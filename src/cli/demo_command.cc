@@ -29,6 +29,7 @@
 #include "attest/verifier.h"
 #include "cli/commands.h"
 #include "crypto/public_key.h"
+#include "crypto/tpm_public.h"
 #include "tpm/workload_key.h"
 #include "util/file.h"
 #include "wimse/wit.h"
@@ -316,7 +317,18 @@ void RunDemo(GlobalOptions& g, const DemoOptions& o) {
                       " the AK, same nonce (" + std::to_string(evidence->size()) + " bytes CMW)");
 
   // 4. Appraisal.
+  // The verifier pins the AK of the TPM it is talking to (this demo runs on one host; the
+  // EK-bound enrolment with credential activation is what ci/demo-flow's service does).
+  auto ak_public = attest::ReadAkPublic(*ctx);
+  if (!ak_public.ok()) return fail("verifier", ak_public.error());
+  auto ak_area = UnmarshalTpm2bPublic(*ak_public);
+  if (!ak_area.ok()) return fail("verifier", ak_area.error());
+  auto ak_key = PublicKeyFromTpmPublic(ak_area->publicArea);
+  if (!ak_key.ok()) return fail("verifier", ak_key.error());
+  auto ak_spki = PublicKeyToDer(ak_key->get());
+  if (!ak_spki.ok()) return fail("verifier", ak_spki.error());
   attest::AppraisalOptions aopts;
+  aopts.trusted_ak_spki = *ak_spki;
   aopts.expected_nonce = nonce;
   aopts.now_unix = static_cast<int64_t>(std::time(nullptr));
   auto appraisal = attest::AppraiseCmw(*evidence, aopts);
@@ -327,8 +339,8 @@ void RunDemo(GlobalOptions& g, const DemoOptions& o) {
   }
   auto attested_key = PublicKeyFromDer(appraisal.workload_key_spki);
   if (!attested_key.ok()) return fail("verifier", attested_key.error());
-  story.Step("verifier", "affirming: magic, type, nonce, PCR selection and digest, signatures, AK"
-                         " and key attributes, certified name all check out");
+  story.Step("verifier", "affirming: pinned AK, magic, type, nonce, PCR selection and digest,"
+                         " signatures, AK and key attributes, certified name all check out");
 
   // 5. WIT from the issuer, bound to the key taken from the appraisal result.
   auto issuer = SoftwareSigner::Generate(KeyAlg::kEcP256);

@@ -92,9 +92,20 @@ TEST(RecordedEvidence, GenuineEvidenceIsAffirming) {
   EXPECT_EQ(r.quote_clock.safe, TPM2_YES);
 }
 
-TEST(RecordedEvidence, AffirmingWithoutTrustedAkChecksAttributesOnly) {
+TEST(RecordedEvidence, WithoutTrustedAkFailsClosed) {
+  // Field case C05 via hostile review: an AK's attributes are the attester's own claim.
   AppraisalOptions o = Options();
   o.trusted_ak_spki.reset();
+  AppraisalResult r = AppraiseCmw(ReadData("good.cmw.json"), o);
+  EXPECT_FALSE(r.affirming());
+  EXPECT_EQ(Codes(r), CodeSet({"ak_not_trusted"}));
+  EXPECT_TRUE(r.workload_key_spki.empty());
+}
+
+TEST(RecordedEvidence, ExplicitlyAllowedUnenrolledAkChecksAttributesOnly) {
+  AppraisalOptions o = Options();
+  o.trusted_ak_spki.reset();
+  o.allow_unenrolled_ak = true;
   EXPECT_TRUE(AppraiseCmw(ReadData("good.cmw.json"), o).affirming());
 }
 
@@ -162,6 +173,7 @@ TEST(RecordedEvidence, QuoteSignedByNonRestrictedKey) {
   // signature verifies, only the AK attribute check can catch it (field cases C02, C05).
   AppraisalOptions o = Options();
   o.trusted_ak_spki.reset();
+  o.allow_unenrolled_ak = true;
   AppraisalResult r = AppraiseCmw(ReadData("unrestricted-signer.cmw.json"), o);
   EXPECT_EQ(Codes(r), CodeSet({"ak_attributes"}));
   EXPECT_NE(r.Summary().find("restricted not set"), std::string::npos) << r.Summary();
