@@ -17,7 +17,7 @@
 // where peers are known to deviate: any non-zero BOOLEAN is TRUE, an absent emptyAuth means
 // auth required, a negative parent is read as 32-bit two's complement, parent 0 means
 // 0x40000001, and blobs without the TPM2B size prefix are accepted. Policies, importable keys
-// and sealed data are refused with a clear reason (not implemented, so never half-used).
+// and sealed data are refused with a clear reason (unsupported, so never half-used).
 #ifndef WIMSE_KEYFILE_TSS2_KEY_H_
 #define WIMSE_KEYFILE_TSS2_KEY_H_
 
