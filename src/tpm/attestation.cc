@@ -77,39 +77,12 @@ TPM2B_PUBLIC AkTemplateEccP256() {
 }
 
 Result<AttestationKey> CreateAkLocked(ESYS_CONTEXT* esys) {
-  TPM2B_SENSITIVE_CREATE sensitive{};
   TPM2B_PUBLIC in_public = AkTemplateEccP256();
-  TPM2B_DATA outside_info{};
-  TPML_PCR_SELECTION creation_pcr{};
-  ESYS_TR handle = ESYS_TR_NONE;
-  TPM2B_PUBLIC* out_public_raw = nullptr;
-  TPM2B_CREATION_DATA* creation_data_raw = nullptr;
-  TPM2B_DIGEST* creation_hash_raw = nullptr;
-  TPMT_TK_CREATION* ticket_raw = nullptr;
-  TSS2_RC rc =
-      Esys_CreatePrimary(esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-                         &sensitive, &in_public, &outside_info, &creation_pcr, &handle,
-                         &out_public_raw, &creation_data_raw, &creation_hash_raw, &ticket_raw);
-  EsysPtr<TPM2B_PUBLIC> out_public(out_public_raw);
-  EsysPtr<TPM2B_CREATION_DATA> creation_data(creation_data_raw);
-  EsysPtr<TPM2B_DIGEST> creation_hash(creation_hash_raw);
-  EsysPtr<TPMT_TK_CREATION> ticket(ticket_raw);
-  if (rc != TSS2_RC_SUCCESS) {
-    return TpmError("TPM2_CreatePrimary(endorsement, AK)", rc);
-  }
+  WIMSE_ASSIGN_OR_RETURN(CreatedPrimary created,
+                         CreateEndorsementPrimaryLocked(esys, in_public, "AK"));
   AttestationKey ak;
-  ak.handle = TpmHandle(esys, handle, TpmHandle::Release::kFlush);
-  if (!out_public) {
-    return Error(Layer::kInternal, "TPM2_CreatePrimary returned no public area");
-  }
-  Bytes blob(sizeof(TPM2B_PUBLIC) + 2);
-  size_t offset = 0;
-  rc = Tss2_MU_TPM2B_PUBLIC_Marshal(out_public.get(), blob.data(), blob.size(), &offset);
-  if (rc != TSS2_RC_SUCCESS) {
-    return Error(Layer::kInternal, "cannot marshal the AK public area", rc);
-  }
-  blob.resize(offset);
-  ak.public_blob = std::move(blob);
+  ak.handle = std::move(created.handle);
+  ak.public_blob = std::move(created.public_blob);
   return ak;
 }
 

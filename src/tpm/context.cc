@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "crypto/tpm_public.h"
 #include "tpm/templates.h"
 
 namespace wimse::tpm {
@@ -313,6 +314,30 @@ Result<size_t> TpmContext::CountSessions() {
     WIMSE_ASSIGN_OR_RETURN(size_t saved, CountHandles(esys, TPM2_ACTIVE_SESSION_FIRST));
     return loaded + saved;
   });
+}
+
+Result<CreatedPrimary> CreateEndorsementPrimaryLocked(ESYS_CONTEXT* esys,
+                                                      const TPM2B_PUBLIC& in_public,
+                                                      const char* what) {
+  TPM2B_SENSITIVE_CREATE sensitive{};
+  TPM2B_DATA outside_info{};
+  TPML_PCR_SELECTION creation_pcr{};
+  ESYS_TR handle = ESYS_TR_NONE;
+  TPM2B_PUBLIC* out_public = nullptr;
+  TSS2_RC rc = Esys_CreatePrimary(esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                  ESYS_TR_NONE, &sensitive, &in_public, &outside_info,
+                                  &creation_pcr, &handle, &out_public, nullptr, nullptr, nullptr);
+  std::unique_ptr<TPM2B_PUBLIC, void (*)(void*)> owner(out_public, Esys_Free);
+  if (rc != TSS2_RC_SUCCESS) {
+    return TpmError((std::string("TPM2_CreatePrimary(endorsement, ") + what + ")").c_str(), rc);
+  }
+  CreatedPrimary created;
+  created.handle = TpmHandle(esys, handle, TpmHandle::Release::kFlush);
+  if (out_public == nullptr) {
+    return Error(Layer::kInternal, "TPM2_CreatePrimary returned no public area");
+  }
+  WIMSE_ASSIGN_OR_RETURN(created.public_blob, MarshalTpm2bPublic(*out_public));
+  return created;
 }
 
 std::shared_ptr<TpmContext> SharedContext(const std::string& tcti) {

@@ -169,6 +169,19 @@ class TpmContext {
   std::map<TPM2_HANDLE, ESYS_TR> persistent_;  // ESYS_TRs of persistent objects (no slot)
 };
 
+// A primary key just created, with its marshalled TPM2B_PUBLIC (the TPM's own bytes).
+struct CreatedPrimary {
+  TpmHandle handle;  // flushes the primary
+  Bytes public_blob;
+};
+
+// Within TpmContext::Run(): TPM2_CreatePrimary in the endorsement hierarchy (empty hierarchy
+// auth, password session) from `in_public`; `what` names the key in errors ("AK", "EK"). Uses
+// one transient slot while the handle is held.
+Result<CreatedPrimary> CreateEndorsementPrimaryLocked(ESYS_CONTEXT* esys,
+                                                      const TPM2B_PUBLIC& in_public,
+                                                      const char* what);
+
 // The process-wide context for `tcti` (one per TCTI string). Thread-safe.
 std::shared_ptr<TpmContext> SharedContext(const std::string& tcti);
 
