@@ -190,14 +190,7 @@ void RunSign(GlobalOptions& g, const SignCli& o) {
   for (const HttpField& f : result->added) {
     text += f.name + ": " + f.value + "\n";
   }
-  if (!o.out.empty()) {
-    Status st = WriteFileAtomic(o.out, text, 0600);
-    if (!st.ok()) {
-      return Fail(g, what, st.error());
-    }
-    return;
-  }
-  std::fputs(text.c_str(), stdout);
+  WriteOrPrint(g, what, o.out, text);
 }
 
 struct VerifyCli {

@@ -33,6 +33,10 @@ struct AnchorOptions {
 void AddAnchorOptions(CLI::App* cmd, AnchorOptions& a);
 // Builds the trust anchors; errors name the file or the missing option.
 Result<std::unique_ptr<TrustAnchors>> LoadAnchors(const AnchorOptions& a);
+// Writes `text` atomically (mode 0600: it carries tokens) to `out`, or to stdout when `out` is
+// empty; a write failure is reported through Fail(g, what, ...).
+void WriteOrPrint(GlobalOptions& g, const std::string& what, const std::string& out,
+                  const std::string& text);
 
 }  // namespace wimse::cli
 

@@ -39,6 +39,18 @@ void AddAnchorOptions(CLI::App* cmd, AnchorOptions& a) {
   cmd->add_option("--iss", a.iss, "require this iss (issuer allowlist of one)");
 }
 
+void WriteOrPrint(GlobalOptions& g, const std::string& what, const std::string& out,
+                  const std::string& text) {
+  if (out.empty()) {
+    std::fputs(text.c_str(), stdout);
+    return;
+  }
+  Status st = WriteFileAtomic(out, text, 0600);
+  if (!st.ok()) {
+    Fail(g, what, st.error());
+  }
+}
+
 Result<std::unique_ptr<TrustAnchors>> LoadAnchors(const AnchorOptions& a) {
   auto anchors = std::make_unique<TrustAnchors>();
   if (a.issuer_pub.empty() && a.jwks.empty()) {
@@ -198,14 +210,7 @@ void RunWptSign(GlobalOptions& g, const WptSignCli& o) {
   }
   std::string proof_line = o.s2s07 ? WptLegacyHeaderLine(*wpt) : WptAuthorizationLine(*wpt);
   std::string text = o.headers ? WitHeaderLine(*wit) + "\n" + proof_line + "\n" : *wpt + "\n";
-  if (!o.out.empty()) {
-    Status st = WriteFileAtomic(o.out, text, 0600);
-    if (!st.ok()) {
-      return Fail(g, what, st.error());
-    }
-    return;
-  }
-  std::fputs(text.c_str(), stdout);
+  WriteOrPrint(g, what, o.out, text);
 }
 
 struct WptVerifyCli {
