@@ -77,6 +77,9 @@ VerifyResult<VerifiedWpt> VerifyWptImpl(std::string_view wpt, std::string_view w
   if (static_cast<double>(now) >= exp_v + static_cast<double>(leeway)) {
     return R::Reject(TokenCheck::kTime, "expired");
   }
+  // Without iat the lifetime can only be bounded from our clock: a signer whose clock runs
+  // `leeway` ahead legitimately sets exp = its now + max lifetime, so one leeway window is
+  // allowed on top (deliberate; with iat the bound below is exact).
   if (exp_v > static_cast<double>(now + options.max_lifetime_seconds + leeway)) {
     return R::Reject(TokenCheck::kTime, "exp too far in the future");
   }
