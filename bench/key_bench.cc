@@ -3,7 +3,10 @@
 //   key_bench raw KEY            Esys_Sign of the loaded P-256 key, password session: the limit
 //   key_bench ours KEY           WorkloadKey::SignDigest (empty auth: password session)
 //   key_bench salted KEY AUTHENV WorkloadKey::SignDigest with an auth value: salted HMAC session
-//                                with AES-128-CFB parameter encryption, kept open
+//                                with AES-128-CFB parameter encryption, kept open (our own
+//                                session arithmetic, src/tpm/hmac_session.h)
+//   key_bench salted-esys KEY AUTHENV  the same command in ESAPI's salted session (tpm2-tss
+//                                computes the session crypto): the path the above replaced
 //   key_bench provider SO KEY    EVP_DigestSign(SHA-256) through a provider module (path or
 //                                name, e.g. build/provider/wimsetpm.so or "tpm2")
 //   key_bench tls SO|software KEY  TLS 1.3 mutual-TLS handshakes/s, client key from the provider
@@ -130,6 +133,50 @@ void RunOurs(const char* name, const std::string& path, const char* auth_env) {
   }
   Measure(name, [&] { return key->SignDigest(HashAlg::kSha256, digest).ok(); });
   key->context()->FlushCache();
+}
+
+// The path this replaced (kept for comparison): Esys_Sign of the loaded key with an auth value in
+// ESAPI's own salted HMAC session with AES-128-CFB parameter encryption (TpmContext::
+// SecureSessionLocked); tpm2-tss computes the session hashes and HMACs itself.
+void RunSaltedEsys(const std::string& path, const char* auth_env) {
+  auto key = OpenKey(path);
+  const char* v = std::getenv(auth_env);
+  if (v == nullptr) Die(std::string(auth_env) + " unset");
+  Bytes digest = BenchDigest();
+  TPM2B_DIGEST in{};
+  in.size = 32;
+  std::copy(digest.begin(), digest.end(), in.buffer);
+  TPMT_SIG_SCHEME scheme{};
+  scheme.scheme = TPM2_ALG_ECDSA;
+  scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+  TPMT_TK_HASHCHECK ticket{};
+  ticket.tag = TPM2_ST_HASHCHECK;
+  ticket.hierarchy = TPM2_RH_NULL;
+  auto ctx = key->context();
+  auto s = ctx->Run([&](ESYS_CONTEXT* esys) -> wimse::Status {
+    auto tr = key->LoadLocked(esys);
+    if (!tr.ok()) return tr.error();
+    auto session = ctx->SecureSessionLocked(esys);
+    if (!session.ok()) return session.error();
+    TPM2B_AUTH auth{};
+    auth.size = static_cast<UINT16>(std::strlen(v));
+    std::memcpy(auth.buffer, v, auth.size);
+    Esys_TR_SetAuth(esys, *tr, &auth);
+    Esys_TRSess_SetAttributes(esys, *session,
+                              TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT, 0xff);
+    Measure("esys_salted_encrypted", [&] {
+      TPMT_SIGNATURE* sig = nullptr;
+      TSS2_RC rc = Esys_Sign(esys, *tr, *session, ESYS_TR_NONE, ESYS_TR_NONE, &in, &scheme,
+                             &ticket, &sig);
+      Esys_Free(sig);
+      return rc == TSS2_RC_SUCCESS;
+    });
+    TPM2B_AUTH empty{};
+    Esys_TR_SetAuth(esys, *tr, &empty);
+    return wimse::OkStatus();
+  });
+  if (!s.ok()) Die(s.error().ToString());
+  ctx->FlushCache();
 }
 
 struct Provided {
@@ -354,7 +401,7 @@ void RunTls(const std::string& module, const std::string& path) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: key_bench raw|ours|salted|provider|tls ...\n");
+    std::fprintf(stderr, "usage: key_bench raw|ours|salted|salted-esys|provider|tls ...\n");
     return 2;
   }
   std::signal(SIGPIPE, SIG_IGN);  // a peer that closes early must be an error, not a kill
@@ -365,6 +412,8 @@ int main(int argc, char** argv) {
     RunOurs("ours_password", argv[2], nullptr);
   } else if (mode == "salted" && argc >= 4) {
     RunOurs("ours_salted_encrypted", argv[2], argv[3]);
+  } else if (mode == "salted-esys" && argc >= 4) {
+    RunSaltedEsys(argv[2], argv[3]);
   } else if (mode == "provider" && argc >= 4) {
     std::string module = argv[2];
     std::string label = module.find("wimsetpm") != std::string::npos ? "provider_wimsetpm"

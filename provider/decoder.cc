@@ -186,9 +186,11 @@ std::unique_ptr<ProviderKey> KeyFromTss2File(ProviderContext* prov, Tss2KeyFile 
 
 bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* what,
                    OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg) {
-  // emptyAuth FALSE or absent means "auth required", but tpm2-tools 5.4 writes FALSE for
-  // password-less keys (tpm2-tools #3458): an empty answer means empty auth. Asked once; never
-  // retried with guesses (dictionary-attack lockout).
+  // emptyAuth FALSE or absent means "auth required", but tpm2-tools 5.4 writes an explicit
+  // FALSE for password-less keys (tpm2-tools #3458): for those an empty answer means empty
+  // auth (tried once). When the field is absent (the draft's "auth required", what we and
+  // tpm2-openssl write) an empty answer is refused here, before the TPM could count a
+  // dictionary-attack strike. Asked once; never retried with guesses.
   char pass[256];
   size_t pass_len = 0;
   OSSL_PARAM info[] = {
@@ -202,6 +204,14 @@ bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* wha
     WIMSE_PROV_RAISE(prov, kReasonAuthFailure,
                      "the %s requires an authorization value and none was supplied (for a "
                      "key without one, supply an empty passphrase)",
+                     what);
+    return false;
+  }
+  if (pass_len == 0 && key->auth_required_by_file()) {
+    OPENSSL_cleanse(pass, sizeof(pass));
+    WIMSE_PROV_RAISE(prov, kReasonAuthFailure,
+                     "the %s requires an authorization value (no emptyAuth field) and the "
+                     "passphrase given was empty; nothing was sent to the TPM",
                      what);
     return false;
   }

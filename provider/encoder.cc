@@ -159,6 +159,10 @@ void PrintText(BIO* bio, const ProviderKey& key) {
     BIO_printf(bio, "ASN1 OID: %s\n", key.group_name());
     BIO_printf(bio, "NIST CURVE: %s\n", key.alg == KeyAlg::kEcP384 ? "P-384" : "P-256");
   }
+  if (!key.key) {
+    BIO_printf(bio, "(public key imported into wimsetpm: no TPM part)\n");
+    return;
+  }
   if (key.persistent_handle != 0) {
     BIO_printf(bio, "TPM persistent handle: 0x%08" PRIx32 "\n", key.persistent_handle);
   } else {
@@ -188,6 +192,11 @@ int Encode(void* vctx, OSSL_CORE_BIO* cout, const void* obj_raw,
         return 1;
       case Format::kTss2Der:
       case Format::kTss2Pem: {
+        if (!key->key) {
+          WIMSE_PROV_RAISE(ctx->prov, kReasonPublicKeyOnly,
+                           "an imported public key has no TSS2 key file");
+          return 0;
+        }
         if (key->persistent_handle != 0) {
           WIMSE_PROV_RAISE(ctx->prov, kReasonPrivateExportRefused,
                            "persistent key 0x%08x has no key file; refer to it as "

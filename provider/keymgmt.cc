@@ -1,12 +1,15 @@
 // KEYMGMT "EC", "RSA" and "RSA-PSS" for TPM-held keys (provider-guide §4).
 //
 // Keys come from our decoders and store (load) and from key generation in the TPM (gen, for
-// `openssl genpkey -provider wimsetpm`). There is no new/import: OpenSSL can never hand us a
-// software key, so verification of other keys is never hijacked into this provider
-// (tpm2-openssl #84/#113), and EVP_PKEY_eq still works by exporting our public half into the
-// other key's keymgmt (guide §3). Export refuses every selection that asks for the private
-// key: OpenSSL then cannot move signing into the default provider with a public-only copy
-// ("missing private key", tpm2-openssl #22/#63).
+// `openssl genpkey -provider wimsetpm`). new/import take the PUBLIC part only: EVP_PKEY_eq of a
+// software key (a certificate's) with ours first exports the software key into our keymgmt,
+// and without new() OpenSSL 3.0 leaves "evp_keymgmt_util_try_import: malloc failure" on the
+// error queue for every such comparison (SSL_CTX_use_PrivateKey, X509_check_private_key). An
+// imported key has no TPM part: it verifies in software (never TPM2_LoadExternal,
+// tpm2-openssl #84/#113) and refuses to sign. Importing private material is refused with a
+// reason. Export refuses every selection that asks for the private key: OpenSSL then cannot
+// move signing into the default provider with a public-only copy ("missing private key",
+// tpm2-openssl #22/#63).
 #include <openssl/core_names.h>
 #include <openssl/core_object.h>
 #include <openssl/err.h>
@@ -93,6 +96,7 @@ bool ProviderKey::SamePublicKey(const ProviderKey& other) const {
 Result<std::unique_ptr<ProviderKey>> ProviderKey::FromKeyFile(ProviderContext* prov,
                                                               Tss2KeyFile file, int* reason) {
   *reason = kReasonCannotLoadKey;
+  SoftwareCtxScope software(prov);
   // Attributes are checked before WorkloadKey so each refusal gets its own reason.
   WIMSE_ASSIGN_OR_RETURN(TPM2B_PUBLIC pub2b, UnmarshalTpm2bPublic(file.public_blob));
   if ((pub2b.publicArea.objectAttributes & TPMA_OBJECT_RESTRICTED) != 0) {
@@ -113,12 +117,11 @@ Result<std::unique_ptr<ProviderKey>> ProviderKey::FromKeyFile(ProviderContext* p
 
 namespace {
 
-// A software copy of the public key in the provider's child library context, never from this
-// provider (fetch_propq excludes us), so verification runs in the default provider.
-Result<std::shared_ptr<EVP_PKEY>> MakeSoftwarePublic(const ProviderKey& key) {
-  ProviderContext* prov = key.prov;
-  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(prov->libctx, key.is_rsa() ? "RSA" : "EC",
-                                               prov->fetch_propq.c_str()));
+// A software copy of the public key in `libctx` with `propq` (the provider's child context
+// excluding this provider, or swctx), so verification runs in the default provider.
+Result<std::shared_ptr<EVP_PKEY>> MakeSoftwarePublic(const ProviderKey& key, OSSL_LIB_CTX* libctx,
+                                                     const char* propq) {
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(libctx, key.is_rsa() ? "RSA" : "EC", propq));
   if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1) {
     return OpenSslError("EVP_PKEY_fromdata_init for the software public key");
   }
@@ -143,9 +146,31 @@ Result<std::shared_ptr<EVP_PKEY>> MakeSoftwarePublic(const ProviderKey& key) {
 
 }  // namespace
 
+void ProviderKey::BuildSoftwarePublic() {
+  // The application's configuration first (FIPS included); our own default provider when the
+  // application has none (`openssl genpkey -provider wimsetpm` alone).
+  ERR_set_mark();
+  auto sw = MakeSoftwarePublic(*this, prov->libctx, prov->fetch_propq.c_str());
+  if (sw.ok()) {
+    software_libctx = prov->libctx;
+    software_propq = prov->fetch_propq;
+  } else {
+    sw = MakeSoftwarePublic(*this, prov->swctx, nullptr);
+    software_libctx = prov->swctx;
+    software_propq.clear();
+  }
+  ERR_pop_to_mark();
+  if (sw.ok()) {
+    software_public = std::move(sw).value();
+  } else {
+    software_libctx = nullptr;
+  }
+}
+
 Result<std::unique_ptr<ProviderKey>> ProviderKey::FromWorkloadKey(
     ProviderContext* prov, std::shared_ptr<tpm::WorkloadKey> wk, int* reason) {
   *reason = kReasonUnsupportedKey;
+  SoftwareCtxScope software(prov);
   const TPMT_PUBLIC& pub = wk->public_area();
   if ((pub.objectAttributes & TPMA_OBJECT_RESTRICTED) != 0) {
     *reason = kReasonRestrictedKey;
@@ -219,15 +244,7 @@ Result<std::unique_ptr<ProviderKey>> ProviderKey::FromWorkloadKey(
     return Error(Layer::kPolicy, "neither an ECC nor an RSA key");
   }
   key->key = std::move(wk);
-  // Needs a software provider (default) in the application's context. Without one (e.g.
-  // `openssl genpkey -provider wimsetpm` alone) the key still signs; verification and the PSS
-  // salt self-check then fail with a clear reason.
-  ERR_set_mark();
-  auto sw = MakeSoftwarePublic(*key);
-  ERR_pop_to_mark();
-  if (sw.ok()) {
-    key->software_public = std::move(sw).value();
-  }
+  key->BuildSoftwarePublic();
   return key;
 }
 
@@ -298,14 +315,31 @@ void* Dup(const void* keydata_from, int /*selection*/) noexcept {
 // Public key, domain parameters and (in the TPM) the private key are always there: has()
 // answers 1 for PRIVATE_KEY so OSSL_STORE returns a private key, and for PUBLIC_KEY so
 // EVP_PKEY_eq does not demand a full keypair (guide §4.3).
-int Has(const void* keydata, int /*selection*/) noexcept { return keydata != nullptr ? 1 : 0; }
+// An imported key (no TPM part) has its public key and parameters only.
+int Has(const void* keydata, int selection) noexcept {
+  const auto* key = static_cast<const ProviderKey*>(keydata);
+  if (key == nullptr) {
+    return 0;
+  }
+  if (key->key) {
+    return 1;
+  }
+  if ((selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0) {
+    return 0;
+  }
+  if ((selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY) != 0 && !key->has_public) {
+    return 0;
+  }
+  return 1;
+}
 
-// Only ever called with two of our keys (we have no import). Private-key comparison compares
-// the public parts (the TPM objects cannot be compared otherwise).
+// Called with two of our keys (loaded or imported). Private-key comparison compares the public
+// parts (the TPM objects cannot be compared otherwise).
 int Match(const void* keydata1, const void* keydata2, int selection) noexcept {
   const auto* k1 = static_cast<const ProviderKey*>(keydata1);
   const auto* k2 = static_cast<const ProviderKey*>(keydata2);
-  if (k1 == nullptr || k2 == nullptr || k1->alg != k2->alg || k1->type != k2->type) {
+  if (k1 == nullptr || k2 == nullptr || !k1->has_public || !k2->has_public ||
+      k1->alg != k2->alg || k1->is_rsa() != k2->is_rsa()) {
     return 0;
   }
   if ((selection & OSSL_KEYMGMT_SELECT_KEYPAIR) != 0 && !k1->SamePublicKey(*k2)) {
@@ -479,6 +513,141 @@ const OSSL_PARAM* RsaExportTypes(int selection) noexcept {
   return kNoParams;
 }
 
+// --- Import of public keys (see the top of the file) -------------------------------------
+
+template <KeyType T>
+void* New(void* provctx) noexcept {
+  try {
+    auto key = std::make_unique<ProviderKey>();
+    key->prov = static_cast<ProviderContext*>(provctx);
+    key->type = T;
+    key->alg = T == KeyType::kEc ? KeyAlg::kEcP256 : KeyAlg::kRsa2048;
+    key->has_public = false;
+    return key.release();
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+bool HasPrivateParams(const OSSL_PARAM params[]) {
+  for (const char* name : {OSSL_PKEY_PARAM_PRIV_KEY, OSSL_PKEY_PARAM_RSA_D,
+                           OSSL_PKEY_PARAM_RSA_FACTOR1, OSSL_PKEY_PARAM_RSA_EXPONENT1,
+                           OSSL_PKEY_PARAM_RSA_COEFFICIENT1}) {
+    if (OSSL_PARAM_locate_const(params, name) != nullptr) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Shapes this provider cannot represent (other curves and sizes, compressed points) are
+// refused with 0 and no error: EVP_PKEY_eq then compares in the other key's keymgmt, and an
+// error left here would surface later in unrelated places.
+bool ImportEc(ProviderKey* key, int selection, const OSSL_PARAM params[]) {
+  const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_GROUP_NAME);
+  const char* group = nullptr;
+  if (p == nullptr || OSSL_PARAM_get_utf8_string_ptr(p, &group) != 1 || group == nullptr) {
+    return false;
+  }
+  std::string_view g(group);
+  if (g == "prime256v1" || g == "P-256" || g == "secp256r1") {
+    key->alg = KeyAlg::kEcP256;
+  } else if (g == "secp384r1" || g == "P-384") {
+    key->alg = KeyAlg::kEcP384;
+  } else {
+    return false;
+  }
+  if ((selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY) == 0) {
+    return true;  // domain parameters only
+  }
+  p = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_PUB_KEY);
+  const void* point = nullptr;
+  size_t len = 0;
+  if (p == nullptr || OSSL_PARAM_get_octet_string_ptr(p, &point, &len) != 1 ||
+      len != 1 + 2 * key->field_size() || static_cast<const uint8_t*>(point)[0] != 0x04) {
+    return false;
+  }
+  const auto* bytes = static_cast<const uint8_t*>(point);
+  key->point.assign(bytes, bytes + len);
+  key->has_public = true;
+  return true;
+}
+
+bool ImportRsa(ProviderKey* key, int selection, const OSSL_PARAM params[]) {
+  if ((selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY) == 0) {
+    return true;  // RSA has no domain parameters we keep
+  }
+  const OSSL_PARAM* pn = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_RSA_N);
+  const OSSL_PARAM* pe = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_RSA_E);
+  BIGNUM* n_raw = nullptr;
+  BIGNUM* e_raw = nullptr;
+  if (pn == nullptr || pe == nullptr || OSSL_PARAM_get_BN(pn, &n_raw) != 1) {
+    return false;
+  }
+  BignumPtr n(n_raw);
+  if (OSSL_PARAM_get_BN(pe, &e_raw) != 1) {
+    return false;
+  }
+  BignumPtr e(e_raw);
+  int bits = BN_num_bits(n.get());
+  if (bits == 2048) {
+    key->alg = KeyAlg::kRsa2048;
+  } else if (bits == 3072) {
+    key->alg = KeyAlg::kRsa3072;
+  } else {
+    return false;
+  }
+  BN_ULONG word = BN_get_word(e.get());
+  if (BN_num_bits(e.get()) > 32 || word == 0) {
+    return false;
+  }
+  key->modulus.assign(static_cast<size_t>(bits / 8), 0);
+  if (BN_bn2binpad(n.get(), key->modulus.data(), static_cast<int>(key->modulus.size())) < 0) {
+    return false;
+  }
+  key->exponent = static_cast<uint32_t>(word);
+  key->has_public = true;
+  return true;
+}
+
+// Public part (and EC domain parameters) only, into an empty keydata from New(). A TPM key is
+// never overwritten. Private material is refused with kReasonPrivateImportRefused.
+int Import(void* keydata, int selection, const OSSL_PARAM params[]) noexcept {
+  auto* key = static_cast<ProviderKey*>(keydata);
+  if (key == nullptr || key->key || params == nullptr) {
+    return 0;
+  }
+  try {
+    if (HasPrivateParams(params)) {
+      WIMSE_PROV_RAISE(key->prov, kReasonPrivateImportRefused,
+                       "a software private key cannot be imported into wimsetpm (keep software "
+                       "keys in the default provider; make TPM keys with openssl genpkey "
+                       "-provider wimsetpm or wimse-tpm keygen)");
+      return 0;
+    }
+    bool ok = key->is_rsa() ? ImportRsa(key, selection, params)
+                            : ImportEc(key, selection, params);
+    if (!ok) {
+      return 0;
+    }
+    if (key->has_public) {
+      key->BuildSoftwarePublic();
+    }
+    return 1;
+  } catch (...) {
+    return 0;
+  }
+}
+
+const OSSL_PARAM* EcImportTypes(int selection) noexcept {
+  return (selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY) != 0 ? kEcExportParams
+                                                           : kEcExportDomainParams;
+}
+
+const OSSL_PARAM* RsaImportTypes(int selection) noexcept {
+  return (selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY) != 0 ? kRsaExportParams : kNoParams;
+}
+
 const char* EcQueryOperationName(int operation_id) noexcept {
   return operation_id == OSSL_OP_SIGNATURE ? "ECDSA" : nullptr;
 }
@@ -637,6 +806,9 @@ void* Gen(void* genctx, OSSL_CALLBACK* /*cb*/, void* /*cbarg*/) noexcept {
   auto* gen = static_cast<GenCtx*>(genctx);
   ProviderContext* prov = gen->prov;
   try {
+    // WorkloadKey::Create builds the public EVP_PKEY in the NULL library context: give it one
+    // with the default provider even when the application loaded only wimsetpm.
+    SoftwareCtxScope software(prov);
     auto wk = tpm::WorkloadKey::Create(prov->Tpm(), gen->alg);
     if (!wk.ok()) {
       WIMSE_PROV_RAISE_ERROR(prov, ReasonForError(wk.error(), kReasonKeyGeneration),
@@ -666,6 +838,9 @@ void GenCleanup(void* genctx) noexcept { delete static_cast<GenCtx*>(genctx); }
 
 const OSSL_DISPATCH kEcKeymgmtFunctions[] = {
     WIMSE_FN(OSSL_FUNC_KEYMGMT_LOAD, Load),
+    WIMSE_FN(OSSL_FUNC_KEYMGMT_NEW, New<KeyType::kEc>),
+    WIMSE_FN(OSSL_FUNC_KEYMGMT_IMPORT, Import),
+    WIMSE_FN(OSSL_FUNC_KEYMGMT_IMPORT_TYPES, EcImportTypes),
     WIMSE_FN(OSSL_FUNC_KEYMGMT_FREE, Free),
     WIMSE_FN(OSSL_FUNC_KEYMGMT_DUP, Dup),
     WIMSE_FN(OSSL_FUNC_KEYMGMT_HAS, Has),
@@ -685,6 +860,9 @@ const OSSL_DISPATCH kEcKeymgmtFunctions[] = {
 
 const OSSL_DISPATCH kRsaKeymgmtFunctions[] = {
     WIMSE_FN(OSSL_FUNC_KEYMGMT_LOAD, Load),
+    WIMSE_FN(OSSL_FUNC_KEYMGMT_NEW, New<KeyType::kRsa>),
+    WIMSE_FN(OSSL_FUNC_KEYMGMT_IMPORT, Import),
+    WIMSE_FN(OSSL_FUNC_KEYMGMT_IMPORT_TYPES, RsaImportTypes),
     WIMSE_FN(OSSL_FUNC_KEYMGMT_FREE, Free),
     WIMSE_FN(OSSL_FUNC_KEYMGMT_DUP, Dup),
     WIMSE_FN(OSSL_FUNC_KEYMGMT_HAS, Has),
@@ -706,6 +884,9 @@ const OSSL_DISPATCH kRsaKeymgmtFunctions[] = {
 // No generation: keys we create have scheme NULL and are "RSA" (they sign PSS too).
 const OSSL_DISPATCH kRsaPssKeymgmtFunctions[] = {
     WIMSE_FN(OSSL_FUNC_KEYMGMT_LOAD, Load),
+    WIMSE_FN(OSSL_FUNC_KEYMGMT_NEW, New<KeyType::kRsaPss>),
+    WIMSE_FN(OSSL_FUNC_KEYMGMT_IMPORT, Import),
+    WIMSE_FN(OSSL_FUNC_KEYMGMT_IMPORT_TYPES, RsaImportTypes),
     WIMSE_FN(OSSL_FUNC_KEYMGMT_FREE, Free),
     WIMSE_FN(OSSL_FUNC_KEYMGMT_DUP, Dup),
     WIMSE_FN(OSSL_FUNC_KEYMGMT_HAS, Has),

@@ -52,6 +52,11 @@ const OSSL_ITEM kReasonStrings[] = {
     {kReasonNoSuchHandle, const_cast<char*>("no such persistent handle in the TPM")},
     {kReasonWrongTpm,
      const_cast<char*>("key belongs to another TPM or storage primary")},
+    {kReasonPublicKeyOnly,
+     const_cast<char*>("public key only: it has no TPM part and cannot sign")},
+    {kReasonPrivateImportRefused,
+     const_cast<char*>("private keys cannot be imported into the TPM provider")},
+    {kReasonOptionMismatch, const_cast<char*>("option does not apply to this key")},
     {0, nullptr},
 };
 
@@ -138,6 +143,10 @@ void Teardown(void* provctx) noexcept {
     tpm.reset();
   }
   OSSL_LIB_CTX_free(prov->libctx);
+  if (prov->swdefault != nullptr) {
+    OSSL_PROVIDER_unload(prov->swdefault);
+  }
+  OSSL_LIB_CTX_free(prov->swctx);
   delete prov;
 }
 
@@ -279,6 +288,19 @@ int Init(const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in, const OSSL_DIS
   if (prov->libctx == nullptr) {
     return 0;
   }
+  // Our own software context: not a child, so it has the default provider even when the
+  // application loaded only us (no configuration is read into it).
+  prov->swctx = OSSL_LIB_CTX_new();
+  if (prov->swctx == nullptr) {
+    OSSL_LIB_CTX_free(prov->libctx);
+    return 0;
+  }
+  prov->swdefault = OSSL_PROVIDER_load(prov->swctx, "default");
+  if (prov->swdefault == nullptr) {
+    OSSL_LIB_CTX_free(prov->swctx);
+    OSSL_LIB_CTX_free(prov->libctx);
+    return 0;
+  }
   *out = kProviderFunctions;
   *provctx = prov.release();
   return 1;
@@ -296,6 +318,18 @@ std::shared_ptr<tpm::TpmContext> ProviderContext::Tpm() {
     tpm = std::make_shared<tpm::TpmContext>(tcti);
   }
   return tpm;
+}
+
+SoftwareCtxScope::SoftwareCtxScope(const ProviderContext* prov) {
+  if (prov != nullptr && prov->swctx != nullptr) {
+    previous_ = OSSL_LIB_CTX_set0_default(prov->swctx);
+  }
+}
+
+SoftwareCtxScope::~SoftwareCtxScope() {
+  if (previous_ != nullptr) {
+    OSSL_LIB_CTX_set0_default(previous_);
+  }
 }
 
 void RaiseError(const ProviderContext* prov, int reason, const char* file, int line,

@@ -51,6 +51,9 @@ enum Reason : int {
   kReasonKeyGeneration = 18,
   kReasonNoSuchHandle = 19,
   kReasonWrongTpm = 20,
+  kReasonPublicKeyOnly = 21,
+  kReasonPrivateImportRefused = 22,
+  kReasonOptionMismatch = 23,
 };
 
 // Per-provider-instance state (the provctx). Created in OSSL_provider_init, freed in teardown.
@@ -60,6 +63,12 @@ struct ProviderContext {
   // Child library context (OSSL_LIB_CTX_new_child): mirrors the application's providers so
   // software digests follow its configuration (FIPS included). Owned.
   OSSL_LIB_CTX* libctx = nullptr;
+  // A private library context with the default provider loaded (owned, never a child): the
+  // software work of src/ (building EVP_PKEYs of public keys, the PSS salt self-check, ESAPI's
+  // session crypto) runs here when the application's context has no default provider, e.g.
+  // `openssl genpkey -provider wimsetpm` alone. See SoftwareCtxScope.
+  OSSL_LIB_CTX* swctx = nullptr;
+  OSSL_PROVIDER* swdefault = nullptr;
   // The name this instance was loaded under ("wimsetpm" unless openssl.cnf renames it).
   std::string name;
   // Property query for every fetch made inside the provider: excludes this provider so a
@@ -95,6 +104,22 @@ struct ProviderContext {
   std::deque<std::string> property_strings;  // stable storage for property_definition
 };
 
+// While alive, makes `prov->swctx` the calling thread's default library context
+// (OSSL_LIB_CTX_set0_default is per thread in OpenSSL 3), so src/ code that uses the NULL
+// library context finds the default provider whatever the application loaded; restores the
+// previous default on destruction. Wraps every call from the provider into src/ that may do
+// software crypto (key construction, signing, generation). Not copyable.
+class SoftwareCtxScope {
+ public:
+  explicit SoftwareCtxScope(const struct ProviderContext* prov);
+  ~SoftwareCtxScope();
+  SoftwareCtxScope(const SoftwareCtxScope&) = delete;
+  SoftwareCtxScope& operator=(const SoftwareCtxScope&) = delete;
+
+ private:
+  OSSL_LIB_CTX* previous_ = nullptr;
+};
+
 // Raises `reason` with a printf-style detail through the core. Never throws.
 void RaiseError(const ProviderContext* prov, int reason, const char* file, int line,
                 const char* func, const char* fmt, ...)
@@ -121,6 +146,8 @@ enum class KeyType { kEc, kRsa, kRsaPss };
 // signature contexts, threads).
 struct ProviderKey {
   ProviderContext* prov = nullptr;
+  // The TPM key; null for a public key imported through keymgmt import (EVP_PKEY_eq with a
+  // software key, EVP_PKEY_fromdata): such a key verifies in software and refuses to sign.
   std::shared_ptr<tpm::WorkloadKey> key;
   KeyAlg alg = KeyAlg::kEcP256;
   KeyType type = KeyType::kEc;
@@ -137,6 +164,12 @@ struct ProviderKey {
   // The public key as a software EVP_PKEY in the provider's child library context (built from
   // the public export, default provider): software verification and the PSS salt self-check.
   std::shared_ptr<EVP_PKEY> software_public;
+  // The library context and property query software_public lives in: the provider's child
+  // context (excluding us), or swctx when the application has no default provider.
+  OSSL_LIB_CTX* software_libctx = nullptr;
+  std::string software_propq;
+  // False only for an empty keydata from keymgmt new() before import.
+  bool has_public = true;
 
   // Builds the keydata for a TSS2 key file. Refuses (with a reason) anything the provider
   // cannot sign with: curves other than P-256/P-384, RSA other than 2048/3072, restricted keys
@@ -144,6 +177,8 @@ struct ProviderKey {
   // No TPM I/O.
   static Result<std::unique_ptr<ProviderKey>> FromKeyFile(ProviderContext* prov,
                                                           Tss2KeyFile file, int* reason);
+  // Builds software_public (child context first, then swctx). Raises nothing.
+  void BuildSoftwarePublic();
   // Same for an already opened WorkloadKey (persistent keys, keys made by keymgmt gen).
   static Result<std::unique_ptr<ProviderKey>> FromWorkloadKey(
       ProviderContext* prov, std::shared_ptr<tpm::WorkloadKey> key, int* reason);

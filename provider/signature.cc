@@ -15,6 +15,7 @@
 // Verification (verify, digest_verify) is delegated to the default provider on a software copy
 // of the public key: never TPM2_LoadExternal (tpm2-openssl #84/#113).
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/obj_mac.h>
 #include <openssl/params.h>
@@ -113,7 +114,14 @@ Bytes AlgorithmId(const SignatureCtx& ctx) {
 // Fetches `mdname` from the child context (never from us) and maps it to a TPM hash. SHA-1,
 // SHA-224, SHA-3 and the rest are refused: TLS 1.2/1.3 never need them with these keys.
 Result<std::pair<EvpMdPtr, HashAlg>> FetchDigest(ProviderContext* prov, const char* mdname) {
+  ERR_set_mark();
   EvpMdPtr md(EVP_MD_fetch(prov->libctx, mdname, prov->fetch_propq.c_str()));
+  if (!md) {
+    // The application has no software digests (only wimsetpm loaded): use our own default
+    // provider rather than fail.
+    md.reset(EVP_MD_fetch(prov->swctx, mdname, nullptr));
+  }
+  ERR_pop_to_mark();
   if (!md) {
     return Error(Layer::kUsage, std::string("cannot fetch digest ") + mdname);
   }
@@ -203,6 +211,13 @@ bool InitKey(SignatureCtx* ctx, void* keydata, Operation operation) {
     }
     return true;  // re-init with the same key
   }
+  if (operation == Operation::kSign && !key->key) {
+    WIMSE_PROV_RAISE(ctx->prov, kReasonPublicKeyOnly,
+                     "this %s key was imported as a public key; only keys loaded from a TPM "
+                     "key file or handle: can sign",
+                     key->type_name());
+    return false;
+  }
   ctx->key = std::make_unique<ProviderKey>(*key);
   ctx->md.reset();
   ctx->mdctx.reset();
@@ -267,6 +282,13 @@ bool CheckScheme(SignatureCtx* ctx, HashAlg hash) {
                        HashName(*ctx->mgf1), HashName(hash));
       return false;
     }
+    if (ctx->saltlen == RSA_PSS_SALTLEN_MAX) {
+      WIMSE_PROV_RAISE(ctx->prov, kReasonPssSaltMismatch,
+                       "PSS salt length \"max\" cannot be produced: the TPM signs with salt "
+                       "length = digest length (%zu); ask for \"digest\"",
+                       HashSize(hash));
+      return false;
+    }
     if (ctx->saltlen >= 0 && static_cast<size_t>(ctx->saltlen) != HashSize(hash)) {
       WIMSE_PROV_RAISE(ctx->prov, kReasonPssSaltMismatch,
                        "PSS salt length %d cannot be produced: the TPM signs with salt length "
@@ -288,8 +310,10 @@ int SoftwareVerify(SignatureCtx* ctx, HashAlg hash, const EVP_MD* md, ByteView d
                      "no software provider to verify with (activate the default provider)");
     return 0;
   }
-  EvpPkeyCtxPtr pctx(EVP_PKEY_CTX_new_from_pkey(prov->libctx, ctx->key->software_public.get(),
-                                                prov->fetch_propq.c_str()));
+  const ProviderKey& key = *ctx->key;
+  EvpPkeyCtxPtr pctx(EVP_PKEY_CTX_new_from_pkey(
+      key.software_libctx, key.software_public.get(),
+      key.software_propq.empty() ? nullptr : key.software_propq.c_str()));
   if (!pctx || EVP_PKEY_verify_init(pctx.get()) != 1) {
     return 0;
   }
@@ -343,6 +367,12 @@ int SignDigestInto(SignatureCtx* ctx, HashAlg hash, ByteView digest, unsigned ch
     return 0;
   }
   const ProviderKey& key = *ctx->key;
+  if (!key.key) {
+    WIMSE_PROV_RAISE(ctx->prov, kReasonPublicKeyOnly, "the key has no TPM part");
+    return 0;
+  }
+  // The PSS self-check in src/ builds EVP_PKEY contexts in the NULL library context.
+  SoftwareCtxScope software(ctx->prov);
   Result<Bytes> out = Error(Layer::kInternal, "unset");
   if (key.is_rsa()) {
     auto scheme = ctx->pad_mode == RSA_PKCS1_PSS_PADDING
@@ -360,7 +390,7 @@ int SignDigestInto(SignatureCtx* ctx, HashAlg hash, ByteView digest, unsigned ch
   }
   ctx->prov->signatures.fetch_add(1, std::memory_order_relaxed);
   if (key.is_rsa() && ctx->pad_mode == RSA_PKCS1_PSS_PADDING &&
-      ctx->saltlen != RSA_PSS_SALTLEN_AUTO && ctx->saltlen != RSA_PSS_SALTLEN_MAX) {
+      ctx->saltlen != RSA_PSS_SALTLEN_AUTO) {
     // C12: the caller needs salt = digest length; prove it before handing the signature out.
     if (SoftwareVerify(ctx, hash, nullptr, digest, *out, RSA_PSS_SALTLEN_DIGEST) != 1) {
       WIMSE_PROV_RAISE(ctx->prov, kReasonPssSaltMismatch,
@@ -754,18 +784,40 @@ int SetCtxParams(void* vctx, const OSSL_PARAM params[]) noexcept {
       }
     }
     bool rsa = ctx->key && ctx->key->is_rsa();
+    // RSA options on an EC key are a caller's mistake: say so rather than ignore or fail
+    // without a reason.
+    for (const char* name : {OSSL_SIGNATURE_PARAM_PAD_MODE, OSSL_SIGNATURE_PARAM_PSS_SALTLEN,
+                             OSSL_SIGNATURE_PARAM_MGF1_DIGEST}) {
+      if (!rsa && OSSL_PARAM_locate_const(params, name) != nullptr) {
+        WIMSE_PROV_RAISE(ctx->prov, kReasonOptionMismatch,
+                         "\"%s\" is an RSA signature option; this is an %s key", name,
+                         ctx->key ? ctx->key->type_name() : "unknown");
+        return 0;
+      }
+    }
     p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_PAD_MODE);
-    if (p != nullptr && (!rsa || !ParsePadMode(ctx, p))) {
+    if (p != nullptr && !ParsePadMode(ctx, p)) {
       return 0;
     }
     p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_PSS_SALTLEN);
-    if (p != nullptr && (!rsa || !ParseSaltLen(ctx, p))) {
+    if (p != nullptr && !ParseSaltLen(ctx, p)) {
+      return 0;
+    }
+    // A fixed salt length other than the digest's is refused as soon as both are known (and
+    // again when signing, whichever is set last).
+    if (ctx->operation == Operation::kSign && ctx->md &&
+        ctx->pad_mode == RSA_PKCS1_PSS_PADDING && ctx->saltlen >= 0 &&
+        static_cast<size_t>(ctx->saltlen) != HashSize(ctx->hash)) {
+      WIMSE_PROV_RAISE(ctx->prov, kReasonPssSaltMismatch,
+                       "PSS salt length %d cannot be produced: the TPM signs with salt length "
+                       "= digest length (%zu)",
+                       ctx->saltlen, HashSize(ctx->hash));
       return 0;
     }
     p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_MGF1_DIGEST);
     if (p != nullptr) {
       const char* mdname = nullptr;
-      if (!rsa || OSSL_PARAM_get_utf8_string_ptr(p, &mdname) != 1 || mdname == nullptr) {
+      if (OSSL_PARAM_get_utf8_string_ptr(p, &mdname) != 1 || mdname == nullptr) {
         return 0;
       }
       auto fetched = FetchDigest(ctx->prov, mdname);

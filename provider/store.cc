@@ -94,6 +94,7 @@ const OSSL_PARAM* SettableCtxParams(void* /*provctx*/) noexcept { return kSettab
 
 std::unique_ptr<ProviderKey> LoadPersistent(StoreCtx* ctx, OSSL_PASSPHRASE_CALLBACK* pw_cb,
                                             void* pw_cbarg) {
+  SoftwareCtxScope software(ctx->prov);  // OpenPersistent builds an EVP_PKEY (NULL context)
   auto wk = tpm::WorkloadKey::OpenPersistent(ctx->prov->Tpm(), ctx->handle);
   if (!wk.ok()) {
     int reason = ReasonForError(wk.error(), kReasonCannotLoadKey);

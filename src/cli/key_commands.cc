@@ -6,9 +6,12 @@
 #include <cstring>
 #include <iostream>
 
+#include "attest/evidence.h"
 #include "cli/commands.h"
+#include "cli/key_cli_util.h"
 #include "crypto/ecdsa.h"
 #include "crypto/public_key.h"
+#include "crypto/tpm_public.h"
 #include "jose/jwk.h"
 #include "keyfile/auth_source.h"
 #include "keyfile/key_ref.h"
@@ -16,6 +19,24 @@
 #include "util/file.h"
 
 namespace wimse::cli {
+
+void AddAuthOptions(CLI::App* cmd, AuthSource& src) {
+  cmd->add_option("--auth-file", src.file, "read the key's auth value from this file");
+  cmd->add_option("--auth-env", src.env,
+                  "read the key's auth value from this environment variable (give its NAME)");
+  cmd->add_flag("--auth-prompt", src.prompt, "prompt for the key's auth value (no echo)");
+}
+
+Result<std::shared_ptr<tpm::WorkloadKey>> OpenCliKey(GlobalOptions& g, const std::string& ref,
+                                                     const AuthSource& auth) {
+  auto key = tpm::OpenKey(tpm::SharedContext(tpm::ResolveTcti(g.tcti)), ref);
+  if (!key.ok()) return key;
+  if (auth.any()) {
+    WIMSE_ASSIGN_OR_RETURN(SecretBytes value, ReadAuthValue(auth, ref));
+    (*key)->SetAuth(std::move(value));
+  }
+  return key;
+}
 
 namespace {
 
@@ -26,26 +47,6 @@ Result<KeyAlg> ParseAlg(const std::string& s) {
   if (s == "rsa-3072") return KeyAlg::kRsa3072;
   return Error(Layer::kUsage,
                "unsupported --alg " + s + " (ec-p256, ec-p384, rsa-2048, rsa-3072)");
-}
-
-// --auth-file / --auth-env / --auth-prompt on a subcommand. Never a value on the command line.
-void AddAuthOptions(CLI::App* cmd, AuthSource& src) {
-  cmd->add_option("--auth-file", src.file, "read the key's auth value from this file");
-  cmd->add_option("--auth-env", src.env,
-                  "read the key's auth value from this environment variable (give its NAME)");
-  cmd->add_flag("--auth-prompt", src.prompt, "prompt for the key's auth value (no echo)");
-}
-
-// Opens --key (a TSS2 file or handle:0x81...) and attaches the auth value if one was given.
-Result<std::shared_ptr<tpm::WorkloadKey>> OpenCliKey(GlobalOptions& g, const std::string& ref,
-                                                     const AuthSource& auth) {
-  auto key = tpm::OpenKey(tpm::SharedContext(tpm::ResolveTcti(g.tcti)), ref);
-  if (!key.ok()) return key;
-  if (auth.any()) {
-    WIMSE_ASSIGN_OR_RETURN(SecretBytes value, ReadAuthValue(auth, ref));
-    (*key)->SetAuth(std::move(value));
-  }
-  return key;
 }
 
 bool IsRsa(KeyAlg alg) { return alg == KeyAlg::kRsa2048 || alg == KeyAlg::kRsa3072; }
@@ -103,6 +104,9 @@ void RunKeygen(GlobalOptions& g, const KeygenOptions& o) {
     auto s = (*key)->Save(o.out);
     if (!s.ok()) return Fail(g, "keygen", s.error());
     std::printf("wrote %s (TPM name %s)\n", o.out.c_str(), HexEncode((*key)->name()).c_str());
+    // The creation record beside it, for TPM2_CertifyCreation in `attest` (nothing secret).
+    s = attest::SaveKeyCreation(o.out, **key);
+    if (!s.ok()) return Fail(g, "keygen", s.error());
   }
 }
 
@@ -167,9 +171,50 @@ struct SignOptions {
   std::string in;
   std::string out;
   std::string format = "der";
-  std::string padding = "pkcs1";
+  std::string padding;  // empty: pkcs1 for RSA keys
+  std::string hash;     // empty: the key's default
   AuthSource auth;
 };
+
+Result<HashAlg> ParseHashOption(const std::string& s) {
+  if (s == "sha256") return HashAlg::kSha256;
+  if (s == "sha384") return HashAlg::kSha384;
+  if (s == "sha512") return HashAlg::kSha512;
+  return Error(Layer::kUsage, "unsupported --hash " + s + " (sha256, sha384, sha512)");
+}
+
+// The TPM scheme fixed in the key's public area (TPM2_ALG_NULL when it signs with any) and its
+// hash: a request for another is refused before the TPM is asked.
+Status CheckSignOptions(const tpm::WorkloadKey& key, const std::string& padding,
+                        HashAlg hash) {
+  const TPMT_PUBLIC& pub = key.public_area();
+  if (!IsRsa(key.alg()) && !padding.empty()) {
+    return Error(Layer::kUsage, "--padding " + padding + " applies to RSA keys only; " +
+                                    key.label() + " is an EC key");
+  }
+  TPM2_ALG_ID scheme = TPM2_ALG_NULL;
+  TPM2_ALG_ID scheme_hash = TPM2_ALG_NULL;
+  if (pub.type == TPM2_ALG_ECC) {
+    scheme = pub.parameters.eccDetail.scheme.scheme;
+    scheme_hash = pub.parameters.eccDetail.scheme.details.anySig.hashAlg;
+  } else {
+    scheme = pub.parameters.rsaDetail.scheme.scheme;
+    scheme_hash = pub.parameters.rsaDetail.scheme.details.anySig.hashAlg;
+    if (scheme == TPM2_ALG_RSASSA && padding == "pss") {
+      return Error(Layer::kUsage, "--padding pss: " + key.label() +
+                                      " is bound to RSASSA (PKCS#1 v1.5) in the TPM");
+    }
+    if (scheme == TPM2_ALG_RSAPSS && padding != "pss") {
+      return Error(Layer::kUsage, "--padding pkcs1: " + key.label() +
+                                      " is bound to RSAPSS in the TPM (use --padding pss)");
+    }
+  }
+  if (scheme != TPM2_ALG_NULL && scheme_hash != TpmAlgFromHash(hash)) {
+    return Error(Layer::kUsage, std::string("--hash ") + HashName(hash) + ": " + key.label() +
+                                    " is bound to another hash in the TPM");
+  }
+  return OkStatus();
+}
 
 void RunSign(GlobalOptions& g, const SignOptions& o) {
   auto data = ReadFileBytes(o.in, 64 << 20);
@@ -179,6 +224,13 @@ void RunSign(GlobalOptions& g, const SignOptions& o) {
   KeyAlg alg = (*key)->alg();
   HashAlg hash = alg == KeyAlg::kEcP384 || alg == KeyAlg::kRsa3072 ? HashAlg::kSha384
                                                                     : HashAlg::kSha256;
+  if (!o.hash.empty()) {
+    auto h = ParseHashOption(o.hash);
+    if (!h.ok()) return Fail(g, "sign", h.error());
+    hash = *h;
+  }
+  auto checked = CheckSignOptions(**key, o.padding, hash);
+  if (!checked.ok()) return Fail(g, "sign", checked.error());
   auto digest = Digest(hash, *data);
   if (!digest.ok()) return Fail(g, "sign", digest.error());
   auto raw = (*key)->SignDigestRsa(hash, *digest,
@@ -229,8 +281,13 @@ void RegisterKeyCommands(CLI::App& app, GlobalOptions& g) {
   auto so = std::make_shared<SignOptions>();
   sign->add_option("--key", so->key, "TSS2 key file or handle:0x81xxxxxx")->required();
   AddAuthOptions(sign, so->auth);
-  sign->add_option("--padding", so->padding, "RSA keys: pkcs1 (default) or pss (salt = digest)")
+  sign->add_option("--padding", so->padding,
+                   "RSA keys only: pkcs1 (default) or pss (salt length = digest length)")
       ->check(CLI::IsMember({"pkcs1", "pss"}));
+  sign->add_option("--hash", so->hash,
+                   "sha256, sha384 or sha512 (default: SHA-384 for P-384 and RSA-3072, else "
+                   "SHA-256); a longer hash than the curve is truncated as FIPS 186-4 says")
+      ->check(CLI::IsMember({"sha256", "sha384", "sha512"}));
   sign->add_option("--in", so->in, "data to sign")->required();
   sign->add_option("--out", so->out, "signature file")->required();
   sign->add_option("--format", so->format,

@@ -73,6 +73,7 @@ Result<Tss2KeyFile> ParseTss2KeyDer(ByteView data) {
     switch (opt.tag) {
       case der::ContextTag(0): {
         WIMSE_ASSIGN_OR_RETURN(key.empty_auth, ParseBoolean(opt.contents, "emptyAuth"));
+        key.empty_auth_present = true;
         break;
       }
       case der::ContextTag(1):
@@ -153,11 +154,12 @@ Result<Bytes> EncodeTss2KeyDer(const Tss2KeyFile& key) {
   }
   Bytes body;
   der::AppendElement(body, der::kOid, ByteView(kOidLoadableKey, sizeof(kOidLoadableKey)));
-  if (key.empty_auth) {
-    // Writers SHOULD omit emptyAuth when auth is required; TRUE is encoded as DER 0xFF.
+  if (key.empty_auth || key.empty_auth_present) {
+    // Writers SHOULD omit emptyAuth when auth is required; TRUE is encoded as DER 0xFF. An
+    // explicit FALSE is written only on request (peers' files, see empty_auth_present).
     Bytes boolean;
-    const uint8_t kTrue = 0xff;
-    der::AppendElement(boolean, der::kBoolean, ByteView(&kTrue, 1));
+    const uint8_t value = key.empty_auth ? 0xff : 0x00;
+    der::AppendElement(boolean, der::kBoolean, ByteView(&value, 1));
     der::AppendElement(body, der::ContextTag(0), boolean);
   }
   der::AppendElement(body, der::kInteger, der::UnsignedIntegerContents(key.parent));

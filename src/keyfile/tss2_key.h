@@ -33,6 +33,12 @@ inline constexpr uint32_t kOwnerHierarchyParent = 0x40000001;  // TPM2_RH_OWNER
 
 struct Tss2KeyFile {
   bool empty_auth = true;
+  // True when the file carries the emptyAuth field at all. An explicit FALSE is ambiguous in
+  // the wild (tpm2_encodeobject 5.4 writes FALSE for keys WITHOUT auth, tpm2-tools #3458;
+  // tpm2-tss-engine writes FALSE for keys WITH auth); an absent field is the draft's "auth
+  // required" and is what we and tpm2-openssl write. Writers: with empty_auth false, an explicit
+  // FALSE is written only when this is true (to reproduce peers' files in tests).
+  bool empty_auth_present = false;
   uint32_t parent = kOwnerHierarchyParent;
   bool rsa_parent = false;
   Bytes public_blob;   // marshalled TPM2B_PUBLIC, including the 2-byte size

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "crypto/tpm_public.h"
+#include "tpm/hmac_session.h"
 #include "tpm/templates.h"
 
 namespace wimse::tpm {
@@ -96,6 +97,7 @@ void TpmContext::FlushCacheIfIdle() {
   if (esys_ != nullptr && pid_ == getpid()) {
     FlushCacheLocked(esys_);
     DropSecureSessionLocked(esys_);
+    DropHmacSessionLocked(esys_);
   }
 }
 
@@ -103,9 +105,11 @@ void TpmContext::DisconnectLocked(bool touch_tpm) {
   if (esys_ != nullptr && touch_tpm) {
     for (CachedObject& obj : cache_) Esys_FlushContext(esys_, obj.tr);
     if (session_ != ESYS_TR_NONE) Esys_FlushContext(esys_, session_);
+    if (hmac_session_) hmac_session_->Flush(esys_);
   }
   cache_.clear();
   session_ = ESYS_TR_NONE;
+  hmac_session_.reset();  // after fork(): forgotten (and its key wiped), never flushed
   persistent_.clear();  // ESYS_TRs die with the ESYS context
   have_srk_context_ = false;
   if (touch_tpm) {
@@ -219,6 +223,7 @@ void TpmContext::FlushCache() {
   if (esys_ != nullptr && pid_ == getpid()) {
     FlushCacheLocked(esys_);
     DropSecureSessionLocked(esys_);
+    DropHmacSessionLocked(esys_);
   }
 }
 
@@ -229,6 +234,7 @@ void TpmContext::Disconnect() {
 
 Result<ESYS_TR> TpmContext::SecureSessionLocked(ESYS_CONTEXT* esys) {
   if (session_ != ESYS_TR_NONE) return session_;
+  DropHmacSessionLocked(esys);  // at most one of our sessions holds a TPM slot
   WIMSE_ASSIGN_OR_RETURN(TpmHandle srk, LoadStoragePrimaryLocked(esys));
   TPMT_SYM_DEF symmetric{};
   symmetric.algorithm = TPM2_ALG_AES;
@@ -254,6 +260,21 @@ void TpmContext::DropSecureSessionLocked(ESYS_CONTEXT* esys) {
     // A session the TPM already discarded makes this fail harmlessly; ESAPI still frees the TR.
     if (Esys_FlushContext(esys, session_) != TSS2_RC_SUCCESS) Esys_TR_Close(esys, &session_);
     session_ = ESYS_TR_NONE;
+  }
+}
+
+Result<HmacSession*> TpmContext::HmacSessionLocked(ESYS_CONTEXT* esys) {
+  if (hmac_session_) return hmac_session_.get();
+  DropSecureSessionLocked(esys);  // at most one of our sessions holds a TPM slot
+  WIMSE_ASSIGN_OR_RETURN(TpmHandle srk, LoadStoragePrimaryLocked(esys));
+  WIMSE_ASSIGN_OR_RETURN(hmac_session_, HmacSession::Start(esys, srk.get()));
+  return hmac_session_.get();
+}
+
+void TpmContext::DropHmacSessionLocked(ESYS_CONTEXT* esys) {
+  if (hmac_session_) {
+    hmac_session_->Flush(esys);
+    hmac_session_.reset();
   }
 }
 
@@ -310,6 +331,7 @@ Result<size_t> TpmContext::CountTransientObjects() {
 Result<size_t> TpmContext::CountSessions() {
   return Run([&](ESYS_CONTEXT* esys) -> Result<size_t> {
     DropSecureSessionLocked(esys);
+    DropHmacSessionLocked(esys);
     WIMSE_ASSIGN_OR_RETURN(size_t loaded, CountHandles(esys, TPM2_LOADED_SESSION_FIRST));
     WIMSE_ASSIGN_OR_RETURN(size_t saved, CountHandles(esys, TPM2_ACTIVE_SESSION_FIRST));
     return loaded + saved;

@@ -28,6 +28,8 @@
 
 namespace wimse::tpm {
 
+class HmacSession;
+
 // Resolves the TCTI string: `flag` if non-empty, else $WIMSE_TPM_TCTI, else device:/dev/tpmrm0.
 std::string ResolveTcti(const std::string& flag);
 
@@ -109,7 +111,7 @@ class TpmContext {
   // slots, or in tests before counting handles). Does not touch the cached session.
   void FlushCacheLocked(ESYS_CONTEXT* esys);
 
-  // Flushes cached objects and the cached session (takes the lock).
+  // Flushes cached objects and the cached sessions (takes the lock).
   void FlushCache();
   // Like FlushCache, but returns at once if another thread holds the lock (used at exit).
   void FlushCacheIfIdle();
@@ -125,6 +127,19 @@ class TpmContext {
   Result<ESYS_TR> SecureSessionLocked(ESYS_CONTEXT* esys);
   // Within Run(): flushes the cached secure session (next SecureSessionLocked starts another).
   void DropSecureSessionLocked(ESYS_CONTEXT* esys);
+
+  // Within Run(): the context's own salted HMAC session (tpm/hmac_session.h) for TPM2_Sign of
+  // keys with an auth value: the same protection as SecureSessionLocked (salted to the SRK,
+  // unbound, SHA-256, AES-128-CFB), but its session key is known to our code, so the per-command
+  // arithmetic runs on pre-fetched OpenSSL objects instead of tpm2-tss's. Started once and
+  // kept; owned by the context (the pointer is valid until the next Drop or Disconnect).
+  // Never coexists with the ESAPI session: starting either flushes the other, so the context
+  // holds at most one TPM session slot (a direct swtpm TCTI has 3 and no resource manager).
+  // TPM side effects on start: SRK context-loaded and flushed, TPM2_ReadPublic,
+  // TPM2_StartAuthSession. Callers must call DropHmacSessionLocked() after any failed command.
+  Result<HmacSession*> HmacSessionLocked(ESYS_CONTEXT* esys);
+  // Within Run(): flushes the HMAC session, if any (next HmacSessionLocked starts another).
+  void DropHmacSessionLocked(ESYS_CONTEXT* esys);
 
   // Within Run(): an ESYS_TR for the persistent object at `handle` (0x81xxxxxx), made once per
   // connection with TPM2_ReadPublic (Esys_TR_FromTPMPublic) and kept; uses no object slot.
@@ -143,7 +158,7 @@ class TpmContext {
   // leak checks in tests. Flushes our own cache first.
   Result<size_t> CountTransientObjects();
   // Number of loaded + saved sessions the TPM reports, for leak checks. Flushes our own cached
-  // secure session first.
+  // sessions (ESAPI secure session and HMAC session) first.
   Result<size_t> CountSessions();
 
   static constexpr size_t kMaxLoadedKeys = 1;
@@ -165,7 +180,8 @@ class TpmContext {
     ESYS_TR tr;
   };
   std::list<CachedObject> cache_;  // front = most recently used
-  ESYS_TR session_ = ESYS_TR_NONE;  // the cached salted HMAC session, if any
+  ESYS_TR session_ = ESYS_TR_NONE;  // the cached salted HMAC session (ESAPI), if any
+  std::unique_ptr<HmacSession> hmac_session_;  // our own salted HMAC session, if any
   std::map<TPM2_HANDLE, ESYS_TR> persistent_;  // ESYS_TRs of persistent objects (no slot)
 };
 

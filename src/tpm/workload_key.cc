@@ -9,6 +9,8 @@
 #include "crypto/public_key.h"
 #include "crypto/tpm_public.h"
 #include "keyfile/key_ref.h"
+#include "tpm/attestation.h"
+#include "tpm/hmac_session.h"
 #include "tpm/templates.h"
 
 namespace wimse::tpm {
@@ -130,6 +132,7 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Create(std::shared_ptr<TpmCont
   }
   sensitive.sensitive.userAuth.size = static_cast<UINT16>(auth.size());
   std::copy(auth.view().begin(), auth.view().end(), sensitive.sensitive.userAuth.buffer);
+  KeyCreation creation;  // creationData/Hash/Ticket, for TPM2_CertifyCreation later
   auto created = ctx->Run([&](ESYS_CONTEXT* esys) -> Result<Tss2KeyFile> {
     ESYS_TR session = ESYS_TR_PASSWORD;
     if (!auth.empty()) {
@@ -143,9 +146,15 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Create(std::shared_ptr<TpmCont
     TPML_PCR_SELECTION pcrs{};
     TPM2B_PRIVATE* out_private = nullptr;
     TPM2B_PUBLIC* out_public = nullptr;
+    TPM2B_CREATION_DATA* creation_data = nullptr;
+    TPM2B_DIGEST* creation_hash = nullptr;
+    TPMT_TK_CREATION* creation_ticket = nullptr;
     TSS2_RC rc = Esys_Create(esys, srk.get(), session, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
-                             &in_public, &outside, &pcrs, &out_private, &out_public, nullptr,
-                             nullptr, nullptr);
+                             &in_public, &outside, &pcrs, &out_private, &out_public,
+                             &creation_data, &creation_hash, &creation_ticket);
+    std::unique_ptr<TPM2B_CREATION_DATA, void (*)(void*)> cd_owner(creation_data, Esys_Free);
+    std::unique_ptr<TPM2B_DIGEST, void (*)(void*)> ch_owner(creation_hash, Esys_Free);
+    std::unique_ptr<TPMT_TK_CREATION, void (*)(void*)> ct_owner(creation_ticket, Esys_Free);
     if (rc != TSS2_RC_SUCCESS) {
       if (session != ESYS_TR_PASSWORD) ctx->DropSecureSessionLocked(esys);
       return TpmError("TPM2_Create (workload key)", rc);
@@ -157,12 +166,17 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Create(std::shared_ptr<TpmCont
     file.parent = kOwnerHierarchyParent;
     WIMSE_ASSIGN_OR_RETURN(file.public_blob, MarshalTpm2bPublic(*out_public));
     WIMSE_ASSIGN_OR_RETURN(file.private_blob, MarshalPrivate(*out_private));
+    if (creation_data != nullptr && creation_hash != nullptr && creation_ticket != nullptr) {
+      WIMSE_ASSIGN_OR_RETURN(creation, MarshalKeyCreation(*creation_data, *creation_hash,
+                                                          *creation_ticket));
+    }
     return file;
   });
   OPENSSL_cleanse(&sensitive, sizeof(sensitive));
   if (!created.ok()) return std::move(created).error();
   WIMSE_ASSIGN_OR_RETURN(auto key, FromKeyFile(std::move(ctx), std::move(created).value()));
   if (!auth.empty()) key->SetAuth(SecretBytes(auth.view()));
+  if (!creation.creation_data.empty()) key->creation_ = std::move(creation);
   return key;
 }
 
@@ -307,21 +321,36 @@ Result<Bytes> WorkloadKey::SignLocked(ESYS_CONTEXT* esys, const TPM2B_DIGEST& di
   const SecretBytes* auth = auth_ ? auth_.get() : nullptr;
   bool secure = auth != nullptr && !auth->empty();
   TPMT_SIGNATURE* sig = nullptr;
+  TPMT_SIGNATURE secure_sig{};
   TSS2_RC rc = TSS2_RC_SUCCESS;
   ESYS_TR key = ESYS_TR_NONE;
   for (int attempt = 0; attempt < 2; ++attempt) {
     WIMSE_ASSIGN_OR_RETURN(key, LoadLocked(esys));
-    ESYS_TR session = ESYS_TR_PASSWORD;
     if (secure) {
-      WIMSE_ASSIGN_OR_RETURN(session, ctx_->SecureSessionLocked(esys));
-      SetSecureAttributes(esys, session, /*encrypt_response=*/false);
-    }
-    SetTrAuth(esys, key, auth);
-    rc = Esys_Sign(esys, key, session, ESYS_TR_NONE, ESYS_TR_NONE, &digest, &scheme, &validation,
-                   &sig);
-    if (secure) {
-      SetTrAuth(esys, key, nullptr);  // no copy of the auth value stays in ESAPI
-      if (rc != TSS2_RC_SUCCESS) ctx_->DropSecureSessionLocked(esys);
+      // Our own salted HMAC session (tpm/hmac_session.h): the digest is encrypted on the bus,
+      // the auth value never leaves this process, and the response HMAC is verified.
+      TPM2_HANDLE key_handle = 0;
+      TSS2_RC hrc = Esys_TR_GetTpmHandle(esys, key, &key_handle);
+      if (hrc != TSS2_RC_SUCCESS) {
+        return Error(Layer::kInternal, "Esys_TR_GetTpmHandle (" + label_ + ")", hrc);
+      }
+      auto session = ctx_->HmacSessionLocked(esys);
+      if (!session.ok()) return session.error().WithContext(label_);
+      Result<TPMT_SIGNATURE> signed_secure =
+          (*session)->Sign(esys, key_handle, name_, auth->view(), digest, scheme);
+      if (signed_secure.ok()) {
+        secure_sig = *signed_secure;
+        rc = TSS2_RC_SUCCESS;
+      } else {
+        ctx_->DropHmacSessionLocked(esys);  // the TPM may have discarded it; nonces are spent
+        rc = signed_secure.error().tss2_rc();
+        // Not a TPM response code (response HMAC mismatch, OpenSSL, marshalling): fail closed.
+        if (rc == TSS2_RC_SUCCESS) return signed_secure.error().WithContext(label_);
+      }
+    } else {
+      SetTrAuth(esys, key, auth);
+      rc = Esys_Sign(esys, key, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &digest, &scheme,
+                     &validation, &sig);
     }
     // A stale cached handle (TPM restarted or object flushed by someone else): reload once.
     // Never for authorization failures: those count toward the dictionary-attack lockout.
@@ -353,6 +382,7 @@ Result<Bytes> WorkloadKey::SignLocked(ESYS_CONTEXT* esys, const TPM2B_DIGEST& di
   }
   if (rc != TSS2_RC_SUCCESS) return TpmError(("TPM2_Sign (" + label_ + ")").c_str(), rc);
   std::unique_ptr<TPMT_SIGNATURE, void (*)(void*)> owner(sig, Esys_Free);
+  if (secure) sig = &secure_sig;
   if (sig->sigAlg == TPM2_ALG_ECDSA) {
     const TPMS_SIGNATURE_ECC& ecc = sig->signature.ecdsa;
     return EcdsaRsToRaw(ByteView(ecc.signatureR.buffer, ecc.signatureR.size),
@@ -376,6 +406,15 @@ Result<Bytes> WorkloadKey::SignDigestRsa(HashAlg hash, ByteView digest, RsaSchem
     return Error(Layer::kUsage, "digest is " + std::to_string(digest.size()) +
                                     " bytes; " + HashName(hash) + " needs " +
                                     std::to_string(HashSize(hash)));
+  }
+  if (!auth_ && !file_.empty_auth && !file_.empty_auth_present) {
+    // emptyAuth absent: the file says the key has an auth value. Trying empty auth would cost
+    // a dictionary-attack strike; refuse before the TPM sees anything. (An explicit FALSE is
+    // ambiguous, tpm2-tools #3458: there empty auth is tried once, see SignLocked's hint.)
+    return Error(Layer::kUsage,
+                 "key " + label_ + " needs an auth value (its key file has no emptyAuth field); "
+                 "give it with --auth-file, --auth-env or --auth-prompt (nothing was sent to the "
+                 "TPM: no dictionary-attack strike)");
   }
   TPM2B_DIGEST in{};
   in.size = static_cast<UINT16>(digest.size());

@@ -14,6 +14,7 @@
 #define WIMSE_TPM_WORKLOAD_KEY_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "crypto/ossl.h"
@@ -22,6 +23,16 @@
 #include "tpm/context.h"
 
 namespace wimse::tpm {
+
+// What TPM2_Create returned about a key's creation (TPM 2.0 Part 3 §12.1), kept so the key's
+// creation can later be certified (TPM2_CertifyCreation, attest/evidence.h): the marshalled
+// TPM2B_CREATION_DATA, TPM2B_DIGEST creationHash and TPMT_TK_CREATION creationTicket, exactly as
+// tss2-mu marshals them. Nothing secret: the ticket is an HMAC only this TPM can check.
+struct KeyCreation {
+  Bytes creation_data;
+  Bytes creation_hash;
+  Bytes creation_ticket;
+};
 
 class WorkloadKey {
  public:
@@ -72,6 +83,10 @@ class WorkloadKey {
   // Not thread-safe against concurrent signing: set it before the key is shared.
   void SetAuth(SecretBytes auth);
   bool needs_auth() const { return !file_.empty_auth; }
+  // True when the key file has no emptyAuth field (the draft's "auth required"), as opposed to
+  // an explicit FALSE (ambiguous between peers, tpm2-tools #3458). Signing such a key without
+  // SetAuth fails before any TPM command (no dictionary-attack strike).
+  bool auth_required_by_file() const { return !file_.empty_auth && !file_.empty_auth_present; }
 
   // A key made persistent at `handle` (0x81xxxxxx): no key file; loaded with
   // Esys_TR_FromTPMPublic; its public area is read with TPM2_ReadPublic (one TPM command).
@@ -88,6 +103,9 @@ class WorkloadKey {
   // an error naming it.
   static Status EvictPersistent(std::shared_ptr<TpmContext> ctx, uint32_t handle);
 
+  // Set on a key made by Create in this process: its creation data, hash and ticket.
+  const std::optional<KeyCreation>& creation() const { return creation_; }
+
   // How errors name this key: the file path, "handle:0x81...", or "TPM key <name>".
   const std::string& label() const { return label_; }
   void set_label(std::string label) { label_ = std::move(label); }
@@ -103,6 +121,7 @@ class WorkloadKey {
   uint32_t persistent_handle_ = 0;
   std::shared_ptr<SecretBytes> auth_;
   std::string label_;
+  std::optional<KeyCreation> creation_;
 
   Result<Bytes> SignLocked(ESYS_CONTEXT* esys, const TPM2B_DIGEST& digest,
                            const TPMT_SIG_SCHEME& scheme) const;

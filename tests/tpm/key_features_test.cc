@@ -155,24 +155,26 @@ TEST_F(KeyFeaturesTest, AuthValueKeySignsOnlyWithItsAuthAndNeverRetries) {
   EXPECT_FALSE(file->empty_auth);
 
   uint32_t before = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER);
-  // No auth given for a key whose file says it needs one: empty auth is tried exactly once.
+  // No auth given for a key whose file says it needs one (emptyAuth absent): refused before
+  // the TPM sees anything, so no dictionary-attack strike.
   auto reopened = tpm::OpenKey(ctx_, path);
   ASSERT_TRUE(reopened.ok());
   EXPECT_TRUE((*reopened)->needs_auth());
+  EXPECT_TRUE((*reopened)->auth_required_by_file());
   auto no_auth = (*reopened)->SignDigest(HashAlg::kSha256, digest);
   ASSERT_FALSE(no_auth.ok());
-  EXPECT_NE(no_auth.error().message().find("authorization failed for key " + path +
-                                           ": TPM_RC_AUTH_FAIL"),
+  EXPECT_EQ(no_auth.error().layer(), Layer::kUsage) << no_auth.error().ToString();
+  EXPECT_NE(no_auth.error().message().find("key " + path + " needs an auth value"),
             std::string::npos)
       << no_auth.error().ToString();
-  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before + 1);
+  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before);
 
   (*reopened)->SetAuth(SecretBytes(AsBytes("wrong horse")));
   auto wrong = (*reopened)->SignDigest(HashAlg::kSha256, digest);
   ASSERT_FALSE(wrong.ok());
   EXPECT_NE(wrong.error().message().find("TPM_RC_AUTH_FAIL"), std::string::npos);
   EXPECT_EQ(wrong.error().message().find("wrong horse"), std::string::npos);
-  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before + 2);  // one try, no retry
+  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before + 1);  // one try, no retry
 
   (*reopened)->SetAuth(SecretBytes(AsBytes("correct horse")));
   auto good = (*reopened)->SignDigest(HashAlg::kSha256, digest);
@@ -327,6 +329,9 @@ class BusRecorder {
 bool Contains(const Bytes& hay, const std::string& needle) {
   return std::search(hay.begin(), hay.end(), needle.begin(), needle.end()) != hay.end();
 }
+bool Contains(const Bytes& hay, const Bytes& needle) {
+  return std::search(hay.begin(), hay.end(), needle.begin(), needle.end()) != hay.end();
+}
 
 TEST_F(KeyFeaturesTest, AuthValueNeverCrossesTheRecordedBusInClear) {
   size_t pos = tcti_.find("port=");
@@ -383,6 +388,9 @@ TEST_F(KeyFeaturesTest, AuthValueNeverCrossesTheRecordedBusInClear) {
   EXPECT_GT(secure_capture.size(), 500u);  // the relay really saw the traffic
   EXPECT_FALSE(Contains(secure_capture, secret)) << "auth value seen in clear on the bus";
   EXPECT_TRUE(Contains(all, secret)) << "baseline: a password session shows the auth value";
+  // The digest is TPM2_Sign's first parameter: encrypted (AES-128-CFB) in the salted session.
+  EXPECT_FALSE(Contains(secure_capture, digest)) << "digest seen in clear on the bus";
+  EXPECT_TRUE(Contains(all, digest)) << "baseline: a password session shows the digest";
 }
 
 TEST_F(KeyFeaturesTest, PersistentKeyByHandleAndEvict) {
@@ -478,6 +486,7 @@ TEST_F(KeyFeaturesTest, InvertedEmptyAuthFlagFromTpm2ToolsStillLoads) {
   ASSERT_TRUE(key.ok());
   Tss2KeyFile file = (*key)->key_file();
   file.empty_auth = false;
+  file.empty_auth_present = true;  // an explicit FALSE, as tpm2_encodeobject 5.4 writes it
   std::string path = TempDir() + "/inverted.pem";
   ASSERT_TRUE(WriteTss2KeyFile(path, file).ok());
   auto opened = tpm::OpenKey(ctx_, path);
