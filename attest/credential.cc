@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "crypto/kdf.h"
 #include "crypto/ossl.h"
 #include "crypto/public_key.h"
 #include "crypto/tpm_public.h"
@@ -15,17 +16,9 @@ namespace wimse::attest {
 
 namespace {
 
-using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, OsslDeleter<EVP_CIPHER_CTX, EVP_CIPHER_CTX_free>>;
-using CipherPtr = std::unique_ptr<EVP_CIPHER, OsslDeleter<EVP_CIPHER, EVP_CIPHER_free>>;
-
 void PutU16(Bytes& out, size_t v) {
   out.push_back(static_cast<uint8_t>(v >> 8));
   out.push_back(static_cast<uint8_t>(v));
-}
-void PutU32(Bytes& out, uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) {
-    out.push_back(static_cast<uint8_t>(v >> s));
-  }
 }
 void Append(Bytes& out, ByteView b) { out.insert(out.end(), b.begin(), b.end()); }
 void AppendTpm2b(Bytes& out, ByteView b) {
@@ -46,48 +39,11 @@ const char* HashNameOfTpmAlg(uint16_t alg) {
   }
 }
 
-Result<Bytes> Hmac(std::string_view hash, ByteView key, ByteView data) {
-  uint8_t out[EVP_MAX_MD_SIZE];
-  size_t out_len = 0;
-  std::string h(hash);
-  if (EVP_Q_mac(nullptr, "HMAC", nullptr, h.c_str(), nullptr, key.data(), key.size(),
-                data.data(), data.size(), out, sizeof(out), &out_len) == nullptr) {
-    return OpenSslError("HMAC");
-  }
-  return Bytes(out, out + out_len);
-}
-
-Result<Bytes> Hash(std::string_view hash, ByteView data) {
-  uint8_t out[EVP_MAX_MD_SIZE];
-  size_t out_len = 0;
-  std::string h(hash);
-  if (EVP_Q_digest(nullptr, h.c_str(), nullptr, data.data(), data.size(), out, &out_len) != 1) {
-    return OpenSslError("digest");
-  }
-  return Bytes(out, out + out_len);
-}
-
+// AES-CFB with a zero IV (Part 1 §24, credential protection: the symmetric key is used once).
 Result<Bytes> AesCfbEncrypt(ByteView key, ByteView plain) {
-  const char* name = key.size() == 16 ? "AES-128-CFB" : key.size() == 24 ? "AES-192-CFB"
-                                                    : key.size() == 32 ? "AES-256-CFB"
-                                                                       : nullptr;
-  if (name == nullptr) {
-    return Error(Layer::kParse, "unsupported AES key size");
-  }
-  CipherPtr cipher(EVP_CIPHER_fetch(nullptr, name, nullptr));
-  CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
-  uint8_t iv[16] = {0};
-  Bytes out(plain.size() + 16);
-  int len = 0;
-  int fin = 0;
-  if (!cipher || !ctx ||
-      EVP_EncryptInit_ex2(ctx.get(), cipher.get(), key.data(), iv, nullptr) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), out.data(), &len, plain.data(), static_cast<int>(plain.size())) !=
-          1 ||
-      EVP_EncryptFinal_ex(ctx.get(), out.data() + len, &fin) != 1) {
-    return OpenSslError("AES-CFB");
-  }
-  out.resize(static_cast<size_t>(len + fin));
+  static const uint8_t kZeroIv[16] = {0};
+  Bytes out(plain.size());
+  WIMSE_RETURN_IF_ERROR(crypto::AesCfb(/*encrypt=*/true, key, kZeroIv, plain, out));
   return out;
 }
 
@@ -120,44 +76,6 @@ Result<Bytes> RsaOaepIdentity(EVP_PKEY* ek, const char* hash, ByteView seed) {
 
 }  // namespace
 
-Result<Bytes> KdfA(std::string_view hash_name, ByteView key, std::string_view label,
-                   ByteView context_u, ByteView context_v, size_t bits) {
-  Bytes out;
-  size_t want = (bits + 7) / 8;
-  for (uint32_t counter = 1; out.size() < want; ++counter) {
-    Bytes data;
-    PutU32(data, counter);
-    Append(data, AsBytes(label));
-    data.push_back(0);
-    Append(data, context_u);
-    Append(data, context_v);
-    PutU32(data, static_cast<uint32_t>(bits));
-    WIMSE_ASSIGN_OR_RETURN(Bytes block, Hmac(hash_name, key, data));
-    Append(out, block);
-  }
-  out.resize(want);
-  return out;
-}
-
-Result<Bytes> KdfE(std::string_view hash_name, ByteView z, std::string_view label,
-                   ByteView party_u, ByteView party_v, size_t bits) {
-  Bytes out;
-  size_t want = (bits + 7) / 8;
-  for (uint32_t counter = 1; out.size() < want; ++counter) {
-    Bytes data;
-    PutU32(data, counter);
-    Append(data, z);
-    Append(data, AsBytes(label));
-    data.push_back(0);
-    Append(data, party_u);
-    Append(data, party_v);
-    WIMSE_ASSIGN_OR_RETURN(Bytes block, Hash(hash_name, data));
-    Append(out, block);
-  }
-  out.resize(want);
-  return out;
-}
-
 Result<MadeCredential> MakeCredential(ByteView ek_public, ByteView ak_name, ByteView credential) {
   if (credential.empty() || credential.size() > 32) {
     return Error(Layer::kUsage, "credential must be 1..32 bytes");
@@ -186,7 +104,7 @@ Result<MadeCredential> MakeCredential(ByteView ek_public, ByteView ak_name, Byte
   }
   size_t sym_bits = sym.keyBits.aes;
   WIMSE_ASSIGN_OR_RETURN(EvpPkeyPtr ek_key, PublicKeyFromTpmPublic(ek));
-  size_t digest_size = static_cast<size_t>(EVP_MD_get_size(EVP_get_digestbyname(hash)));
+  size_t digest_size = static_cast<size_t>(EVP_MD_get_size(crypto::PrefetchedDigest(hash)));
 
   Bytes seed;
   MadeCredential out;
@@ -223,7 +141,7 @@ Result<MadeCredential> MakeCredential(ByteView ek_public, ByteView ak_name, Byte
     ByteView ex(point.data() + 1, field);
     ByteView ey(point.data() + 1 + field, field);
     ByteView ek_x(ek.unique.ecc.x.buffer, ek.unique.ecc.x.size);
-    WIMSE_ASSIGN_OR_RETURN(seed, KdfE(hash, z, "IDENTITY", ex, ek_x, digest_size * 8));
+    WIMSE_ASSIGN_OR_RETURN(seed, crypto::KdfE(hash, z, "IDENTITY", ex, ek_x, digest_size * 8));
     std::fill(z.begin(), z.end(), uint8_t{0});
     Bytes ecc_point;
     AppendTpm2b(ecc_point, ex);
@@ -231,14 +149,14 @@ Result<MadeCredential> MakeCredential(ByteView ek_public, ByteView ak_name, Byte
     AppendTpm2b(out.secret, ecc_point);
   }
 
-  WIMSE_ASSIGN_OR_RETURN(Bytes sym_key, KdfA(hash, seed, "STORAGE", ak_name, {}, sym_bits));
+  WIMSE_ASSIGN_OR_RETURN(Bytes sym_key, crypto::KdfA(hash, seed, "STORAGE", ak_name, {}, sym_bits));
   Bytes plain;
   AppendTpm2b(plain, credential);
   WIMSE_ASSIGN_OR_RETURN(Bytes enc_identity, AesCfbEncrypt(sym_key, plain));
-  WIMSE_ASSIGN_OR_RETURN(Bytes hmac_key, KdfA(hash, seed, "INTEGRITY", {}, {}, digest_size * 8));
+  WIMSE_ASSIGN_OR_RETURN(Bytes hmac_key, crypto::KdfA(hash, seed, "INTEGRITY", {}, {}, digest_size * 8));
   Bytes mac_input = enc_identity;
   Append(mac_input, ak_name);
-  WIMSE_ASSIGN_OR_RETURN(Bytes outer, Hmac(hash, hmac_key, mac_input));
+  WIMSE_ASSIGN_OR_RETURN(Bytes outer, crypto::Hmac(hash, hmac_key, mac_input));
   Bytes id_object;
   AppendTpm2b(id_object, outer);
   Append(id_object, enc_identity);

@@ -13,7 +13,8 @@
 //
 // Only the TPM holding the EK's private part can recover the seed, and it releases the
 // credential only when an object with exactly Name(AK) is loaded beside the EK (ActivateCredential
-// checks the HMAC over the Name). Pure (OpenSSL only), thread-safe.
+// checks the HMAC over the Name). Pure (OpenSSL only), thread-safe. KDFa/KDFe live in
+// crypto/kdf.h.
 #ifndef WIMSE_ATTEST_CREDENTIAL_H_
 #define WIMSE_ATTEST_CREDENTIAL_H_
 
@@ -36,14 +37,6 @@ struct MadeCredential {
 // symmetric definition). Errors: Layer::kParse for an unusable EK public, kUsage for bad sizes,
 // kOpenSsl when libcrypto fails.
 Result<MadeCredential> MakeCredential(ByteView ek_public, ByteView ak_name, ByteView credential);
-
-// KDFa (Part 1 §11.4.10.2, SP 800-108 counter mode with HMAC): `bits` of output.
-// `label` is used with a terminating zero byte appended. `hash_name` is an OpenSSL digest name.
-Result<Bytes> KdfA(std::string_view hash_name, ByteView key, std::string_view label,
-                   ByteView context_u, ByteView context_v, size_t bits);
-// KDFe (Part 1 §11.4.10.3, SP 800-56A concatenation KDF): `bits` of output.
-Result<Bytes> KdfE(std::string_view hash_name, ByteView z, std::string_view label,
-                   ByteView party_u, ByteView party_v, size_t bits);
 
 }  // namespace wimse::attest
 

@@ -53,7 +53,18 @@ std::pair<const char*, int> VectorEntryFor(Reason r) {
     case Reason::kCertifyNotTpmGenerated:
     case Reason::kCertifyWrongType:
     case Reason::kCertifyNameMismatch:
+    case Reason::kCreationMalformed:
+    case Reason::kCreationNotTpmGenerated:
+    case Reason::kCreationWrongType:
+    case Reason::kCreationSignatureInvalid:
+    case Reason::kCreationNameMismatch:
+    case Reason::kCreationHashMismatch:
       return {"storage-opaque", 99};
+    case Reason::kCreationMissing:
+    case Reason::kCreationNonceMismatch:
+    case Reason::kCreationParentMismatch:
+    case Reason::kCreationPcrMismatch:
+      return {"storage-opaque", 96};
     case Reason::kKeyMissing:
     case Reason::kKeyPublicMalformed:
     case Reason::kKeyAttributes:
@@ -136,6 +147,8 @@ Json BuildEarClaims(const AppraisalResult& result, ByteView nonce, const EarOpti
   if (result.affirming()) {
     tpm["ear_veraison_key_attestation"] =
         Json{{"akpub", jose::Base64UrlEncode(result.workload_key_spki)}};
+    // Whether TPM2_CertifyCreation vouched for the key's creation (issue 5, docs/attestation.md).
+    tpm["wimse_creation_certified"] = result.creation_certified;
   }
   return Json{{"eat_profile", kEarProfile},
               {"iat", options.iat},

@@ -1,5 +1,10 @@
 #include "attest/evidence.h"
 
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+
+#include "jose/base64url.h"
 #include "tpm/attestation.h"
 #include "util/file.h"
 
@@ -7,10 +12,14 @@ namespace wimse::attest {
 
 namespace {
 constexpr int kQuoteAttempts = 3;
+// A creation record is a few hundred bytes; anything much larger is not one.
+constexpr size_t kMaxKeyCreationFileSize = 16 * 1024;
 }  // namespace
 
-Result<Tpm2Evidence> ProduceEvidence(tpm::TpmContext& ctx, const tpm::WorkloadKey& key,
-                                     ByteView nonce, const PcrBankSelection& pcrs) {
+// ProduceEvidence with an optional creation record to certify.
+Result<Tpm2Evidence> ProduceEvidenceWithCreation(tpm::TpmContext& ctx, const tpm::WorkloadKey& key,
+                                                 ByteView nonce, const PcrBankSelection& pcrs,
+                                                 const tpm::KeyCreation* creation) {
   if (nonce.empty() || nonce.size() > tpm::kMaxQualifyingData) {
     return Error(Layer::kUsage, "nonce must be 1.." + std::to_string(tpm::kMaxQualifyingData) +
                                     " bytes, got " + std::to_string(nonce.size()));
@@ -55,6 +64,13 @@ Result<Tpm2Evidence> ProduceEvidence(tpm::TpmContext& ctx, const tpm::WorkloadKe
     WIMSE_ASSIGN_OR_RETURN(tpm::TpmAttestation c,
                            tpm::CertifyLocked(esys, key_tr, ak.handle.get(), nonce));
     k.certify = SignedAttest{std::move(c.attest), std::move(c.signature)};
+    if (creation != nullptr) {
+      WIMSE_ASSIGN_OR_RETURN(
+          tpm::TpmAttestation cc,
+          tpm::CertifyCreationLocked(esys, key_tr, ak.handle.get(), nonce, *creation));
+      k.creation = CreationEvidence{creation->creation_data,
+                                    SignedAttest{std::move(cc.attest), std::move(cc.signature)}};
+    }
     return OkStatus();  // `ak` flushes here
   });
   if (!s.ok()) {
@@ -62,6 +78,12 @@ Result<Tpm2Evidence> ProduceEvidence(tpm::TpmContext& ctx, const tpm::WorkloadKe
   }
   evidence.keys.push_back(std::move(k));
   return evidence;
+}
+
+Result<Tpm2Evidence> ProduceEvidence(tpm::TpmContext& ctx, const tpm::WorkloadKey& key,
+                                     ByteView nonce, const PcrBankSelection& pcrs) {
+  const tpm::KeyCreation* creation = key.creation() ? &*key.creation() : nullptr;
+  return ProduceEvidenceWithCreation(ctx, key, nonce, pcrs, creation);
 }
 
 namespace {
@@ -85,7 +107,11 @@ Result<std::optional<LogEvidence>> ReadLog(const std::string& path, const char* 
 
 Result<Tpm2Evidence> ProduceEvidence(tpm::TpmContext& ctx, const tpm::WorkloadKey& key,
                                      ByteView nonce, const EvidenceOptions& options) {
-  WIMSE_ASSIGN_OR_RETURN(Tpm2Evidence e, ProduceEvidence(ctx, key, nonce, options.pcrs));
+  const tpm::KeyCreation* creation = options.creation ? &*options.creation
+                                     : key.creation()   ? &*key.creation()
+                                                        : nullptr;
+  WIMSE_ASSIGN_OR_RETURN(Tpm2Evidence e,
+                         ProduceEvidenceWithCreation(ctx, key, nonce, options.pcrs, creation));
   WIMSE_ASSIGN_OR_RETURN(e.uefi_log, ReadLog(options.uefi_log_path, kDefaultUefiLogPath,
                                              "tcg-pc-client-crypto-agile"));
   bool ascii = options.ima_log_path.size() >= 26 &&
@@ -141,6 +167,74 @@ Result<SecretBytes> ActivateEnrollmentChallenge(tpm::TpmContext& ctx, tpm::EkTyp
     return tpm::ActivateCredentialLocked(esys, ak.handle.get(), ek, challenge.credential_blob,
                                          challenge.secret);
   });
+}
+
+std::string EncodeKeyCreation(const tpm::KeyCreation& creation, ByteView key_name) {
+  nlohmann::json j{{"format", kKeyCreationFormat},
+                   {"name", jose::Base64UrlEncode(key_name)},
+                   {"creation_data", jose::Base64UrlEncode(creation.creation_data)},
+                   {"creation_hash", jose::Base64UrlEncode(creation.creation_hash)},
+                   {"creation_ticket", jose::Base64UrlEncode(creation.creation_ticket)}};
+  return j.dump(2) + "\n";
+}
+
+Result<tpm::KeyCreation> DecodeKeyCreation(std::string_view json, ByteView key_name) {
+  nlohmann::json j = nlohmann::json::parse(json.begin(), json.end(), nullptr,
+                                           /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Error(Layer::kParse, "key creation record is not a JSON object");
+  }
+  auto bytes = [&](const char* name) -> Result<Bytes> {
+    auto it = j.find(name);
+    if (it == j.end() || !it->is_string()) {
+      return Error(Layer::kParse, std::string("key creation record has no string \"") + name +
+                                      "\"");
+    }
+    Result<Bytes> b = jose::Base64UrlDecode(it->get<std::string>());
+    if (!b.ok()) {
+      return Error(Layer::kParse, std::string("key creation record ") + name + ": " +
+                                      b.error().message());
+    }
+    return b;
+  };
+  auto format = j.find("format");
+  if (format == j.end() || !format->is_string() || *format != kKeyCreationFormat) {
+    return Error(Layer::kParse, std::string("key creation record format is not ") +
+                                    kKeyCreationFormat);
+  }
+  WIMSE_ASSIGN_OR_RETURN(Bytes name, bytes("name"));
+  if (name != Bytes(key_name.begin(), key_name.end())) {
+    return Error(Layer::kUsage, "the key creation record belongs to the key " + HexEncode(name) +
+                                    ", not to this key (" + HexEncode(key_name) + ")");
+  }
+  tpm::KeyCreation c;
+  WIMSE_ASSIGN_OR_RETURN(c.creation_data, bytes("creation_data"));
+  WIMSE_ASSIGN_OR_RETURN(c.creation_hash, bytes("creation_hash"));
+  WIMSE_ASSIGN_OR_RETURN(c.creation_ticket, bytes("creation_ticket"));
+  return c;
+}
+
+Status SaveKeyCreation(const std::string& key_path, const tpm::WorkloadKey& key) {
+  if (!key.creation()) {
+    return OkStatus();
+  }
+  return WriteFileAtomic(key_path + kKeyCreationSuffix, EncodeKeyCreation(*key.creation(), key.name()),
+                         0644);
+}
+
+Result<std::optional<tpm::KeyCreation>> LoadKeyCreation(const std::string& key_path,
+                                                        const tpm::WorkloadKey& key) {
+  const std::string path = key_path + kKeyCreationSuffix;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    return std::optional<tpm::KeyCreation>();
+  }
+  WIMSE_ASSIGN_OR_RETURN(std::string text, ReadFileString(path, kMaxKeyCreationFileSize));
+  Result<tpm::KeyCreation> c = DecodeKeyCreation(text, key.name());
+  if (!c.ok()) {
+    return std::move(c).error().WithContext(path);
+  }
+  return std::optional<tpm::KeyCreation>(std::move(c).value());
 }
 
 }  // namespace wimse::attest

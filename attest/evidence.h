@@ -4,6 +4,7 @@
 #ifndef WIMSE_ATTEST_EVIDENCE_H_
 #define WIMSE_ATTEST_EVIDENCE_H_
 
+#include <optional>
 #include <string>
 
 #include "attest/enrollment.h"
@@ -43,9 +44,37 @@ struct EvidenceOptions {
   // in "ascii_runtime_measurements" is sent as "ima-ascii", otherwise as "ima-binary".
   std::string uefi_log_path = kDefaultUefiLogPath;
   std::string ima_log_path = kDefaultImaLogPath;
+  // The key's creation record (LoadKeyCreation). When set, or when the key itself carries one
+  // (made by WorkloadKey::Create in this process), the evidence also holds TPM2_CertifyCreation
+  // of the key by the AK with the same nonce (keys[0].creation). Absent: no creation member.
+  std::optional<tpm::KeyCreation> creation;
 };
 
-// ProduceEvidence with event logs. The logs are read after the quote, so they may run ahead of
+// --- The key creation record: KEY.creation beside the key file -------------------------------
+//
+// `wimse-tpm keygen --out KEY` writes KEY.creation; `wimse-tpm attest --key KEY` reads it when
+// present. A small JSON object (docs/attestation.md "Key creation record"):
+//   {"format": "wimse-tpm/key-creation/v1", "name": b64url(Name of the key),
+//    "creation_data": b64url(TPM2B_CREATION_DATA), "creation_hash": b64url(TPM2B_DIGEST),
+//    "creation_ticket": b64url(TPMT_TK_CREATION)}
+// holding the exact tss2-mu bytes of TPM2_Create's outputs. Nothing in it is secret (the ticket
+// is an HMAC only the TPM that made it can check), so it is written 0644.
+inline constexpr char kKeyCreationSuffix[] = ".creation";
+inline constexpr char kKeyCreationFormat[] = "wimse-tpm/key-creation/v1";
+
+// The record's JSON text for `creation` of the key named `key_name`.
+std::string EncodeKeyCreation(const tpm::KeyCreation& creation, ByteView key_name);
+// Parses a record; it must name `key_name` (else a Layer::kUsage error saying the record belongs
+// to another key). Errors: Layer::kParse for a malformed record.
+Result<tpm::KeyCreation> DecodeKeyCreation(std::string_view json, ByteView key_name);
+// Writes `key_path` + kKeyCreationSuffix atomically (0644) when the key has a creation record;
+// does nothing otherwise.
+Status SaveKeyCreation(const std::string& key_path, const tpm::WorkloadKey& key);
+// Reads `key_path` + kKeyCreationSuffix for `key`; nullopt when the file does not exist.
+Result<std::optional<tpm::KeyCreation>> LoadKeyCreation(const std::string& key_path,
+                                                        const tpm::WorkloadKey& key);
+
+// ProduceEvidence with event logs (and, when `creation` or the key has one, TPM2_CertifyCreation). The logs are read after the quote, so they may run ahead of
 // it (the verifier accepts an IMA prefix; rats-tpm §4.4).
 Result<Tpm2Evidence> ProduceEvidence(tpm::TpmContext& ctx, const tpm::WorkloadKey& key,
                                      ByteView nonce, const EvidenceOptions& options);

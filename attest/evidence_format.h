@@ -33,6 +33,9 @@ inline constexpr uint32_t kCmwIndEvidence = 4;
 inline constexpr char kEvidenceProfile[] = "tag:wimse-tpm,2026:attest/tpm2-evidence/v1";
 // Upper bound on the size of a CMW record or evidence document we parse (rats-tpm §3.7).
 inline constexpr size_t kMaxEvidenceSize = 2 * 1024 * 1024;
+// Upper bound on JSON nesting (arrays and objects) in a CMW record or evidence document,
+// enforced while parsing: deeper input is refused before it is built (evidence nests 5 deep).
+inline constexpr int kMaxEvidenceJsonDepth = 32;
 
 // A TPM-signed attestation: TPMS_ATTEST bytes plus the marshalled TPMT_SIGNATURE over them.
 struct SignedAttest {
@@ -48,10 +51,19 @@ struct QuoteEvidence {
   std::map<uint32_t, Bytes> pcrs;  // PCR index -> value
 };
 
-// A key certified by the AK (TPM2_Certify).
+// TPM2_CertifyCreation of a key by the AK (keys[i].creation, optional): the TPMS_ATTEST of type
+// TPM_ST_ATTEST_CREATION with its signature, and the TPM2B_CREATION_DATA (with size prefix)
+// TPM2_Create returned for the key, whose digest the attestation's creationHash must be.
+struct CreationEvidence {
+  Bytes creation_data;
+  SignedAttest certify;
+};
+
+// A key certified by the AK (TPM2_Certify), and its creation when the attester kept it.
 struct KeyEvidence {
   Bytes public_blob;  // TPM2B_PUBLIC of the certified key, with size prefix
   SignedAttest certify;
+  std::optional<CreationEvidence> creation;  // absent: creation not certified
 };
 
 // An event log as collected (raw bytes, never re-encoded).
@@ -74,7 +86,9 @@ struct Tpm2Evidence {
 
 // Serialises the document as compact JSON.
 std::string EncodeEvidenceJson(const Tpm2Evidence& evidence);
-// Parses a tpm2-evidence v1 document. Errors are Layer::kParse with the offending member.
+// Parses a tpm2-evidence v1 document. Errors are Layer::kParse with the offending member. The
+// JSON reader is strict RFC 8259 (valid UTF-8, no lone surrogates, no BOM, finite numbers) plus
+// no duplicate member names and at most kMaxEvidenceJsonDepth levels of nesting.
 Result<Tpm2Evidence> DecodeEvidenceJson(std::string_view json);
 
 // Wraps a document into a CMW JSON record `[kEvidenceMediaType, b64url(json), 4]`.

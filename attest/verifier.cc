@@ -1,6 +1,9 @@
 #include "attest/verifier.h"
 
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
+#include <openssl/obj_mac.h>
 #include <openssl/rsa.h>
 #include <tss2/tss2_mu.h>
 
@@ -193,64 +196,227 @@ Status VerifyRsaPss(EVP_PKEY* key, HashAlg hash, ByteView digest, ByteView sig) 
   return OkStatus();
 }
 
-// Verifies `sig_bytes` (TPMT_SIGNATURE) over `attest` with the AK. The signature's scheme must
-// be the AK's own scheme (rats-tpm §3.2 step 1). Returns the scheme hash on success.
-Result<HashAlg> VerifyAttestSignature(const TPMT_PUBLIC& ak, EVP_PKEY* ak_key, ByteView attest,
-                                      ByteView sig_bytes) {
-  WIMSE_ASSIGN_OR_RETURN(TPMT_SIGNATURE sig, ParseSignature(sig_bytes));
-  SigScheme scheme = SchemeOf(ak);
-  uint16_t sig_hash = 0;
-  switch (sig.sigAlg) {
-    case TPM2_ALG_ECDSA:
-      sig_hash = sig.signature.ecdsa.hash;
-      break;
-    case TPM2_ALG_RSASSA:
-      sig_hash = sig.signature.rsassa.hash;
-      break;
-    case TPM2_ALG_RSAPSS:
-      sig_hash = sig.signature.rsapss.hash;
-      break;
-    default:
-      return Error(Layer::kPolicy, "signature algorithm 0x" + Hex16(sig.sigAlg) +
-                                       " is not ECDSA, RSASSA or RSAPSS");
+// EVP_MD for the scheme hashes, fetched once per process from the default provider (immutable
+// and shareable between threads; a fetch per call was a locked name lookup).
+const EVP_MD* VerifierMd(HashAlg alg) {
+  static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", "provider=default");
+  static EVP_MD* const kSha384 = EVP_MD_fetch(nullptr, "SHA384", "provider=default");
+  static EVP_MD* const kSha512 = EVP_MD_fetch(nullptr, "SHA512", "provider=default");
+  switch (alg) {
+    case HashAlg::kSha256:
+      return kSha256;
+    case HashAlg::kSha384:
+      return kSha384;
+    case HashAlg::kSha512:
+      return kSha512;
   }
-  if (sig.sigAlg != scheme.alg || sig_hash != scheme.hash) {
-    return Error(Layer::kPolicy, "signature scheme 0x" + Hex16(sig.sigAlg) + "/0x" +
-                                     Hex16(sig_hash) + " is not the AK scheme 0x" +
-                                     Hex16(scheme.alg) + "/0x" + Hex16(scheme.hash));
+  return nullptr;
+}
+
+// A parameters-only EC key per curve, built once per process. EVP_PKEY_dup of it copies the
+// curve's EC_GROUP (Montgomery constants; the generator table is shared by reference) instead
+// of building the group from its name for every public area: EC_GROUP_new_by_curve_name and
+// BN_MONT_CTX_set under EVP_PKEY_fromdata were 12% of an appraisal (bench/README, issue 5).
+EVP_PKEY* MakeCurveTemplate(const char* group) {
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, const_cast<char*>(group), 0),
+      OSSL_PARAM_construct_end()};
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", "provider=default"));
+  EVP_PKEY* out = nullptr;
+  if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+      EVP_PKEY_fromdata(ctx.get(), &out, EVP_PKEY_KEY_PARAMETERS, params) != 1) {
+    ERR_clear_error();
+    return nullptr;
   }
-  WIMSE_ASSIGN_OR_RETURN(HashAlg hash, HashAlgFromTpm(sig_hash));
-  WIMSE_ASSIGN_OR_RETURN(Bytes digest, Digest(hash, attest));
-  if (sig.sigAlg == TPM2_ALG_ECDSA) {
-    if (ak.type != TPM2_ALG_ECC) {
-      return Error(Layer::kPolicy, "ECDSA signature from a non-ECC AK");
+  return out;
+}
+
+EVP_PKEY* CurveTemplate(KeyAlg alg) {
+  static EVP_PKEY* const kP256 = MakeCurveTemplate("prime256v1");
+  static EVP_PKEY* const kP384 = MakeCurveTemplate("secp384r1");
+  return alg == KeyAlg::kEcP256 ? kP256 : alg == KeyAlg::kEcP384 ? kP384 : nullptr;
+}
+
+// The software public key of a TPM public area. EC: the curve template duplicated and given
+// the point; decoding the point (EC_POINT_oct2point) refuses points not on the curve, which for
+// P-256/P-384 (cofactor 1) is the whole public-key validation, as in EcPublicKeyFromXY. RSA:
+// PublicKeyFromTpmPublic.
+Result<EvpPkeyPtr> SoftwareKeyOf(const TPMT_PUBLIC& pub) {
+  if (pub.type != TPM2_ALG_ECC) {
+    return PublicKeyFromTpmPublic(pub);
+  }
+  WIMSE_ASSIGN_OR_RETURN(KeyAlg alg, KeyAlgOfTpmPublic(pub));
+  const TPMS_ECC_POINT& p = pub.unique.ecc;
+  const size_t fs = CurveFieldSize(alg);
+  if (p.x.size > fs || p.y.size > fs) {
+    return Error(Layer::kParse, "EC coordinate wider than the curve field");
+  }
+  EVP_PKEY* tmpl = CurveTemplate(alg);
+  if (tmpl == nullptr) {
+    return OpenSslError("EC curve parameters");
+  }
+  uint8_t point[1 + 2 * 48] = {0x04};
+  std::memcpy(point + 1 + fs - p.x.size, p.x.buffer, p.x.size);
+  std::memcpy(point + 1 + 2 * fs - p.y.size, p.y.buffer, p.y.size);
+  EvpPkeyPtr key(EVP_PKEY_dup(tmpl));
+  if (!key) {
+    return OpenSslError("EVP_PKEY_dup");
+  }
+  if (EVP_PKEY_set1_encoded_public_key(key.get(), point, 1 + 2 * fs) != 1) {
+    return OpenSslError("EC public point is not on the curve");
+  }
+  return key;
+}
+
+// DER SubjectPublicKeyInfo of a public area whose key SoftwareKeyOf accepted. EC: the RFC 5480
+// encoding (id-ecPublicKey, named curve, uncompressed point) written directly, as
+// PublicKeyToDer does for the same curves (unit test: identical bytes), without reading the
+// point back out of the EVP_PKEY; RSA: PublicKeyToDer.
+Result<Bytes> SpkiOf(const TPMT_PUBLIC& pub, EVP_PKEY* key) {
+  static constexpr uint8_t kP256[] = {0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48,
+                                      0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+                                      0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00};
+  static constexpr uint8_t kP384[] = {0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86,
+                                      0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b,
+                                      0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00};
+  Result<KeyAlg> alg = KeyAlgOfTpmPublic(pub);
+  if (pub.type != TPM2_ALG_ECC || !alg.ok()) {
+    return PublicKeyToDer(key);
+  }
+  const bool p256 = *alg == KeyAlg::kEcP256;
+  const size_t fs = CurveFieldSize(*alg);
+  const TPMS_ECC_POINT& p = pub.unique.ecc;
+  if (p.x.size > fs || p.y.size > fs) {
+    return Error(Layer::kParse, "EC coordinate wider than the curve field");
+  }
+  Bytes out(p256 ? std::begin(kP256) : std::begin(kP384), p256 ? std::end(kP256) : std::end(kP384));
+  const size_t at = out.size();
+  out.resize(at + 1 + 2 * fs, 0);
+  out[at] = 0x04;
+  std::memcpy(out.data() + at + 1 + fs - p.x.size, p.x.buffer, p.x.size);
+  std::memcpy(out.data() + at + 1 + 2 * fs - p.y.size, p.y.buffer, p.y.size);
+  return out;
+}
+
+// The curve's EC_GROUP, built once per process and only read afterwards.
+const EC_GROUP* CurveGroup(KeyAlg alg) {
+  static EC_GROUP* const kP256 =
+      EC_GROUP_new_by_curve_name_ex(nullptr, "provider=default", NID_X9_62_prime256v1);
+  static EC_GROUP* const kP384 =
+      EC_GROUP_new_by_curve_name_ex(nullptr, "provider=default", NID_secp384r1);
+  return alg == KeyAlg::kEcP256 ? kP256 : alg == KeyAlg::kEcP384 ? kP384 : nullptr;
+}
+
+// Checks an ECC public area's point as SoftwareKeyOf would (same decoder), without a key.
+Status CheckEcPoint(const TPMT_PUBLIC& pub) {
+  WIMSE_ASSIGN_OR_RETURN(KeyAlg alg, KeyAlgOfTpmPublic(pub));
+  const TPMS_ECC_POINT& p = pub.unique.ecc;
+  const size_t fs = CurveFieldSize(alg);
+  if (p.x.size > fs || p.y.size > fs) {
+    return Error(Layer::kParse, "EC coordinate wider than the curve field");
+  }
+  const EC_GROUP* group = CurveGroup(alg);
+  if (group == nullptr) {
+    return OpenSslError("EC curve parameters");
+  }
+  uint8_t point[1 + 2 * 48] = {0x04};
+  std::memcpy(point + 1 + fs - p.x.size, p.x.buffer, p.x.size);
+  std::memcpy(point + 1 + 2 * fs - p.y.size, p.y.buffer, p.y.size);
+  std::unique_ptr<EC_POINT, decltype(&EC_POINT_free)> pt(EC_POINT_new(group), EC_POINT_free);
+  if (!pt || EC_POINT_oct2point(group, pt.get(), point, 1 + 2 * fs, nullptr) != 1) {
+    return OpenSslError("EC public point is not on the curve");
+  }
+  return OkStatus();
+}
+
+// Verifies attestation signatures of one AK. For an ECDSA AK the EVP_PKEY_CTX is initialised
+// once (verify_init fetches the signature method) and reused for every attestation of the
+// appraisal. The signature's scheme must be the AK's own scheme (rats-tpm §3.2 step 1).
+class AkSignatureVerifier {
+ public:
+  AkSignatureVerifier(const TPMT_PUBLIC& ak, EVP_PKEY* key) : ak_(ak), key_(key) {}
+
+  // Verifies `sig_bytes` (TPMT_SIGNATURE) over `attest`. Returns the scheme hash on success.
+  Result<HashAlg> Verify(ByteView attest, ByteView sig_bytes) {
+    WIMSE_ASSIGN_OR_RETURN(TPMT_SIGNATURE sig, ParseSignature(sig_bytes));
+    SigScheme scheme = SchemeOf(ak_);
+    uint16_t sig_hash = 0;
+    switch (sig.sigAlg) {
+      case TPM2_ALG_ECDSA:
+        sig_hash = sig.signature.ecdsa.hash;
+        break;
+      case TPM2_ALG_RSASSA:
+        sig_hash = sig.signature.rsassa.hash;
+        break;
+      case TPM2_ALG_RSAPSS:
+        sig_hash = sig.signature.rsapss.hash;
+        break;
+      default:
+        return Error(Layer::kPolicy, "signature algorithm 0x" + Hex16(sig.sigAlg) +
+                                         " is not ECDSA, RSASSA or RSAPSS");
     }
-    WIMSE_ASSIGN_OR_RETURN(KeyAlg alg, KeyAlgOfTpmPublic(ak));
-    const TPMS_SIGNATURE_ECDSA& e = sig.signature.ecdsa;
-    size_t field = CurveFieldSize(alg);
-    if (e.signatureR.size == 0 || e.signatureS.size == 0 || e.signatureR.size > field ||
-        e.signatureS.size > field) {
-      return Error(Layer::kPolicy, "ECDSA r or s has an invalid length");
+    if (sig.sigAlg != scheme.alg || sig_hash != scheme.hash) {
+      return Error(Layer::kPolicy, "signature scheme 0x" + Hex16(sig.sigAlg) + "/0x" +
+                                       Hex16(sig_hash) + " is not the AK scheme 0x" +
+                                       Hex16(scheme.alg) + "/0x" + Hex16(scheme.hash));
     }
-    WIMSE_ASSIGN_OR_RETURN(Bytes raw,
-                           EcdsaRsToRaw(ByteView(e.signatureR.buffer, e.signatureR.size),
-                                        ByteView(e.signatureS.buffer, e.signatureS.size), field));
-    WIMSE_RETURN_IF_ERROR(VerifyDigest(ak_key, hash, digest, raw));
+    WIMSE_ASSIGN_OR_RETURN(HashAlg hash, HashAlgFromTpm(sig_hash));
+    WIMSE_ASSIGN_OR_RETURN(Bytes digest, Digest(hash, attest));
+    if (sig.sigAlg == TPM2_ALG_ECDSA) {
+      if (ak_.type != TPM2_ALG_ECC) {
+        return Error(Layer::kPolicy, "ECDSA signature from a non-ECC AK");
+      }
+      WIMSE_ASSIGN_OR_RETURN(KeyAlg alg, KeyAlgOfTpmPublic(ak_));
+      const TPMS_SIGNATURE_ECDSA& e = sig.signature.ecdsa;
+      size_t field = CurveFieldSize(alg);
+      if (e.signatureR.size == 0 || e.signatureS.size == 0 || e.signatureR.size > field ||
+          e.signatureS.size > field) {
+        return Error(Layer::kPolicy, "ECDSA r or s has an invalid length");
+      }
+      WIMSE_ASSIGN_OR_RETURN(Bytes der,
+                             EcdsaRsToDer(ByteView(e.signatureR.buffer, e.signatureR.size),
+                                          ByteView(e.signatureS.buffer, e.signatureS.size)));
+      WIMSE_ASSIGN_OR_RETURN(EVP_PKEY_CTX * ctx, EcdsaContext(hash));
+      int rc = EVP_PKEY_verify(ctx, der.data(), der.size(), digest.data(), digest.size());
+      ERR_clear_error();
+      if (rc != 1) {
+        return Error(Layer::kPolicy, "signature does not verify");
+      }
+      return hash;
+    }
+    if (ak_.type != TPM2_ALG_RSA) {
+      return Error(Layer::kPolicy, "RSA signature from a non-RSA AK");
+    }
+    const TPM2B_PUBLIC_KEY_RSA& s =
+        sig.sigAlg == TPM2_ALG_RSASSA ? sig.signature.rsassa.sig : sig.signature.rsapss.sig;
+    ByteView sv(s.buffer, s.size);
+    if (sig.sigAlg == TPM2_ALG_RSASSA) {
+      WIMSE_RETURN_IF_ERROR(VerifyDigest(key_, hash, digest, sv));
+    } else {
+      WIMSE_RETURN_IF_ERROR(VerifyRsaPss(key_, hash, digest, sv));
+    }
     return hash;
   }
-  if (ak.type != TPM2_ALG_RSA) {
-    return Error(Layer::kPolicy, "RSA signature from a non-RSA AK");
+
+ private:
+  // The verify context for `hash` (the AK scheme hash: the same on every call).
+  Result<EVP_PKEY_CTX*> EcdsaContext(HashAlg hash) {
+    if (!ctx_) {
+      EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key_, "provider=default"));
+      const EVP_MD* md = VerifierMd(hash);
+      if (!ctx || md == nullptr || EVP_PKEY_verify_init(ctx.get()) != 1 ||
+          EVP_PKEY_CTX_set_signature_md(ctx.get(), md) != 1) {
+        return OpenSslError("EVP_PKEY_verify_init");
+      }
+      ctx_ = std::move(ctx);
+    }
+    return ctx_.get();
   }
-  const TPM2B_PUBLIC_KEY_RSA& s =
-      sig.sigAlg == TPM2_ALG_RSASSA ? sig.signature.rsassa.sig : sig.signature.rsapss.sig;
-  ByteView sv(s.buffer, s.size);
-  if (sig.sigAlg == TPM2_ALG_RSASSA) {
-    WIMSE_RETURN_IF_ERROR(VerifyDigest(ak_key, hash, digest, sv));
-  } else {
-    WIMSE_RETURN_IF_ERROR(VerifyRsaPss(ak_key, hash, digest, sv));
-  }
-  return hash;
-}
+
+  const TPMT_PUBLIC& ak_;
+  EVP_PKEY* key_;
+  EvpPkeyCtxPtr ctx_;
+};
 
 // Name = nameAlg || H_nameAlg(TPMT_PUBLIC) computed over the bytes as received (the TPM2B_PUBLIC
 // minus its size prefix), never over a re-marshalled structure (rats-tpm §3.1).
@@ -269,11 +435,20 @@ struct PublicKeyInfo {
   Bytes name;
 };
 
-Result<PublicKeyInfo> ParsePublic(ByteView blob) {
+// Parses a public area and its Name. With `need_key` (the AK, which verifies signatures) the
+// software key is built; without (the workload key, only handed on as an SPKI) an EC point is
+// only decoded on the curve's shared EC_GROUP, which applies the same checks as building the key
+// (EC_POINT_oct2point: coordinates below p, point on the curve) without an EVP_PKEY. RSA keys
+// are always built (their SPKI comes from the EVP_PKEY).
+Result<PublicKeyInfo> ParsePublic(ByteView blob, bool need_key = true) {
   PublicKeyInfo info;
   WIMSE_ASSIGN_OR_RETURN(TPM2B_PUBLIC p, UnmarshalTpm2bPublic(blob));
   info.pub = p.publicArea;
-  WIMSE_ASSIGN_OR_RETURN(info.key, PublicKeyFromTpmPublic(info.pub));
+  if (need_key || info.pub.type != TPM2_ALG_ECC) {
+    WIMSE_ASSIGN_OR_RETURN(info.key, SoftwareKeyOf(info.pub));
+  } else {
+    WIMSE_RETURN_IF_ERROR(CheckEcPoint(info.pub));
+  }
   WIMSE_ASSIGN_OR_RETURN(info.name, NameOfReceivedPublic(blob, info.pub.nameAlg));
   return info;
 }
@@ -379,7 +554,9 @@ void CheckNonce(const TPM2B_DATA& extra, const Bytes& expected, Reason reason, c
 
 // Clock/reset/restart ordering per AK (rats-tpm §3.6): reset must not decrease; restart may
 // only decrease together with a reset increase; within one (reset, restart) pair the clock must
-// increase.
+// increase. `last` is the floor: the highest state accepted before this round's nonce was
+// issued (AppraisalOptions::last_clock), so quotes of one TPM appraised out of clock order
+// still pass, and only a quote older than one accepted before its nonce is a rollback.
 void CheckClock(const TPMS_CLOCK_INFO& now, const ClockState& last, AppraisalResult& result,
                 Findings& f) {
   if (now.resetCount < last.reset_count) {
@@ -400,9 +577,9 @@ void CheckClock(const TPMS_CLOCK_INFO& now, const ClockState& last, AppraisalRes
     return;
   }
   if (now.clock <= last.clock) {
-    f.Add(Reason::kClockRollback, "clock did not advance since the last accepted quote (" +
-                                      std::to_string(last.clock) + " -> " +
-                                      std::to_string(now.clock) + ")");
+    f.Add(Reason::kClockRollback,
+          "clock did not advance past a quote accepted before this nonce was issued (" +
+              std::to_string(last.clock) + " -> " + std::to_string(now.clock) + ")");
   }
 }
 
@@ -509,6 +686,158 @@ void CheckLogs(const Tpm2Evidence& e, uint16_t bank, uint32_t mask,
   }
 }
 
+// QN(child) = nameAlg || H_nameAlg(QN(parent) || Name(child)), TPM 2.0 Part 1 §16 (the
+// Qualified Name); the QN of a hierarchy is its handle. Empty on an unusable hash.
+Bytes QualifiedName(uint16_t name_alg, ByteView parent_qn, ByteView name) {
+  Result<HashAlg> hash = HashAlgFromTpm(name_alg);
+  if (!hash.ok()) {
+    return {};
+  }
+  Bytes in(parent_qn.begin(), parent_qn.end());
+  in.insert(in.end(), name.begin(), name.end());
+  Result<Bytes> digest = Digest(*hash, in);
+  if (!digest.ok()) {
+    return {};
+  }
+  Bytes out{static_cast<uint8_t>(name_alg >> 8), static_cast<uint8_t>(name_alg)};
+  out.insert(out.end(), digest->begin(), digest->end());
+  return out;
+}
+
+// Appraises TPM2_CertifyCreation of the workload key (TPM 2.0 Part 3 §18.3): the attestation is
+// TPM-made, signed by the AK over this nonce, names the presented key, and its creationHash is
+// the digest of the presented creation data; the creation data names the key's parent, which
+// must be the parent in the certified key's qualifiedName, a primary of the storage hierarchy,
+// and the expected parent when one is configured; PCRs selected at creation are compared with
+// the policy's reference values when it has them. The TPM checked the creation ticket (an HMAC
+// with its proof value) before signing, so the creation data is what TPM2_Create returned for
+// this key, in this TPM.
+void CheckCreation(const CreationEvidence& ce, const PublicKeyInfo* key, const TPMS_ATTEST* certify,
+                   const TPMS_ATTEST* quote, AkSignatureVerifier* ak,
+                   const AppraisalOptions& options, AppraisalResult& result, Findings& f) {
+  ParsedAttest pa =
+      CheckAttest(ce.certify.attest, TPM2_ST_ATTEST_CREATION, Reason::kCreationMalformed,
+                  Reason::kCreationNotTpmGenerated, Reason::kCreationWrongType, "creation", f);
+  if (ak == nullptr) {
+    f.Add(Reason::kCreationSignatureInvalid, "no usable AK public key");
+  } else if (Result<HashAlg> h = ak->Verify(ce.certify.attest, ce.certify.signature); !h.ok()) {
+    f.Add(Reason::kCreationSignatureInvalid, h.error().message());
+  }
+  // The creation data: a TPM2B_CREATION_DATA consumed exactly, its size prefix consistent.
+  TPM2B_CREATION_DATA cd{};
+  bool cd_ok = false;
+  {
+    size_t offset = 0;
+    const ByteView blob = ce.creation_data;
+    if (blob.size() < 2 || blob.size() > sizeof(TPM2B_CREATION_DATA) ||
+        ((size_t{blob[0]} << 8) | blob[1]) != blob.size() - 2) {
+      f.Add(Reason::kCreationMalformed, "creation data size prefix does not match its length");
+    } else if (Tss2_MU_TPM2B_CREATION_DATA_Unmarshal(blob.data(), blob.size(), &offset, &cd) !=
+                   TSS2_RC_SUCCESS ||
+               offset != blob.size()) {
+      f.Add(Reason::kCreationMalformed, "creation data does not unmarshal as TPM2B_CREATION_DATA");
+    } else {
+      cd_ok = true;
+    }
+  }
+  if (!pa.parsed) {
+    return;
+  }
+  const TPMS_ATTEST& a = pa.attest;
+  CheckNonce(a.extraData, options.expected_nonce, Reason::kCreationNonceMismatch, "creation", f);
+  if (quote != nullptr) {
+    if (!SameBytes(a.qualifiedSigner.name, a.qualifiedSigner.size, quote->qualifiedSigner.name,
+                   quote->qualifiedSigner.size)) {
+      f.Add(Reason::kCertifySignerMismatch, "creation and quote name different qualified signers");
+    }
+    if (a.clockInfo.resetCount != quote->clockInfo.resetCount ||
+        a.clockInfo.restartCount != quote->clockInfo.restartCount) {
+      f.Add(Reason::kBootMismatch, "creation attestation and quote come from different TPM boots");
+    }
+  }
+  const TPMS_CREATION_INFO& info = a.attested.creation;
+  if (key == nullptr) {
+    return;  // key_public_malformed already reported
+  }
+  if (!SameBytes(info.objectName.name, info.objectName.size, key->name.data(), key->name.size())) {
+    f.Add(Reason::kCreationNameMismatch,
+          "the creation attestation names another object than the presented key");
+  }
+  if (!cd_ok) {
+    return;
+  }
+  // creationHash = H_nameAlg(TPMS_CREATION_DATA) over the bytes received (Part 3 §12.1).
+  Result<HashAlg> name_hash = HashAlgFromTpm(key->pub.nameAlg);
+  Result<Bytes> digest = name_hash.ok() ? Digest(*name_hash, ByteView(ce.creation_data).subspan(2))
+                                        : Result<Bytes>(name_hash.error());
+  if (!digest.ok() || !ConstantTimeEqual(*digest, ByteView(info.creationHash.buffer,
+                                                           info.creationHash.size))) {
+    f.Add(Reason::kCreationHashMismatch,
+          "the creation data does not hash to the certified creationHash");
+    return;  // the creation data is not the certified one: its contents mean nothing
+  }
+  const TPMS_CREATION_DATA& c = cd.creationData;
+  const ByteView parent_name(c.parentName.name, c.parentName.size);
+  const ByteView parent_qn(c.parentQualifiedName.name, c.parentQualifiedName.size);
+  // The certified key's qualifiedName (TPM2_Certify, now) must descend from this parent.
+  if (certify != nullptr) {
+    const TPM2B_NAME& qn = certify->attested.certify.qualifiedName;
+    Bytes want = QualifiedName(key->pub.nameAlg, parent_qn, key->name);
+    if (!SameBytes(qn.name, qn.size, want.data(), want.size())) {
+      f.Add(Reason::kCreationParentMismatch,
+            "the certified qualifiedName does not descend from the creation data's parent");
+    }
+  }
+  // The parent is a primary key of the storage (owner) hierarchy: QN = H(TPM_RH_OWNER || Name).
+  const uint8_t owner[4] = {0x40, 0x00, 0x00, 0x01};
+  if (parent_name.size() < 2 || ((uint16_t{parent_name[0]} << 8) | parent_name[1]) !=
+                                    c.parentNameAlg ||
+      QualifiedName(c.parentNameAlg, owner, parent_name) !=
+          Bytes(parent_qn.begin(), parent_qn.end())) {
+    f.Add(Reason::kCreationParentMismatch,
+          "the key's parent is not a primary key of the storage hierarchy");
+  }
+  if (options.expected_creation_parent_name &&
+      !ConstantTimeEqual(*options.expected_creation_parent_name, parent_name)) {
+    f.Add(Reason::kCreationParentMismatch,
+          "the key was created under " + HexEncode(parent_name) + ", not the expected parent");
+  }
+  result.creation_parent_name.assign(parent_name.begin(), parent_name.end());
+  // PCRs selected at creation: pcrDigest = H_nameAlg(selected values in selection order).
+  bool any_selected = false;
+  bool checkable = options.policy != nullptr && name_hash.ok();
+  Bytes concat;
+  for (uint32_t b = 0; b < c.pcrSelect.count && b < TPM2_NUM_PCR_BANKS; ++b) {
+    const TPMS_PCR_SELECTION& sel = c.pcrSelect.pcrSelections[b];
+    for (uint32_t i = 0; i < 8u * sel.sizeofSelect && i < 8u * sizeof(sel.pcrSelect); ++i) {
+      if (!(sel.pcrSelect[i / 8] & (1u << (i % 8)))) {
+        continue;
+      }
+      any_selected = true;
+      if (!checkable || sel.hash != options.policy->pcrs.bank) {
+        checkable = false;
+        continue;
+      }
+      auto it = options.policy->reference_values.find(i);
+      if (it == options.policy->reference_values.end()) {
+        checkable = false;
+        continue;
+      }
+      concat.insert(concat.end(), it->second.begin(), it->second.end());
+    }
+  }
+  if (any_selected && checkable) {
+    Result<Bytes> pcr_digest = Digest(*name_hash, concat);
+    if (!pcr_digest.ok() ||
+        !ConstantTimeEqual(*pcr_digest, ByteView(c.pcrDigest.buffer, c.pcrDigest.size))) {
+      f.Add(Reason::kCreationPcrMismatch,
+            "the PCRs at the key's creation differ from the policy's reference values");
+    } else {
+      result.creation_pcrs_checked = true;
+    }
+  }
+}
+
 }  // namespace
 
 std::string AkPolicyProblems(const TPMT_PUBLIC& pub) {
@@ -607,6 +936,26 @@ std::string_view ReasonCode(Reason reason) {
       return "event_denied";
     case Reason::kEventNotAllowed:
       return "event_not_allowed";
+    case Reason::kCreationMissing:
+      return "creation_missing";
+    case Reason::kCreationMalformed:
+      return "creation_malformed";
+    case Reason::kCreationNotTpmGenerated:
+      return "creation_not_tpm_generated";
+    case Reason::kCreationWrongType:
+      return "creation_wrong_type";
+    case Reason::kCreationSignatureInvalid:
+      return "creation_signature_invalid";
+    case Reason::kCreationNonceMismatch:
+      return "creation_nonce_mismatch";
+    case Reason::kCreationNameMismatch:
+      return "creation_name_mismatch";
+    case Reason::kCreationHashMismatch:
+      return "creation_hash_mismatch";
+    case Reason::kCreationParentMismatch:
+      return "creation_parent_mismatch";
+    case Reason::kCreationPcrMismatch:
+      return "creation_pcr_mismatch";
   }
   return "unknown";
 }
@@ -704,6 +1053,10 @@ AppraisalResult AppraiseEvidence(const Tpm2Evidence& e, const AppraisalOptions& 
     }
   }
   EVP_PKEY* ak_key = ak.ok() ? ak->key.get() : nullptr;
+  std::optional<AkSignatureVerifier> ak_verifier;
+  if (ak_key != nullptr) {
+    ak_verifier.emplace(ak->pub, ak_key);
+  }
 
   // --- Quote ---
   const QuoteEvidence* quote = nullptr;
@@ -721,9 +1074,8 @@ AppraisalResult AppraiseEvidence(const Tpm2Evidence& e, const AppraisalOptions& 
     qa = CheckAttest(quote->quote.attest, TPM2_ST_ATTEST_QUOTE, Reason::kQuoteMalformed,
                      Reason::kQuoteNotTpmGenerated, Reason::kQuoteWrongType, "quote", f);
     Result<HashAlg> sig_hash = Error(Layer::kPolicy, "no usable AK public key");
-    if (ak_key != nullptr) {
-      sig_hash =
-          VerifyAttestSignature(ak->pub, ak_key, quote->quote.attest, quote->quote.signature);
+    if (ak_verifier) {
+      sig_hash = ak_verifier->Verify(quote->quote.attest, quote->quote.signature);
     }
     if (!sig_hash.ok()) {
       f.Add(Reason::kQuoteSignatureInvalid, sig_hash.error().message());
@@ -769,12 +1121,13 @@ AppraisalResult AppraiseEvidence(const Tpm2Evidence& e, const AppraisalOptions& 
 
   // --- Certified workload key ---
   Result<PublicKeyInfo> key = Error(Layer::kParse, "no key");
+  bool creation_ok = false;
   if (e.keys.size() != 1) {
     f.Add(Reason::kKeyMissing,
           "evidence certifies " + std::to_string(e.keys.size()) + " keys, expected exactly 1");
   } else {
     const KeyEvidence& k = e.keys[0];
-    key = ParsePublic(k.public_blob);
+    key = ParsePublic(k.public_blob, /*need_key=*/false);
     if (!key.ok()) {
       f.Add(Reason::kKeyPublicMalformed, key.error().message());
     } else {
@@ -788,8 +1141,8 @@ AppraisalResult AppraiseEvidence(const Tpm2Evidence& e, const AppraisalOptions& 
         CheckAttest(k.certify.attest, TPM2_ST_ATTEST_CERTIFY, Reason::kCertifyMalformed,
                     Reason::kCertifyNotTpmGenerated, Reason::kCertifyWrongType, "certify", f);
     Result<HashAlg> sig_hash = Error(Layer::kPolicy, "no usable AK public key");
-    if (ak_key != nullptr) {
-      sig_hash = VerifyAttestSignature(ak->pub, ak_key, k.certify.attest, k.certify.signature);
+    if (ak_verifier) {
+      sig_hash = ak_verifier->Verify(k.certify.attest, k.certify.signature);
     }
     if (!sig_hash.ok()) {
       f.Add(Reason::kCertifySignatureInvalid, sig_hash.error().message());
@@ -819,12 +1172,21 @@ AppraisalResult AppraiseEvidence(const Tpm2Evidence& e, const AppraisalOptions& 
         }
       }
     }
+    if (k.creation) {
+      const size_t before = f.failures().size();
+      CheckCreation(*k.creation, key.ok() ? &key.value() : nullptr,
+                    ca.parsed ? &ca.attest : nullptr, qa.parsed ? &qa.attest : nullptr,
+                    ak_verifier ? &*ak_verifier : nullptr, options, result, f);
+      creation_ok = f.failures().size() == before;
+    } else if (options.require_creation) {
+      f.Add(Reason::kCreationMissing, "the evidence does not certify the key's creation");
+    }
   }
 
   result.failures = std::move(f.failures());
   if (result.failures.empty()) {
     result.verdict = Verdict::kAffirming;
-    Result<Bytes> spki = PublicKeyToDer(key->key.get());
+    Result<Bytes> spki = SpkiOf(key->pub, key->key.get());
     if (!spki.ok()) {
       result.failures.push_back(Failure{Reason::kKeyPublicMalformed, spki.error().message()});
       result.verdict = Verdict::kContraindicated;
@@ -833,11 +1195,15 @@ AppraisalResult AppraiseEvidence(const Tpm2Evidence& e, const AppraisalOptions& 
       result.workload_key_name = key->name;
       result.ak_name = ak->name;
       result.ek_certified = result.ak_enrolled && options.enrolled_ek_certified;
+      result.creation_certified = creation_ok;
       result.new_clock = ClockState{qa.attest.clockInfo.clock, qa.attest.clockInfo.resetCount,
                                     qa.attest.clockInfo.restartCount};
     }
   }
   if (!result.affirming()) {
+    result.creation_certified = false;
+    result.creation_parent_name.clear();
+    result.creation_pcrs_checked = false;
     result.quoted_pcrs.clear();
     result.event_digests.clear();
     result.new_clock.reset();

@@ -67,6 +67,18 @@ enum class Reason {
   kEventLogReplayMismatch,       // the log does not replay to the quoted PCR values
   kEventDenied,                  // a replayed event digest is on the policy's deny list
   kEventNotAllowed,              // a replayed event digest is not on the policy's allow list
+  // TPM2_CertifyCreation (keys[0].creation; optional unless AppraisalOptions::require_creation).
+  kCreationMissing,              // require_creation and the evidence has no creation attestation
+  kCreationMalformed,            // creation TPMS_ATTEST / TPMT_SIGNATURE / TPM2B_CREATION_DATA bad
+  kCreationNotTpmGenerated,      // magic
+  kCreationWrongType,            // type != TPM_ST_ATTEST_CREATION
+  kCreationSignatureInvalid,     // creation signature does not verify with the AK
+  kCreationNonceMismatch,        // creation extraData != expected nonce
+  kCreationNameMismatch,         // objectName != Name(presented public area)
+  kCreationHashMismatch,         // creationHash != H_nameAlg(presented creation data)
+  kCreationParentMismatch,       // creation parent is not the certified key's parent, not a
+                                 // storage-hierarchy primary, or not the expected parent
+  kCreationPcrMismatch,          // creation PCR digest differs from the policy's reference values
 };
 
 // Stable code for a reason, e.g. "quote_nonce_mismatch".
@@ -134,8 +146,16 @@ struct AppraisalOptions {
   bool enrolled_ek_certified = false;
   // When the nonce was issued (seconds since the epoch); with policy.max_evidence_age_seconds.
   int64_t nonce_issued_unix = 0;
-  // The last clock state accepted for this AK, if any.
+  // The clock floor for this AK, if any: the highest clock state accepted before
+  // `expected_nonce` was issued (not the latest on file at appraisal: quotes of one TPM may be
+  // appraised out of clock order). The quote must be strictly later (same reset/restart: higher
+  // clock), or carry a higher resetCount/restartCount (rebooted/resumed); else kClockRollback.
   std::optional<ClockState> last_clock;
+  // Fail (creation_missing) when the key's creation is not certified (TPM2_CertifyCreation).
+  bool require_creation = false;
+  // Name of the parent the workload key must have been created under (for example the SRK's
+  // Name recorded at enrolment). Checked only when the evidence certifies the creation.
+  std::optional<Bytes> expected_creation_parent_name;
 };
 
 enum class Verdict { kAffirming, kContraindicated };
@@ -163,6 +183,13 @@ struct AppraisalResult {
   bool references_checked = false;   // policy reference values compared (and matched)
   bool uefi_log_checked = false;     // UEFI log replayed to the quote
   bool ima_log_checked = false;      // IMA log (prefix) replayed to the quote
+  // TPM2_CertifyCreation verified: the key was created by TPM2_Create under the parent named
+  // in its creation data, a primary key of the storage hierarchy (set only when affirming).
+  bool creation_certified = false;
+  Bytes creation_parent_name;        // that parent's Name (when creation_certified)
+  // The creation data selected PCRs and their digest matched the policy's reference values.
+  // False when no PCRs were selected at creation or the policy has no values for them.
+  bool creation_pcrs_checked = false;
   // Digests of the replayed, quote-verified events (TCG: bank digest; IMA: file digest), for
   // policy capture.
   std::set<Bytes> event_digests;

@@ -12,6 +12,7 @@
 #include "jose/json.h"
 #include <openssl/pem.h>
 #include "cli/commands.h"
+#include "cli/key_cli_util.h"
 #include "crypto/public_key.h"
 #include "crypto/tpm_public.h"
 #include "tpm/workload_key.h"
@@ -47,17 +48,30 @@ struct AttestOptions {
   std::string ak_out;
   std::string uefi_log = attest::kDefaultUefiLogPath;
   std::string ima_log = attest::kDefaultImaLogPath;
+  AuthSource auth;
 };
 
 void RunAttest(GlobalOptions& g, const AttestOptions& o) {
   auto nonce = ParseNonce(o.nonce);
   if (!nonce.ok()) return Fail(g, "attest", nonce.error());
   auto ctx = tpm::SharedContext(tpm::ResolveTcti(g.tcti));
-  auto key = tpm::WorkloadKey::Open(ctx, o.key);
+  auto key = OpenCliKey(g, o.key, o.auth);
   if (!key.ok()) return Fail(g, "attest", key.error());
+  // TPM2_Certify needs the key's authorization (ADMIN role). Without an auth value for a key
+  // whose file demands one, stop before the TPM counts a dictionary-attack strike.
+  if ((*key)->auth_required_by_file() && !o.auth.any()) {
+    return Fail(g, "attest",
+                Error(Layer::kUsage, "key " + o.key + " needs an auth value (its key file has no "
+                                     "emptyAuth field); give it with --auth-file, --auth-env or "
+                                     "--auth-prompt (nothing was sent to the TPM)"));
+  }
   attest::EvidenceOptions eo;
   eo.uefi_log_path = o.uefi_log;
   eo.ima_log_path = o.ima_log;
+  // KEY.creation (written by keygen): also certify the key's creation (TPM2_CertifyCreation).
+  auto creation = attest::LoadKeyCreation(o.key, **key);
+  if (!creation.ok()) return Fail(g, "attest", creation.error());
+  eo.creation = std::move(*creation);
   auto evidence = attest::ProduceEvidence(*ctx, **key, *nonce, eo);
   if (!evidence.ok()) return Fail(g, "attest", evidence.error());
   std::string ak_pem;
@@ -432,6 +446,9 @@ struct EventlogOptions {
 void RunEventlog(GlobalOptions& g, const EventlogOptions& o) {
   auto data = ReadFileBytes(o.file, attest::LogLimits{}.max_bytes);
   if (!data.ok()) return Fail(g, "eventlog", data.error());
+  if (data->empty()) {
+    return Fail(g, "eventlog", Error(Layer::kParse, "event log: empty file").WithContext(o.file));
+  }
   attest::LogFormat fmt = attest::DetectLogFormat(*data);
   if (!o.log_format.empty()) {
     auto f = attest::LogFormatFromName(o.log_format);
@@ -472,6 +489,8 @@ void RunEventlog(GlobalOptions& g, const EventlogOptions& o) {
     jose::Json b = jose::Json::object();
     if (replay.ok()) {
       for (const auto& [pcr, v] : *replay) b[std::to_string(pcr)] = HexEncode(v);
+    } else {
+      b["error"] = replay.error().message();  // e.g. an event without a digest of this bank
     }
     pcrs[attest::BankNameFromAlg(bank)] = b;
   }
@@ -524,6 +543,7 @@ void RegisterAttestCommands(CLI::App& app, GlobalOptions& g) {
       "by the endorsement-hierarchy AK, bound to the verifier's nonce, as a CMW record");
   auto ao = std::make_shared<AttestOptions>();
   attest_cmd->add_option("--key", ao->key, "TSS2 key file of the workload key")->required();
+  AddAuthOptions(attest_cmd, ao->auth);
   attest_cmd->add_option("--nonce", ao->nonce, "verifier nonce, hex (16..32 bytes)")->required();
   attest_cmd->add_option("--out", ao->out, "evidence file to write (CMW JSON record)")->required();
   attest_cmd->add_option("--ak-out", ao->ak_out, "also write the AK public key (PEM SPKI) here");

@@ -163,4 +163,77 @@ Result<TpmAttestation> CertifyLocked(ESYS_CONTEXT* esys, ESYS_TR object, ESYS_TR
   return ToAttestation(certify.get(), sig.get());
 }
 
+namespace {
+
+template <typename T, typename F>
+Result<Bytes> MarshalWith(const T& value, F marshal, const char* what) {
+  Bytes out(sizeof(T) + 2);
+  size_t offset = 0;
+  TSS2_RC rc = marshal(&value, out.data(), out.size(), &offset);
+  if (rc != TSS2_RC_SUCCESS) {
+    return Error(Layer::kInternal, std::string("cannot marshal ") + what, rc);
+  }
+  out.resize(offset);
+  return out;
+}
+
+template <typename T, typename F>
+Result<T> UnmarshalExactly(ByteView bytes, F unmarshal, const char* what) {
+  T value{};
+  size_t offset = 0;
+  TSS2_RC rc = unmarshal(bytes.data(), bytes.size(), &offset, &value);
+  if (rc != TSS2_RC_SUCCESS || offset != bytes.size()) {
+    return Error(Layer::kParse, std::string("key creation record: ") + what +
+                                    " does not unmarshal");
+  }
+  return value;
+}
+
+}  // namespace
+
+Result<KeyCreation> MarshalKeyCreation(const TPM2B_CREATION_DATA& data, const TPM2B_DIGEST& hash,
+                                       const TPMT_TK_CREATION& ticket) {
+  KeyCreation out;
+  WIMSE_ASSIGN_OR_RETURN(out.creation_data,
+                         MarshalWith(data, Tss2_MU_TPM2B_CREATION_DATA_Marshal,
+                                     "TPM2B_CREATION_DATA"));
+  WIMSE_ASSIGN_OR_RETURN(out.creation_hash,
+                         MarshalWith(hash, Tss2_MU_TPM2B_DIGEST_Marshal, "TPM2B_DIGEST"));
+  WIMSE_ASSIGN_OR_RETURN(out.creation_ticket,
+                         MarshalWith(ticket, Tss2_MU_TPMT_TK_CREATION_Marshal, "TPMT_TK_CREATION"));
+  return out;
+}
+
+Result<TpmAttestation> CertifyCreationLocked(ESYS_CONTEXT* esys, ESYS_TR object, ESYS_TR ak,
+                                             ByteView nonce, const KeyCreation& creation) {
+  WIMSE_ASSIGN_OR_RETURN(TPM2B_DATA qualifying, QualifyingData(nonce));
+  WIMSE_ASSIGN_OR_RETURN(TPM2B_DIGEST hash,
+                         UnmarshalExactly<TPM2B_DIGEST>(creation.creation_hash,
+                                                        Tss2_MU_TPM2B_DIGEST_Unmarshal,
+                                                        "creationHash"));
+  WIMSE_ASSIGN_OR_RETURN(TPMT_TK_CREATION ticket,
+                         UnmarshalExactly<TPMT_TK_CREATION>(creation.creation_ticket,
+                                                            Tss2_MU_TPMT_TK_CREATION_Unmarshal,
+                                                            "creationTicket"));
+  TPMT_SIG_SCHEME scheme{};
+  scheme.scheme = TPM2_ALG_NULL;
+  TPM2B_ATTEST* info_raw = nullptr;
+  TPMT_SIGNATURE* sig_raw = nullptr;
+  TSS2_RC rc = Esys_CertifyCreation(esys, ak, object, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                                    &qualifying, &hash, &scheme, &ticket, &info_raw, &sig_raw);
+  EsysPtr<TPM2B_ATTEST> info(info_raw);
+  EsysPtr<TPMT_SIGNATURE> sig(sig_raw);
+  if (rc != TSS2_RC_SUCCESS) {
+    // Format-one response codes carry the parameter number above bit 8 (Part 2 §6.6.3).
+    if ((rc & TPM2_RC_FMT1) != 0 && (rc & (TPM2_RC_FMT1 | 0x3F)) == TPM2_RC_TICKET) {
+      return Error(Layer::kTpm,
+                   "TPM2_CertifyCreation: the TPM refused the creation ticket (the key's creation "
+                   "record was not made by this TPM for this key and creationHash)",
+                   rc);
+    }
+    return TpmError("TPM2_CertifyCreation", rc);
+  }
+  return ToAttestation(info.get(), sig.get());
+}
+
 }  // namespace wimse::tpm

@@ -1,5 +1,5 @@
 // TPM-side attestation commands (TPM 2.0 Library Part 3): the attestation key, PCR reads,
-// TPM2_Quote and TPM2_Certify. Every function here runs inside TpmContext::Run() ("Locked")
+// TPM2_Quote, TPM2_Certify and TPM2_CertifyCreation. Every function here runs inside TpmContext::Run() ("Locked")
 // and returns the TPM's output bytes unchanged, for the evidence producer in attest/.
 //
 // Slots: the AK takes one transient slot while its TpmHandle lives; nothing else here loads
@@ -14,6 +14,7 @@
 #include <map>
 
 #include "tpm/context.h"
+#include "tpm/workload_key.h"
 #include "util/bytes.h"
 #include "util/result.h"
 
@@ -75,6 +76,21 @@ Result<TpmAttestation> QuoteLocked(ESYS_CONTEXT* esys, ESYS_TR ak, ByteView nonc
 // `nonce`). Both objects need their (empty) auth values set on the ESYS_TR.
 Result<TpmAttestation> CertifyLocked(ESYS_CONTEXT* esys, ESYS_TR object, ESYS_TR ak,
                                      ByteView nonce);
+
+// Within Run(): TPM2_CertifyCreation (Part 3 §18.3) of the loaded `object` by `ak`
+// (signHandle, password session, empty auth), qualifyingData = `nonce`, with the creationHash
+// and creationTicket TPM2_Create returned for that object (`creation`, as KeyCreation holds
+// them). The TPM checks the ticket (an HMAC with its proof value over the object's Name and
+// creationHash) before signing: a ticket from another key, another TPM, or a modified hash is
+// refused (TPM_RC_TICKET), reported as a Layer::kTpm error saying so. The object needs no
+// authorization. No objects loaded.
+Result<TpmAttestation> CertifyCreationLocked(ESYS_CONTEXT* esys, ESYS_TR object, ESYS_TR ak,
+                                             ByteView nonce, const KeyCreation& creation);
+
+// Marshals TPM2_Create's creation outputs (tss2-mu) into a KeyCreation. Errors: Layer::kInternal
+// when tss2-mu refuses a structure.
+Result<KeyCreation> MarshalKeyCreation(const TPM2B_CREATION_DATA& data, const TPM2B_DIGEST& hash,
+                                       const TPMT_TK_CREATION& ticket);
 
 }  // namespace wimse::tpm
 

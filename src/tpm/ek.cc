@@ -240,9 +240,31 @@ Result<SecretBytes> ActivateCredentialLocked(ESYS_CONTEXT* esys, ESYS_TR ak,
     }
     ek_auth = s;
   }
+  // Parameter encryption of the response: the recovered credential (certInfo, the first
+  // response parameter) must not cross the TPM bus in clear (CONVENTIONS rule 8). A salted HMAC
+  // session (salt encrypted to the EK, which is loaded anyway; no bind) with AES-128-CFB and
+  // TPMA_SESSION_ENCRYPT, in the third session slot. It authorises nothing; it is flushed by its
+  // handle on every path.
+  TPMT_SYM_DEF aes{};
+  aes.algorithm = TPM2_ALG_AES;
+  aes.keyBits.aes = 128;
+  aes.mode.aes = TPM2_ALG_CFB;
+  ESYS_TR enc_session_tr = ESYS_TR_NONE;
+  rc = Esys_StartAuthSession(esys, ek.handle.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                             ESYS_TR_NONE, nullptr, TPM2_SE_HMAC, &aes, TPM2_ALG_SHA256,
+                             &enc_session_tr);
+  if (rc != TSS2_RC_SUCCESS) {
+    return TpmError("TPM2_StartAuthSession(salted, for ActivateCredential)", rc);
+  }
+  TpmHandle enc_session(esys, enc_session_tr, TpmHandle::Release::kFlush);
+  rc = Esys_TRSess_SetAttributes(esys, enc_session_tr,
+                                 TPMA_SESSION_ENCRYPT | TPMA_SESSION_CONTINUESESSION, 0xFF);
+  if (rc != TSS2_RC_SUCCESS) {
+    return TpmError("Esys_TRSess_SetAttributes", rc);
+  }
   TPM2B_DIGEST* cert_info_raw = nullptr;
-  rc = Esys_ActivateCredential(esys, ak, ek.handle.get(), ESYS_TR_PASSWORD, ek_auth, ESYS_TR_NONE,
-                               &blob, &enc, &cert_info_raw);
+  rc = Esys_ActivateCredential(esys, ak, ek.handle.get(), ESYS_TR_PASSWORD, ek_auth,
+                               enc_session_tr, &blob, &enc, &cert_info_raw);
   EsysPtr<TPM2B_DIGEST> cert_info(cert_info_raw);
   if (rc != TSS2_RC_SUCCESS) {
     return TpmError("TPM2_ActivateCredential", rc);

@@ -4,8 +4,10 @@
 //
 // Every function runs inside TpmContext::Run() ("Locked"). Slots: an EK takes one transient
 // slot while its TpmHandle lives. Sessions: the ActivateCredential of an L-range EK (no
-// userWithAuth) uses one policy session with PolicySecret(TPM_RH_ENDORSEMENT), flushed before
-// returning on every path.
+// userWithAuth) uses one policy session with PolicySecret(TPM_RH_ENDORSEMENT), and every
+// ActivateCredential one salted HMAC session (salt to the EK, AES-128-CFB) that encrypts the
+// response, so the recovered credential never crosses the TPM bus in clear; both are flushed
+// before returning on every path (at most two session slots).
 #ifndef WIMSE_TPM_EK_H_
 #define WIMSE_TPM_EK_H_
 
@@ -63,7 +65,8 @@ Result<Bytes> ReadNvCertificateLocked(ESYS_CONTEXT* esys, uint32_t nv_index);
 // Within Run(): TPM2_ActivateCredential(activateHandle = `ak` (password, ADMIN role),
 // keyHandle = `ek` (policy session with PolicySecret(endorsement) for L-range EKs, password for
 // H-range EKs, which have userWithAuth), credentialBlob = `credential_blob` (marshalled
-// TPM2B_ID_OBJECT), secret = `secret` (marshalled TPM2B_ENCRYPTED_SECRET)). Returns the
+// TPM2B_ID_OBJECT), secret = `secret` (marshalled TPM2B_ENCRYPTED_SECRET)),
+// with the response parameter encrypted by a salted session (salt to the EK). Returns the
 // recovered credential: a secret, never log it. TPM_RC_INTEGRITY / TPM_RC_VALUE mean the blob
 // was not made for this AK Name and this EK.
 Result<SecretBytes> ActivateCredentialLocked(ESYS_CONTEXT* esys, ESYS_TR ak,

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <tss2/tss2_mu.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +21,7 @@
 #include "crypto/tpm_public.h"
 #include "tpm/attestation.h"
 #include "tpm/context.h"
+#include "tests/attest/bus_recorder.h"
 #include "tpm/ek.h"
 #include "util/file.h"
 
@@ -284,6 +286,77 @@ TEST_F(EnrollTpmTest, SecondTpmCannotTakeOverAnEnrolledIdentity) {
   }
   Shell(swtpm + " stop " + dir_b);
   (void)!std::system(("rm -rf " + dir_b).c_str());
+}
+
+// The credential ActivateCredential releases is a secret (whoever sees it can finish the
+// enrolment): the response is parameter-encrypted by a salted session, so the credential never
+// appears in clear on the recorded TPM bus, for the RSA (OAEP) and the P-384 (ECDH) EK. Baseline
+// on the same bus: the same command without the encryption session shows it, so the probe works.
+TEST_F(EnrollTpmTest, ActivatedCredentialNeverCrossesTheBusInClear) {
+  const char* tcti = std::getenv("WIMSE_TPM_TCTI");
+  std::string t = tcti;
+  size_t pos = t.find("port=");
+  ASSERT_NE(pos, std::string::npos) << t;
+  int port = std::stoi(t.substr(pos + 5));
+  ctx_->Disconnect();  // swtpm serves one connection at a time
+  testing::BusRecorder recorder(port);
+  {
+    tpm::TpmContext bus(recorder.tcti());
+    for (tpm::EkType type : {tpm::EkType::kRsa2048, tpm::EkType::kEccP384}) {
+      auto req = ProduceEnrollmentRequest(bus, type, "h");
+      ASSERT_TRUE(req.ok()) << req.error().ToString();
+      auto ak = UnmarshalTpm2bPublic(req->ak_public);
+      ASSERT_TRUE(ak.ok());
+      Bytes secret(32);
+      ASSERT_EQ(RAND_bytes(secret.data(), 32), 1);
+      auto made = MakeCredential(req->ek_public, *TpmName(ak->publicArea), secret);
+      ASSERT_TRUE(made.ok()) << made.error().ToString();
+      auto answer = ActivateEnrollmentChallenge(
+          bus, type, EnrollmentChallenge{made->credential_blob, made->secret});
+      ASSERT_TRUE(answer.ok()) << tpm::EkTypeName(type) << ": " << answer.error().ToString();
+      EXPECT_EQ(Bytes(answer->view().begin(), answer->view().end()), secret);
+      Bytes seen = recorder.captured();
+      EXPECT_GT(seen.size(), 1000u);  // the relay really carried the traffic
+      EXPECT_FALSE(testing::Contains(seen, secret))
+          << tpm::EkTypeName(type) << ": the credential crossed the bus in clear";
+    }
+    // Baseline: TPM2_ActivateCredential with password sessions only (the P-384 EK has
+    // userWithAuth) returns certInfo in clear.
+    auto req = ProduceEnrollmentRequest(bus, tpm::EkType::kEccP384, "h");
+    ASSERT_TRUE(req.ok());
+    auto ak_pub = UnmarshalTpm2bPublic(req->ak_public);
+    Bytes secret(32);
+    ASSERT_EQ(RAND_bytes(secret.data(), 32), 1);
+    auto made = MakeCredential(req->ek_public, *TpmName(ak_pub->publicArea), secret);
+    ASSERT_TRUE(made.ok());
+    Status clear = bus.Run([&](ESYS_CONTEXT* esys) -> Status {
+      WIMSE_ASSIGN_OR_RETURN(tpm::AttestationKey ak, tpm::CreateAkLocked(esys));
+      WIMSE_ASSIGN_OR_RETURN(tpm::EndorsementKey ek,
+                             tpm::CreateEkLocked(esys, tpm::EkType::kEccP384));
+      TPM2B_ID_OBJECT blob{};
+      TPM2B_ENCRYPTED_SECRET enc{};
+      size_t off = 0;
+      Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(made->credential_blob.data(),
+                                        made->credential_blob.size(), &off, &blob);
+      off = 0;
+      Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(made->secret.data(), made->secret.size(), &off,
+                                               &enc);
+      TPM2B_DIGEST* info = nullptr;
+      TSS2_RC rc = Esys_ActivateCredential(esys, ak.handle.get(), ek.handle.get(),
+                                           ESYS_TR_PASSWORD, ESYS_TR_PASSWORD, ESYS_TR_NONE, &blob,
+                                           &enc, &info);
+      Esys_Free(info);
+      if (rc != TSS2_RC_SUCCESS) {
+        return tpm::TpmError("baseline ActivateCredential", rc);
+      }
+      return OkStatus();
+    });
+    ASSERT_TRUE(clear.ok()) << clear.error().ToString();
+    EXPECT_TRUE(testing::Contains(recorder.captured(), secret))
+        << "baseline: an unencrypted response should show the credential";
+    bus.Disconnect();
+  }
+  // TearDown's counts reconnect the fixture's own context (swtpm is free again).
 }
 
 }  // namespace

@@ -14,6 +14,14 @@
 //   evidence_tool import DIR NONCE_HEX BANK OUT.json
 //       reads DIR/{ak.pub,quote.msg,quote.sig,pcrs.bin,key.pub,certify.msg,certify.sig} and the
 //       PCR indices from DIR/pcrs.list ("0,1,...") and writes a CMW record.
+//   evidence_tool parse-attest FILE
+//       parses FILE (raw TPMS_ATTEST bytes, e.g. quote.msg/certify.msg from `export`) the way
+//       the verifier does (magic checked on the raw header, tss2-mu unmarshal that must consume
+//       every byte) and prints every field as one JSON object (hex strings, integers), for the
+//       field-by-field comparison with python3-tpm2-pytss (pytss_compare_test.sh). Exit 1 on a
+//       parse error.
+#include <tss2/tss2_mu.h>
+
 #include <cstdio>
 #include <sstream>
 #include <string>
@@ -152,6 +160,54 @@ int Import(const std::string& dir, const std::string& nonce_hex, const std::stri
   return 0;
 }
 
+std::string HexOf(const uint8_t* p, size_t n) { return HexEncode(ByteView(p, n)); }
+
+int ParseAttest(const std::string& path) {
+  auto bytes = ReadFileBytes(path);
+  if (!bytes.ok()) return Die(bytes.error().ToString());
+  if (bytes->size() < 6 || bytes->size() > sizeof(TPMS_ATTEST)) return Die("bad TPMS_ATTEST size");
+  TPMS_ATTEST a{};
+  size_t offset = 0;
+  TSS2_RC rc = Tss2_MU_TPMS_ATTEST_Unmarshal(bytes->data(), bytes->size(), &offset, &a);
+  if (rc != TSS2_RC_SUCCESS) return Die("TPMS_ATTEST does not unmarshal");
+  if (offset != bytes->size()) return Die("TPMS_ATTEST has trailing bytes");
+  std::string j = "{";
+  auto num = [&](const char* k, uint64_t v) {
+    j += "\"" + std::string(k) + "\":" + std::to_string(v) + ",";
+  };
+  auto hex = [&](const char* k, const uint8_t* p, size_t n) {
+    j += "\"" + std::string(k) + "\":\"" + HexOf(p, n) + "\",";
+  };
+  num("magic", a.magic);
+  num("type", a.type);
+  hex("qualifiedSigner", a.qualifiedSigner.name, a.qualifiedSigner.size);
+  hex("extraData", a.extraData.buffer, a.extraData.size);
+  num("clock", a.clockInfo.clock);
+  num("resetCount", a.clockInfo.resetCount);
+  num("restartCount", a.clockInfo.restartCount);
+  num("safe", a.clockInfo.safe);
+  num("firmwareVersion", a.firmwareVersion);
+  if (a.type == TPM2_ST_ATTEST_QUOTE) {
+    const TPMS_QUOTE_INFO& q = a.attested.quote;
+    if (q.pcrSelect.count > TPM2_NUM_PCR_BANKS) return Die("pcrSelect count too large");
+    j += "\"pcrSelect\":[";
+    for (uint32_t i = 0; i < q.pcrSelect.count; ++i) {
+      const TPMS_PCR_SELECTION& s = q.pcrSelect.pcrSelections[i];
+      j += std::string(i ? "," : "") + "{\"hash\":" + std::to_string(s.hash) + ",\"pcrSelect\":\"" +
+           HexOf(s.pcrSelect, s.sizeofSelect) + "\"}";
+    }
+    j += "],";
+    hex("pcrDigest", q.pcrDigest.buffer, q.pcrDigest.size);
+  } else if (a.type == TPM2_ST_ATTEST_CERTIFY) {
+    hex("name", a.attested.certify.name.name, a.attested.certify.name.size);
+    hex("qualifiedName", a.attested.certify.qualifiedName.name,
+        a.attested.certify.qualifiedName.size);
+  }
+  j.back() = '}';
+  std::printf("%s\n", j.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -165,8 +221,12 @@ int main(int argc, char** argv) {
   if (cmd == "import" && argc == 6) {
     return Import(argv[2], argv[3], argv[4], argv[5]);
   }
+  if (cmd == "parse-attest" && argc == 3) {
+    return ParseAttest(argv[2]);
+  }
   std::fprintf(stderr,
                "usage: evidence_tool export EVIDENCE.json DIR\n"
+               "       evidence_tool parse-attest TPMS_ATTEST_FILE\n"
                "       evidence_tool keyblobs KEY.pem DIR\n"
                "       evidence_tool import DIR NONCE_HEX BANK OUT.json\n");
   return 2;

@@ -4,8 +4,12 @@
 #include <gtest/gtest.h>
 #include <openssl/rand.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <memory>
+#include <set>
+#include <string>
 
 #include "attest/evidence.h"
 #include "attest/verifier.h"
@@ -14,6 +18,7 @@
 #include "tpm/attestation.h"
 #include "tpm/context.h"
 #include "tpm/workload_key.h"
+#include "util/file.h"
 
 namespace wimse::attest {
 namespace {
@@ -133,6 +138,192 @@ TEST_F(EvidenceTpmTest, RepeatedRoundsLeaveNoObjects) {
   auto n = ctx_->CountTransientObjects();
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(*n, 0u);
+}
+
+// --- TPM2_CertifyCreation (issue 5: "TPM2_CertifyCreation when available") ---------------------
+
+std::set<std::string> Codes(const AppraisalResult& r) {
+  std::set<std::string> out;
+  for (const Failure& f : r.failures) {
+    out.insert(std::string(ReasonCode(f.reason)));
+  }
+  return out;
+}
+
+TEST_F(EvidenceTpmTest, CertifiedCreationIsAffirming) {
+  ASSERT_TRUE(key_->creation().has_value()) << "WorkloadKey::Create keeps TPM2_Create's outputs";
+  Bytes nonce = RandomNonce();
+  auto e = ProduceEvidence(*ctx_, *key_, nonce);
+  ASSERT_TRUE(e.ok()) << e.error().ToString();
+  ASSERT_EQ(e->keys.size(), 1u);
+  ASSERT_TRUE(e->keys[0].creation.has_value());
+  EXPECT_EQ(e->keys[0].creation->creation_data, key_->creation()->creation_data);
+  // Through the wire format: the creation member survives encode/decode.
+  AppraisalResult r = AppraiseCmw(WrapCmw(EncodeEvidenceJson(*e)), Options(nonce));
+  EXPECT_TRUE(r.affirming()) << r.Summary();
+  EXPECT_TRUE(r.creation_certified);
+  EXPECT_FALSE(r.creation_pcrs_checked);  // keygen selects no creation PCRs
+  // The parent is the SRK: a SHA-256 Name (alg id + 32 bytes).
+  ASSERT_EQ(r.creation_parent_name.size(), 34u);
+  EXPECT_EQ(r.creation_parent_name[0], 0x00);
+  EXPECT_EQ(r.creation_parent_name[1], 0x0b);
+  // Pinning that parent affirms; pinning another refuses with the named reason.
+  AppraisalOptions pinned = Options(nonce);
+  pinned.expected_creation_parent_name = r.creation_parent_name;
+  pinned.require_creation = true;
+  EXPECT_TRUE(AppraiseEvidence(*e, pinned).affirming());
+  Bytes other = r.creation_parent_name;
+  other.back() ^= 1;
+  pinned.expected_creation_parent_name = other;
+  EXPECT_EQ(Codes(AppraiseEvidence(*e, pinned)), std::set<std::string>{"creation_parent_mismatch"});
+}
+
+TEST_F(EvidenceTpmTest, EvidenceWithoutCreationStillAffirms) {
+  // The same key opened from its file has no creation record: no creation member, no error.
+  auto plain = tpm::WorkloadKey::FromKeyFile(ctx_, key_->key_file());
+  ASSERT_TRUE(plain.ok()) << plain.error().ToString();
+  ASSERT_FALSE((*plain)->creation().has_value());
+  Bytes nonce = RandomNonce();
+  auto e = ProduceEvidence(*ctx_, **plain, nonce);
+  ASSERT_TRUE(e.ok()) << e.error().ToString();
+  EXPECT_FALSE(e->keys[0].creation.has_value());
+  std::string json = EncodeEvidenceJson(*e);
+  EXPECT_EQ(json.find("\"creation\""), std::string::npos);
+  AppraisalResult r = AppraiseEvidenceJson(json, Options(nonce));
+  EXPECT_TRUE(r.affirming()) << r.Summary();
+  EXPECT_FALSE(r.creation_certified);
+  // Unless the verifier requires it.
+  AppraisalOptions o = Options(nonce);
+  o.require_creation = true;
+  EXPECT_EQ(Codes(AppraiseEvidence(*e, o)), std::set<std::string>{"creation_missing"});
+}
+
+TEST_F(EvidenceTpmTest, TamperedCreationDataIsRefused) {
+  Bytes nonce = RandomNonce();
+  auto e = ProduceEvidence(*ctx_, *key_, nonce);
+  ASSERT_TRUE(e.ok()) << e.error().ToString();
+  // The data ends with parentQualifiedName then the empty outsideInfo (2 size bytes): change
+  // the last byte of parentQualifiedName, which still parses.
+  Bytes& data = e->keys[0].creation->creation_data;
+  ASSERT_EQ(data[data.size() - 2], 0);
+  ASSERT_EQ(data[data.size() - 1], 0);
+  data[data.size() - 3] ^= 1;
+  EXPECT_EQ(Codes(AppraiseEvidence(*e, Options(nonce))),
+            std::set<std::string>{"creation_hash_mismatch"});
+  // A creation data that does not parse.
+  e->keys[0].creation->creation_data.resize(5);
+  EXPECT_EQ(Codes(AppraiseEvidence(*e, Options(nonce))),
+            std::set<std::string>{"creation_malformed"});
+}
+
+TEST_F(EvidenceTpmTest, CreationAttestationChecks) {
+  Bytes nonce = RandomNonce();
+  auto e = ProduceEvidence(*ctx_, *key_, nonce);
+  ASSERT_TRUE(e.ok()) << e.error().ToString();
+  Tpm2Evidence sig = *e;
+  sig.keys[0].creation->certify.signature.back() ^= 1;
+  EXPECT_EQ(Codes(AppraiseEvidence(sig, Options(nonce))),
+            std::set<std::string>{"creation_signature_invalid"});
+  // The certify attestation in place of the creation attestation: wrong type (and its
+  // signature still verifies: it is the AK's).
+  Tpm2Evidence type = *e;
+  type.keys[0].creation->certify = type.keys[0].certify;
+  EXPECT_EQ(Codes(AppraiseEvidence(type, Options(nonce))),
+            std::set<std::string>{"creation_wrong_type"});
+  Tpm2Evidence magic = *e;
+  magic.keys[0].creation->certify.attest[0] ^= 1;
+  EXPECT_EQ(Codes(AppraiseEvidence(magic, Options(nonce))),
+            (std::set<std::string>{"creation_not_tpm_generated", "creation_signature_invalid"}));
+}
+
+TEST_F(EvidenceTpmTest, WrongCreationTicketIsRefusedByTheTpm) {
+  tpm::KeyCreation bad = *key_->creation();
+  bad.creation_ticket.back() ^= 1;  // last byte of the ticket's HMAC
+  EvidenceOptions o;
+  o.uefi_log_path.clear();
+  o.ima_log_path.clear();
+  o.creation = bad;
+  auto e = ProduceEvidence(*ctx_, *key_, RandomNonce(), o);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.error().layer(), Layer::kTpm);
+  EXPECT_NE(e.error().ToString().find("refused the creation ticket"), std::string::npos)
+      << e.error().ToString();
+  // A creationHash that is not the one the ticket covers is refused the same way.
+  tpm::KeyCreation hash = *key_->creation();
+  hash.creation_hash.back() ^= 1;
+  o.creation = hash;
+  e = ProduceEvidence(*ctx_, *key_, RandomNonce(), o);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.error().ToString().find("refused the creation ticket"), std::string::npos)
+      << e.error().ToString();
+}
+
+TEST_F(EvidenceTpmTest, OtherKeysCreationIsRefused) {
+  auto other = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256);
+  ASSERT_TRUE(other.ok()) << other.error().ToString();
+  // At the TPM: another key's ticket does not cover this key's Name.
+  EvidenceOptions o;
+  o.uefi_log_path.clear();
+  o.ima_log_path.clear();
+  o.creation = *(*other)->creation();
+  auto refused = ProduceEvidence(*ctx_, *key_, RandomNonce(), o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().ToString().find("refused the creation ticket"), std::string::npos)
+      << refused.error().ToString();
+  // At the verifier: both keys' evidence with one nonce, creation members swapped.
+  Bytes nonce = RandomNonce();
+  auto a = ProduceEvidence(*ctx_, *key_, nonce);
+  auto b = ProduceEvidence(*ctx_, **other, nonce);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(AppraiseEvidence(*b, Options(nonce)).affirming());
+  a->keys[0].creation = b->keys[0].creation;
+  EXPECT_EQ(Codes(AppraiseEvidence(*a, Options(nonce))),
+            std::set<std::string>{"creation_name_mismatch"});
+}
+
+TEST_F(EvidenceTpmTest, CreationRecordFileRoundTrip) {
+  char dir[] = "/tmp/wimse-creation-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/key.pem";
+  ASSERT_TRUE(key_->Save(path).ok());
+  ASSERT_TRUE(SaveKeyCreation(path, *key_).ok());
+  auto opened = tpm::WorkloadKey::Open(ctx_, path);
+  ASSERT_TRUE(opened.ok()) << opened.error().ToString();
+  auto loaded = LoadKeyCreation(path, **opened);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().ToString();
+  ASSERT_TRUE(loaded->has_value());
+  EXPECT_EQ((*loaded)->creation_data, key_->creation()->creation_data);
+  EXPECT_EQ((*loaded)->creation_hash, key_->creation()->creation_hash);
+  EXPECT_EQ((*loaded)->creation_ticket, key_->creation()->creation_ticket);
+  // The loaded record certifies the file-opened key: affirming with creation.
+  EvidenceOptions o;
+  o.uefi_log_path.clear();
+  o.ima_log_path.clear();
+  o.creation = **loaded;
+  Bytes nonce = RandomNonce();
+  auto e = ProduceEvidence(*ctx_, **opened, nonce, o);
+  ASSERT_TRUE(e.ok()) << e.error().ToString();
+  AppraisalResult r = AppraiseEvidence(*e, Options(nonce));
+  EXPECT_TRUE(r.affirming()) << r.Summary();
+  EXPECT_TRUE(r.creation_certified);
+  // Another key's record beside this key file is refused by name, before the TPM.
+  auto other = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256);
+  ASSERT_TRUE(other.ok());
+  const std::string other_path = std::string(dir) + "/other.pem";
+  ASSERT_TRUE(SaveKeyCreation(other_path, **other).ok());
+  auto text = ReadFileString(other_path + kKeyCreationSuffix);
+  ASSERT_TRUE(text.ok());
+  auto wrong = DecodeKeyCreation(*text, key_->name());
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.error().layer(), Layer::kUsage);
+  // No record: nullopt, not an error.
+  auto none = LoadKeyCreation(std::string(dir) + "/absent.pem", **opened);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  for (const char* f : {"/key.pem", "/key.pem.creation", "/other.pem.creation"}) {
+    unlink((std::string(dir) + f).c_str());
+  }
+  rmdir(dir);
 }
 
 }  // namespace

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "jose/base64url.h"
 #include "attest/evidence_format.h"
 #include "attest/verifier.h"
@@ -291,6 +293,34 @@ TEST(RecordedEvidence, EveryTruncationOfAttestOrSignatureIsRejected) {
   }
 }
 
+// Public points the verifier must refuse (it builds the AK's key from a per-curve template and
+// only decodes the workload key's point on a shared group: both must still check the point).
+TEST(RecordedEvidence, OffCurveOrUnreducedPointsAreRefused) {
+  Tpm2Evidence good = LoadEvidence("good.cmw.json");
+  auto with_point = [](Bytes blob, uint8_t fill_x, bool flip_y) {
+    auto pub = UnmarshalTpm2bPublic(blob);
+    EXPECT_TRUE(pub.ok());
+    TPMS_ECC_POINT& p = pub->publicArea.unique.ecc;
+    if (flip_y) {
+      p.y.buffer[p.y.size - 1] ^= 1;  // (x, y') is not on the curve
+    } else {
+      std::fill(p.x.buffer, p.x.buffer + p.x.size, fill_x);  // x >= p: not a field element
+    }
+    return *MarshalTpm2bPublic(*pub);
+  };
+  for (bool flip_y : {true, false}) {
+    Tpm2Evidence key = good;
+    key.keys[0].public_blob = with_point(key.keys[0].public_blob, 0xFF, flip_y);
+    AppraisalResult r = AppraiseEvidence(key, Options());
+    EXPECT_TRUE(r.Has(Reason::kKeyPublicMalformed)) << r.Summary();
+    EXPECT_FALSE(r.affirming());
+    Tpm2Evidence ak = good;
+    ak.ak_public = with_point(ak.ak_public, 0xFF, flip_y);
+    r = AppraiseEvidence(ak, Options());
+    EXPECT_TRUE(r.Has(Reason::kAkPublicMalformed)) << r.Summary();
+  }
+}
+
 TEST(RecordedEvidence, KeyCountMustBeOne) {
   Tpm2Evidence e = LoadEvidence("good.cmw.json");
   Tpm2Evidence two = e;
@@ -381,6 +411,104 @@ TEST(MalformedEvidence, DocumentDefects) {
   EXPECT_TRUE(
       AppraiseEvidenceJson(replace("\"profile\":", "\"future\":[1],\"profile\":"), Options())
           .affirming());
+}
+
+// The evidence JSON reader refuses deep nesting while parsing (before building anything): a
+// 2 MiB "[[[[..." used to be built in full and only then rejected.
+TEST(MalformedEvidence, NestingDepthIsCapped) {
+  auto nested = [](int depth, char open, char close, const std::string& inner) {
+    std::string s;
+    for (int i = 0; i < depth; ++i) {
+      s += open;
+      if (open == '{') {
+        s += "\"a\":";
+      }
+    }
+    s += inner;
+    for (int i = 0; i < depth; ++i) {
+      s += close;
+    }
+    return s;
+  };
+  // At the cap: valid JSON (then not evidence); one deeper: refused as JSON.
+  for (char open : {'[', '{'}) {
+    char close = open == '[' ? ']' : '}';
+    auto at = DecodeEvidenceJson(nested(kMaxEvidenceJsonDepth, open, close, "1"));
+    ASSERT_FALSE(at.ok());
+    EXPECT_EQ(at.error().message().find("not valid JSON"), std::string::npos)
+        << at.error().message();
+    auto over = DecodeEvidenceJson(nested(kMaxEvidenceJsonDepth + 1, open, close, "1"));
+    ASSERT_FALSE(over.ok());
+    EXPECT_NE(over.error().message().find("nesting deeper than 32"), std::string::npos)
+        << over.error().message();
+  }
+  // The hostile case of the issue: 700,000 nested arrays (1.4 MB, under the size cap).
+  std::string deep(700000, '[');
+  deep += std::string(700000, ']');
+  ASSERT_LT(deep.size(), kMaxEvidenceSize);
+  auto r = AppraiseEvidenceJson(deep, Options());
+  EXPECT_EQ(Codes(r), CodeSet({"evidence_malformed"}));
+  EXPECT_NE(r.Summary().find("nesting deeper than 32"), std::string::npos) << r.Summary();
+  // Inside a CMW record as well.
+  AppraisalResult c = AppraiseCmw(WrapCmw(deep), Options());
+  EXPECT_EQ(Codes(c), CodeSet({"evidence_malformed"}));
+  EXPECT_EQ(Codes(AppraiseCmw(deep, Options())), CodeSet({"cmw_malformed"}));
+}
+
+// The strict reader accepts exactly the JSON texts nlohmann::json (RFC 8259) accepts, on a
+// corpus of edge cases (a differential: the verifier and any other reader agree on what is
+// JSON). Deliberate differences are listed separately.
+TEST(MalformedEvidence, JsonReaderAgreesWithNlohmann) {
+  const std::vector<std::string> corpus = {
+      "", " ", "{}", "[]", "[", "]", "{", "}", "[1,]", "[,1]", "{\"a\":1,}", "{,}", "{\"a\"}",
+      "{\"a\":}", "{\"a\" 1}", "{1:2}", "{\"a\":1 \"b\":2}", "[1 2]", "null", "nul", "nulll",
+      "true", "tru", "false", "falsey", "0", "-0", "01", "-01", "1.", ".1", "1.5", "1e5", "1E+5",
+      "1e-5", "1e", "1e+", "-", "+1", "0x10", "1.5e3", "123456789012345678901234567890",
+      "18446744073709551615", "18446744073709551616", "-9223372036854775809", "1e308", "1e309",
+      "\"\"", "\"a\"", "\"\\\"\"", "\"\\/\"", "\"\\b\\f\\n\\r\\t\"", "\"\\u0041\"",
+      "\"\\u00e9\"", "\"\\uD83D\\uDE00\"", "\"\\uD83D\"", "\"\\uDE00\"", "\"\\uD83Dx\"",
+      "\"\\u12\"", "\"\\u12G4\"", "\"\\x\"", "\"\\\"", "\"abc", "\"a\tb\"",
+      std::string("\"a\x01b\""), "\"\x7f\"", "\"\xc3\xa9\"", "\"\xc3\"", "\"\xc0\x80\"",
+      "\"\xed\xa0\x80\"", "\"\xe2\x82\xac\"", "\"\xf0\x9f\x98\x80\"", "\"\xf4\x90\x80\x80\"",
+      "\"\xff\"", "\"\xe2\x82\"", " [ 1 , { \"a\" : [ ] } ] ", "\t\r\n[]\n", "[]x", "[] []",
+      "[1]\x00", "/* c */ []", "[NaN]", "[Infinity]", "['a']", "[\"a\"\"b\"]",
+      "{\"a\":{\"b\":{\"c\":[true,false,null]}}}", "{\"\":1}", "[-]", "[--1]", "[1.e1]",
+  };
+  for (const std::string& text : corpus) {
+    bool theirs = !nlohmann::json::parse(text, nullptr, false).is_discarded();
+    Result<Tpm2Evidence> r = DecodeEvidenceJson(text);
+    bool ours = r.ok() || r.error().message().find("not valid JSON") == std::string::npos;
+    EXPECT_EQ(ours, theirs) << "\"" << text << "\" " << (r.ok() ? "" : r.error().message());
+  }
+  // Deliberately stricter: a byte-order mark (RFC 8259 §8.1: senders MUST NOT add one) and
+  // duplicate member names (parser differential).
+  EXPECT_FALSE(nlohmann::json::parse("\xef\xbb\xbf[]", nullptr, false).is_discarded());
+  EXPECT_NE(DecodeEvidenceJson("\xef\xbb\xbf[]").error().message().find("not valid JSON"),
+            std::string::npos);
+  EXPECT_NE(DecodeEvidenceJson("{\"a\":1,\"a\":1}").error().message().find("duplicate member"),
+            std::string::npos);
+  // Duplicates in a large object (sorted check) and after unescaping.
+  std::string big = "{";
+  for (int i = 0; i < 100; ++i) {
+    big += "\"k" + std::to_string(i) + "\":" + std::to_string(i) + ",";
+  }
+  EXPECT_NE(DecodeEvidenceJson(big + "\"k42\":0}").error().message().find("duplicate member"),
+            std::string::npos);
+  EXPECT_EQ(DecodeEvidenceJson(big + "\"k100\":0}").error().message().find("duplicate member"),
+            std::string::npos);
+  EXPECT_NE(DecodeEvidenceJson("{\"ab\":1,\"\\u0061b\":2}").error().message().find(
+                "duplicate member"),
+            std::string::npos);
+}
+
+// An escaped member name means the same member: the evidence decodes the same.
+TEST(MalformedEvidence, EscapedNamesAndValuesDecodeAlike) {
+  std::string inner = *UnwrapCmw(ReadData("good.cmw.json"));
+  std::string escaped = inner;
+  size_t at = escaped.find("\"profile\":");
+  ASSERT_NE(at, std::string::npos);
+  escaped.replace(at, 10, "\"\\u0070rofile\":");
+  EXPECT_TRUE(AppraiseEvidenceJson(escaped, Options()).affirming());
 }
 
 TEST(B64Url, StrictDecoding) {
