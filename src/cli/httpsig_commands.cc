@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/key_cli_util.h"
 #include "cli/token_cli_util.h"
 #include "tpm/workload_key.h"
 #include "util/file.h"
@@ -117,6 +118,7 @@ struct SignCli {
   int status = 200;
   std::string request_headers;
   std::string out;
+  AuthSource auth;
 };
 
 void RunSign(GlobalOptions& g, const SignCli& o) {
@@ -160,10 +162,11 @@ void RunSign(GlobalOptions& g, const SignCli& o) {
     }
     request_nonce = *n;
   }
-  auto signer = tpm::OpenTpmSigner(g.tcti, o.key);
-  if (!signer.ok()) {
-    return Fail(g, what, signer.error());
+  auto key = OpenCliKey(g, o.key, o.auth);
+  if (!key.ok()) {
+    return Fail(g, what, key.error());
   }
+  auto signer = std::make_unique<tpm::TpmSigner>(*key);
   HttpSigSignOptions so;
   so.audience = o.aud;
   so.ttl_seconds = o.ttl;
@@ -174,11 +177,11 @@ void RunSign(GlobalOptions& g, const SignCli& o) {
     resp.status = o.status;
     resp.fields = given;
     resp.body = body;
-    result = SignHttpResponse(**signer, *wit, req, request_nonce, resp, so);
+    result = SignHttpResponse(*signer, *wit, req, request_nonce, resp, so);
   } else {
     req.fields = given;
     req.body = body;
-    result = SignHttpRequest(**signer, *wit, req, so);
+    result = SignHttpRequest(*signer, *wit, req, so);
   }
   if (!result.ok()) {
     return Fail(g, what, result.error());
@@ -293,6 +296,7 @@ void RegisterHttpSigCommands(CLI::App& app, GlobalOptions& g) {
       "sign", "Sign a request (or, with --response, a response); prints the header lines");
   auto s = std::make_shared<SignCli>();
   sign->add_option("--key", s->key, "workload TSS2 key file (the WIT's cnf key)")->required();
+  AddAuthOptions(sign, s->auth);
   sign->add_option("--wit", s->wit, "file holding the WIT")->required();
   sign->add_option("--method", s->method, "request method, e.g. GET")->required();
   sign->add_option("--url", s->url, "absolute request target URI")->required();

@@ -4,11 +4,15 @@
 // TSS2 key file whose private part never leaves the TPM. Tokens are printed on stdout only when
 // producing them is the command's purpose; errors never contain a token (only reasons).
 #include <cstdio>
+#include <ctime>
 #include <iostream>
 #include <memory>
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/key_cli_util.h"
+#include "jose/json.h"
+#include "jose/jws.h"
 #include "cli/token_cli_util.h"
 #include "crypto/public_key.h"
 #include "tpm/workload_key.h"
@@ -189,7 +193,37 @@ struct WptSignCli {
   bool headers = false;
   bool s2s07 = false;
   std::string out;
+  AuthSource auth;
 };
+
+// Signer-side checks of the WIT before a proof is made for it (its signature is the
+// recipient's business): it has not expired, and its cnf.jwk is the signing key. Both are
+// usage errors naming what is wrong; nothing reaches the TPM.
+Status CheckWitForProof(const std::string& wit, EVP_PKEY* key, int64_t now) {
+  auto jws = jose::ParseCompactJwsUnverified(wit);
+  if (!jws.ok()) {
+    return Error(Layer::kUsage, "--wit is not a WIT: " + jws.error().message());
+  }
+  auto claims = jose::ParseJsonObject(jws->payload);
+  if (!claims.ok()) {
+    return Error(Layer::kUsage, "--wit is not a WIT: " + claims.error().message());
+  }
+  auto exp = jose::OptionalNumericDate(*claims, "exp");
+  if (!exp.ok() || !exp->has_value()) {
+    return Error(Layer::kUsage, "--wit has no valid exp claim");
+  }
+  int64_t expires = (*exp)->Floor();
+  if (expires <= now) {
+    return Error(Layer::kUsage, "--wit expired " + std::to_string(now - expires) +
+                                    " s ago (exp " + std::to_string(expires) +
+                                    "); get a fresh WIT before signing a proof for it");
+  }
+  Status binds = CheckWitBindsKey(wit, key);
+  if (!binds.ok()) {
+    return Error(Layer::kUsage, "--wit does not bind --key: " + binds.error().message());
+  }
+  return OkStatus();
+}
 
 void RunWptSign(GlobalOptions& g, const WptSignCli& o) {
   const char* what = "wpt sign";
@@ -197,14 +231,19 @@ void RunWptSign(GlobalOptions& g, const WptSignCli& o) {
   if (!wit.ok()) {
     return Fail(g, what, wit.error());
   }
-  auto signer = tpm::OpenTpmSigner(g.tcti, o.key);
-  if (!signer.ok()) {
-    return Fail(g, what, signer.error());
+  auto key = OpenCliKey(g, o.key, o.auth);
+  if (!key.ok()) {
+    return Fail(g, what, key.error());
   }
+  Status usable = CheckWitForProof(*wit, (*key)->public_key(), std::time(nullptr));
+  if (!usable.ok()) {
+    return Fail(g, what, usable.error());
+  }
+  auto signer = std::make_unique<tpm::TpmSigner>(*key);
   WptOptions wo;
   wo.audience = o.aud;
   wo.ttl_seconds = o.ttl;
-  auto wpt = SignWpt(**signer, *wit, wo);
+  auto wpt = SignWpt(*signer, *wit, wo);
   if (!wpt.ok()) {
     return Fail(g, what, wpt.error());
   }
@@ -339,7 +378,9 @@ void RegisterTokenCommands(CLI::App& app, GlobalOptions& g) {
   auto* sign = wpt->add_subcommand("sign", "Sign a WPT for a WIT with the TPM workload key");
   auto ps = std::make_shared<WptSignCli>();
   sign->add_option("--key", ps->key, "workload TSS2 key file (the WIT's cnf key)")->required();
-  sign->add_option("--wit", ps->wit, "file holding the WIT")->required();
+  AddAuthOptions(sign, ps->auth);
+  sign->add_option("--wit", ps->wit, "file holding the WIT (refused when expired or when its "
+                                     "cnf key is not --key)")->required();
   sign->add_option("--aud", ps->aud, "target URI without query or fragment")->required();
   sign->add_option("--ttl", ps->ttl, "lifetime in seconds (default 60, at most 300)");
   sign->add_flag("--headers", ps->headers,
