@@ -146,6 +146,14 @@ CredentialService::CredentialService(ServiceOptions options, ServiceKeys keys, S
 
 int64_t CredentialService::Now() const { return static_cast<int64_t>(std::time(nullptr)); }
 
+void CredentialService::MaybePurge(int64_t now) {
+  int64_t last = last_purge_.load();
+  if (now - last < kPurgeIntervalSeconds || !last_purge_.compare_exchange_strong(last, now)) {
+    return;
+  }
+  (void)store_->PurgeExpired(now);
+}
+
 ServiceResponse CredentialService::Deny(int status, const std::string& code,
                                         const std::string& reason, audit::AuditEvent event) {
   event.decision = "deny";
@@ -187,6 +195,7 @@ ServiceResponse CredentialService::EnrolStart(std::string_view body, const std::
   auto id = RandomBytes(16);
   if (!id.ok()) return Deny(500, "internal", id.error().message(), ev);
   std::string enrol_id = HexEncode(*id);
+  MaybePurge(Now());
   auto s = store_->PutPendingEnrollment(enrol_id, attest::EncodePendingEnrollment(begun->second),
                                         Now() + options_.policy.enrolment_ttl_seconds);
   if (!s.ok()) return Deny(500, "state_error", s.error().message(), ev);
@@ -254,6 +263,7 @@ ServiceResponse CredentialService::Challenge(std::string_view body, const std::s
   auto nonce = RandomBytes(32);
   if (!nonce.ok()) return Deny(500, "internal", nonce.error().message(), ev);
   int64_t now = Now();
+  MaybePurge(now);
   int64_t expires = now + options_.policy.nonce_ttl_seconds;
   auto s = store_->PutNonce(*nonce, *identity, now, expires);
   if (!s.ok()) return Deny(500, "state_error", s.error().message(), ev);
@@ -285,8 +295,8 @@ ServiceResponse CredentialService::Attest(std::string_view body, const std::stri
   int64_t now = Now();
 
   // 1. The nonce: issued by us, to this identity, unexpired, and used only now.
-  int64_t issued_at = 0;
-  auto use = store_->ConsumeNonce(*nonce, *identity, now, &issued_at);
+  NonceRecord issued;
+  auto use = store_->ConsumeNonce(*nonce, *identity, now, &issued);
   if (!use.ok()) return Deny(500, "state_error", use.error().message(), ev);
   if (*use != NonceUse::kOk) {
     return Deny(401, std::string(NonceUseCode(*use)),
@@ -300,6 +310,11 @@ ServiceResponse CredentialService::Attest(std::string_view body, const std::stri
     return Deny(403, "not_enrolled", "identity \"" + *identity + "\" has no enrolled AK", ev);
   }
   const attest::EnrollmentRecord& rec = **enrolment;
+  if (issued.ak_name != rec.ak_name) {
+    // Re-enrolled (another AK) since the nonce was issued: its clock floor is of another AK.
+    return Deny(401, "nonce_stale",
+                "the identity enrolled another AK after this nonce was issued; ask again", ev);
+  }
 
   // 3. Appraisal.
   attest::AppraisalOptions ao;
@@ -307,10 +322,11 @@ ServiceResponse CredentialService::Attest(std::string_view body, const std::stri
   ao.now_unix = now;
   ao.enrolled_ak_name = rec.ak_name;
   ao.enrolled_ek_certified = !rec.ek_cert_sha256.empty();
-  ao.nonce_issued_unix = issued_at;
+  ao.nonce_issued_unix = issued.issued_at;
   if (options_.attestation_policy) ao.policy = &*options_.attestation_policy;
-  auto clock = store_->GetClock(rec.ak_name);
-  if (clock.ok() && clock->has_value()) ao.last_clock = **clock;
+  // The floor recorded with the nonce, not the clock on file now: agents sharing this AK quote
+  // concurrently and may reach us out of TPM-clock order (see NonceRecord).
+  ao.last_clock = issued.clock_floor;
   attest::AppraisalResult result = attest::AppraiseCmw(*evidence, ao);
   attest::EarOptions eo;
   eo.iat = now;
@@ -331,7 +347,11 @@ ServiceResponse CredentialService::Attest(std::string_view body, const std::stri
     }
     return r;
   }
-  if (result.new_clock) (void)store_->PutClock(rec.ak_name, *result.new_clock);
+  if (result.new_clock) {
+    if (auto raised = store_->RaiseClock(rec.ak_name, *result.new_clock); !raised.ok()) {
+      return Deny(500, "state_error", raised.error().message(), ev);
+    }
+  }
 
   // 4. The attested key comes from the appraisal result only; the CSR must be for it.
   auto attested = PublicKeyFromDer(result.workload_key_spki);

@@ -22,6 +22,7 @@
 #ifndef WIMSE_ATTEST_SERVICE_CREDENTIAL_SERVICE_H_
 #define WIMSE_ATTEST_SERVICE_CREDENTIAL_SERVICE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -124,6 +125,11 @@ class CredentialService {
   ServiceResponse Deny(int status, const std::string& code, const std::string& reason,
                        audit::AuditEvent event);
   int64_t Now() const;
+  // Purges expired nonces and pending enrolments at most once per kPurgeIntervalSeconds
+  // (called on the paths that add them, so the tables stay bounded by rate x TTL).
+  void MaybePurge(int64_t now);
+  static constexpr int64_t kPurgeIntervalSeconds = 30;
+  std::atomic<int64_t> last_purge_{0};
 
   ServiceOptions options_;
   ServiceKeys keys_;

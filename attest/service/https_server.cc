@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <chrono>
+
 namespace wimse::service {
 
 struct CredentialHttpsServer::Impl {
@@ -38,6 +40,19 @@ Status CredentialHttpsServer::Run() {
   srv.set_read_timeout(10, 0);
   srv.set_write_timeout(10, 0);
   CredentialService* s = impl_->service;
+  if (impl_->options.on_request) {
+    // One request at a time per serving thread: a thread-local start time is enough.
+    static thread_local std::chrono::steady_clock::time_point started;
+    srv.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+      started = std::chrono::steady_clock::now();
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
+    auto cb = impl_->options.on_request;
+    srv.set_logger([cb](const httplib::Request& req, const httplib::Response& res) {
+      std::chrono::duration<double, std::milli> ms = std::chrono::steady_clock::now() - started;
+      cb(req.method, req.path, res.status, ms.count());
+    });
+  }
   srv.Post("/v1/enrol/start", [s](const httplib::Request& req, httplib::Response& res) {
     Reply(res, s->EnrolStart(req.body, Peer(req)));
   });

@@ -19,6 +19,12 @@ struct HttpsServerOptions {
   EVP_PKEY* tls_key = nullptr;      // borrowed; its key (software or a provider key)
   // Called once the socket listens, with the bound port.
   std::function<void(int port)> on_listening;
+  // Called after every response is written (from the serving thread), with the time from the
+  // request being read in full to the response being written: the service-side latency. No
+  // body, header or token is passed. Optional; must be thread-safe.
+  std::function<void(const std::string& method, const std::string& path, int status,
+                     double milliseconds)>
+      on_request;
 };
 
 // Serves `service` until Stop() is called (from any thread or a signal-watching thread).

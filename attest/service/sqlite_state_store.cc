@@ -23,7 +23,11 @@ CREATE TABLE IF NOT EXISTS nonces (
   identity TEXT NOT NULL,
   issued_at INTEGER NOT NULL,
   expires_at INTEGER NOT NULL,
-  used INTEGER NOT NULL DEFAULT 0);
+  used INTEGER NOT NULL DEFAULT 0,
+  floor_ak BLOB,
+  floor_clock INTEGER,
+  floor_reset INTEGER,
+  floor_restart INTEGER);
 CREATE INDEX IF NOT EXISTS nonces_expiry ON nonces (expires_at);
 CREATE TABLE IF NOT EXISTS ak_clocks (
   ak_name BLOB PRIMARY KEY,
@@ -71,6 +75,11 @@ class Stmt {
              : std::string();
   }
   int64_t ColInt(int i) { return sqlite3_column_int64(stmt_, i); }
+  bool ColNull(int i) { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
+  Bytes ColBlob(int i) {
+    const auto* b = static_cast<const uint8_t*>(sqlite3_column_blob(stmt_, i));
+    return b ? Bytes(b, b + sqlite3_column_bytes(stmt_, i)) : Bytes();
+  }
   Error Err(const char* what) const {
     return Error(Layer::kIo, std::string("state store: ") + what + ": " + sqlite3_errmsg(db_));
   }
@@ -117,6 +126,7 @@ Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(const std::stri
   }
   sqlite3_busy_timeout(store->db_, 5000);
   WIMSE_RETURN_IF_ERROR(store->Exec(kSchema));
+  WIMSE_RETURN_IF_ERROR(store->MigrateNonces());
   return store;
 }
 
@@ -132,6 +142,18 @@ Status SqliteStateStore::Exec(const char* sql) {
     return Error(Layer::kIo, "state database " + path_ + ": " + msg);
   }
   return OkStatus();
+}
+
+Status SqliteStateStore::MigrateNonces() {
+  {
+    Stmt probe(db_, "SELECT floor_ak FROM nonces LIMIT 0");
+    if (probe.ok()) return OkStatus();
+  }
+  return Exec(
+      "ALTER TABLE nonces ADD COLUMN floor_ak BLOB;"
+      "ALTER TABLE nonces ADD COLUMN floor_clock INTEGER;"
+      "ALTER TABLE nonces ADD COLUMN floor_reset INTEGER;"
+      "ALTER TABLE nonces ADD COLUMN floor_restart INTEGER;");
 }
 
 Status SqliteStateStore::PutPendingEnrollment(const std::string& id,
@@ -203,25 +225,40 @@ Result<uint64_t> SqliteStateStore::CountEnrollments() {
 Status SqliteStateStore::PutNonce(ByteView nonce, const std::string& identity, int64_t issued_at,
                                   int64_t expires_at) {
   std::lock_guard<std::mutex> lock(mu_);
+  // One statement: the enrolled AK and its clock state are read as the nonce is inserted.
   Stmt s(db_,
-         "INSERT INTO nonces (nonce, identity, issued_at, expires_at) VALUES (?, ?, ?, ?)");
+         "INSERT INTO nonces (nonce, identity, issued_at, expires_at, floor_ak, floor_clock, "
+         "floor_reset, floor_restart) "
+         "SELECT ?1, ?2, ?3, ?4, e.ak_name, c.clock, c.reset_count, c.restart_count "
+         "FROM (SELECT 1) LEFT JOIN enrolments e ON e.identity = ?2 "
+         "LEFT JOIN ak_clocks c ON c.ak_name = e.ak_name");
   s.Blob(1, nonce).Text(2, identity).Int(3, issued_at).Int(4, expires_at);
   return Done(s, "storing a nonce");
 }
 
 Result<NonceUse> SqliteStateStore::ConsumeNonce(ByteView nonce, const std::string& identity,
-                                                int64_t now, int64_t* issued_at) {
+                                                int64_t now, NonceRecord* record) {
   std::lock_guard<std::mutex> lock(mu_);
   {
     // The single-use decision is this one statement: only one caller can flip `used`.
     Stmt s(db_,
            "UPDATE nonces SET used = 1 WHERE nonce = ? AND used = 0 AND identity = ? AND "
-           "expires_at >= ? RETURNING issued_at");
+           "expires_at >= ? RETURNING issued_at, floor_ak, floor_clock, floor_reset, "
+           "floor_restart");
     if (!s.ok()) return s.Err("consuming a nonce");
     s.Blob(1, nonce).Text(2, identity).Int(3, now);
     int rc = s.Step();
     if (rc == SQLITE_ROW) {
-      if (issued_at != nullptr) *issued_at = s.ColInt(0);
+      if (record != nullptr) {
+        *record = NonceRecord{};
+        record->issued_at = s.ColInt(0);
+        record->ak_name = s.ColBlob(1);
+        if (!s.ColNull(2)) {
+          record->clock_floor = attest::ClockState{static_cast<uint64_t>(s.ColInt(2)),
+                                                   static_cast<uint32_t>(s.ColInt(3)),
+                                                   static_cast<uint32_t>(s.ColInt(4))};
+        }
+      }
       while (s.Step() == SQLITE_ROW) {
       }
       return NonceUse::kOk;
@@ -254,15 +291,19 @@ Result<std::optional<attest::ClockState>> SqliteStateStore::GetClock(ByteView ak
   return std::optional<attest::ClockState>(c);
 }
 
-Status SqliteStateStore::PutClock(ByteView ak_name, const attest::ClockState& clock) {
+Status SqliteStateStore::RaiseClock(ByteView ak_name, const attest::ClockState& clock) {
   std::lock_guard<std::mutex> lock(mu_);
+  // Row values compare lexicographically: (reset, restart, clock) is the order in which a TPM
+  // moves (a reset zeroes restartCount; within one boot the clock only advances).
   Stmt s(db_,
          "INSERT INTO ak_clocks (ak_name, clock, reset_count, restart_count) VALUES (?, ?, ?, ?) "
          "ON CONFLICT (ak_name) DO UPDATE SET clock = excluded.clock, "
-         "reset_count = excluded.reset_count, restart_count = excluded.restart_count");
+         "reset_count = excluded.reset_count, restart_count = excluded.restart_count "
+         "WHERE (excluded.reset_count, excluded.restart_count, excluded.clock) > "
+         "(ak_clocks.reset_count, ak_clocks.restart_count, ak_clocks.clock)");
   s.Blob(1, ak_name).Int(2, static_cast<int64_t>(clock.clock)).Int(3, clock.reset_count);
   s.Int(4, clock.restart_count);
-  return Done(s, "storing an AK clock");
+  return Done(s, "raising an AK clock");
 }
 
 Status SqliteStateStore::RecordIssued(const IssuedCredential& c) {

@@ -35,6 +35,21 @@ enum class NonceUse {
 };
 std::string_view NonceUseCode(NonceUse use);
 
+// What a nonce recorded when it was issued (returned when it is consumed).
+//
+// Freshness comes from the single-use nonce; the TPM clock check only has to prove that the
+// quote was made after every quote this service accepted *before the nonce was issued*. So
+// the floor is the AK's clock state on file at issuance, not at appraisal: several agents of
+// one TPM (one AK) quote concurrently and their attests arrive in any order, and a quote must
+// not be refused because a later quote of the same TPM was appraised first.
+struct NonceRecord {
+  int64_t issued_at = 0;
+  // The AK enrolled for the identity when the nonce was issued (empty: none) and its clock
+  // state on file then (absent: no quote of that AK accepted yet).
+  Bytes ak_name;
+  std::optional<attest::ClockState> clock_floor;
+};
+
 // One issued credential (no token, no key: hashes and public facts only).
 struct IssuedCredential {
   std::string serial_hex;
@@ -63,17 +78,24 @@ class StateStore {
       const std::string& identity) = 0;
   virtual Result<uint64_t> CountEnrollments() = 0;
 
-  // Nonces: issued to one identity, used once, until `expires_at`.
+  // Nonces: issued to one identity, used once, until `expires_at`. In the same statement the
+  // nonce records the AK enrolled for `identity` and that AK's clock state on file (the clock
+  // floor, see NonceRecord), so no accepted quote can slip between reading the floor and
+  // issuing the nonce.
   virtual Status PutNonce(ByteView nonce, const std::string& identity, int64_t issued_at,
                           int64_t expires_at) = 0;
-  // Marks the nonce used (one conditional UPDATE) and reports what it found; `issued_at` is set
-  // on kOk.
+  // Marks the nonce used (one conditional UPDATE) and reports what it found; `record` (may be
+  // null) is filled on kOk.
   virtual Result<NonceUse> ConsumeNonce(ByteView nonce, const std::string& identity, int64_t now,
-                                        int64_t* issued_at) = 0;
+                                        NonceRecord* record) = 0;
 
-  // The last accepted TPM clock state per AK Name (reboot/rollback detection).
+  // The highest accepted TPM clock state per AK Name, ordered by (resetCount, restartCount,
+  // clock) (reboot/rollback detection).
   virtual Result<std::optional<attest::ClockState>> GetClock(ByteView ak_name) = 0;
-  virtual Status PutClock(ByteView ak_name, const attest::ClockState& clock) = 0;
+  // Raises the AK's clock state to `clock` if it is higher in that order; never lowers it. One
+  // conditional upsert: concurrent appraisals of one AK leave the highest state whatever the
+  // order they finish in.
+  virtual Status RaiseClock(ByteView ak_name, const attest::ClockState& clock) = 0;
 
   virtual Status RecordIssued(const IssuedCredential& credential) = 0;
   virtual Result<uint64_t> CountIssued() = 0;
@@ -104,9 +126,9 @@ class SqliteStateStore : public StateStore {
   Status PutNonce(ByteView nonce, const std::string& identity, int64_t issued_at,
                   int64_t expires_at) override;
   Result<NonceUse> ConsumeNonce(ByteView nonce, const std::string& identity, int64_t now,
-                                int64_t* issued_at) override;
+                                NonceRecord* record) override;
   Result<std::optional<attest::ClockState>> GetClock(ByteView ak_name) override;
-  Status PutClock(ByteView ak_name, const attest::ClockState& clock) override;
+  Status RaiseClock(ByteView ak_name, const attest::ClockState& clock) override;
   Status RecordIssued(const IssuedCredential& credential) override;
   Result<uint64_t> CountIssued() override;
   Result<uint64_t> PurgeExpired(int64_t now) override;
@@ -114,6 +136,8 @@ class SqliteStateStore : public StateStore {
  private:
   SqliteStateStore() = default;
   Status Exec(const char* sql);
+  // Adds the nonce clock-floor columns to a database made before they existed.
+  Status MigrateNonces();
   std::mutex mu_;
   sqlite3* db_ = nullptr;
   std::string path_;

@@ -1,12 +1,17 @@
 #include "agent/agent.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <httplib.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <climits>
+#include <cstring>
 #include <cstdio>
 #include <ctime>
 #include <random>
@@ -175,22 +180,34 @@ Status Agent::EnsureKey() {
     WIMSE_ASSIGN_OR_RETURN(key_, tpm::WorkloadKey::Open(ctx_, key_path()));
     return OkStatus();
   }
+  auto t0 = std::chrono::steady_clock::now();
   WIMSE_ASSIGN_OR_RETURN(key_, WithTpm([&] {
     return tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256);
   }));
   WIMSE_RETURN_IF_ERROR(key_->Save(key_path()));
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - t0)
+                .count();
   Log("workload key made in the TPM (ECC P-256, fixedTPM|fixedParent, sign only), name " +
-      Short(HexEncode(key_->name())) + "...");
+      Short(HexEncode(key_->name())) + "... in " + std::to_string(ms) + " ms");
   return OkStatus();
 }
 
 Status Agent::AttestAndStore() {
+  using SteadyClock = std::chrono::steady_clock;
+  auto ms_since = [](SteadyClock::time_point t) {
+    return std::to_string(
+        std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - t).count());
+  };
+  auto t_challenge = SteadyClock::now();
   WIMSE_ASSIGN_OR_RETURN(HttpAnswer ch, Call(options_, "POST", "/v1/challenge",
                                              jose::SerializeJson({{"identity",
                                                                    options_.identity}})));
   if (ch.status != 200) return Refused("challenge", ch);
   WIMSE_ASSIGN_OR_RETURN(Bytes nonce, HexDecode(ch.body.value("nonce", std::string())));
   std::string evidence, csr;
+  std::string timing = "challenge " + ms_since(t_challenge) + " ms";
+  auto t_tpm = SteadyClock::now();
   WIMSE_RETURN_IF_ERROR(WithTpm([&]() -> Status {
     WIMSE_ASSIGN_OR_RETURN(evidence, attest::ProduceEvidenceCmw(*ctx_, *key_, nonce));
     tpm::TpmSigner signer(key_);
@@ -199,6 +216,8 @@ Status Agent::AttestAndStore() {
                                                                 : options_.label));
     return OkStatus();
   }));
+  timing += ", TPM lock + quote/certify + CSR " + ms_since(t_tpm) + " ms";
+  auto t_attest = SteadyClock::now();
   jose::Json req = {{"identity", options_.identity}, {"label", options_.label},
                     {"nonce", HexEncode(nonce)},     {"evidence", evidence},
                     {"csr", csr}};
@@ -218,6 +237,8 @@ Status Agent::AttestAndStore() {
   if (c.wit.empty() || c.certificate_pem.empty() || c.identifier.empty()) {
     return Error(Layer::kParse, "attestation: the answer lacks a WIT, certificate or identifier");
   }
+  timing += ", attest " + ms_since(t_attest) + " ms";
+  auto t_rest = SteadyClock::now();
   WIMSE_ASSIGN_OR_RETURN(HttpAnswer jwks, Call(options_, "GET", "/v1/jwks", ""));
   if (jwks.status != 200) return Refused("JWKS", jwks);
   c.jwks = jose::SerializeJson(jwks.body);
@@ -231,25 +252,110 @@ Status Agent::AttestAndStore() {
   Log("credentials for " + c.identifier + ": certificate serial " + Short(c.serial) +
       "... and WIT sha256 " + Short(audit::TokenSha256Hex(c.wit)) + "..., valid " +
       std::to_string(std::min(c.expires_at, c.wit_expires_at) - Now()) + " s; written to " +
-      options_.cred_dir);
+      options_.cred_dir + " (" + timing + ", JWKS + write " + ms_since(t_rest) + " ms)");
   return OkStatus();
 }
 
+namespace {
+
+constexpr const char* kCredentialFiles[] = {"key.pem",  "bundle.pem",    "jwks.json",
+                                            "cert.pem", "wit.jwt",       "identity.json"};
+// Versions kept besides the current one, for readers that resolved `current` just before a
+// switch (a reader holding a version longer than two renewals loses it).
+constexpr int kOldVersionsKept = 2;
+
+// Replaces `link` by a symlink to `target` atomically (symlink at a temporary name, rename(2)).
+Status SwapSymlink(const std::string& target, const std::string& link) {
+  std::string tmp = link + ".tmp." + std::to_string(::getpid());
+  ::unlink(tmp.c_str());
+  if (::symlink(target.c_str(), tmp.c_str()) != 0) {
+    return Error(Layer::kIo, "cannot make symlink " + tmp + ": " + std::strerror(errno));
+  }
+  if (::rename(tmp.c_str(), link.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return Error(Layer::kIo, "cannot switch " + link + ": " + std::strerror(err));
+  }
+  return OkStatus();
+}
+
+// The numeric version directories under `versions`, ascending.
+std::vector<uint64_t> ListVersions(const std::string& versions) {
+  std::vector<uint64_t> out;
+  DIR* dir = ::opendir(versions.c_str());
+  if (dir == nullptr) return out;
+  while (const dirent* e = ::readdir(dir)) {
+    std::string name = e->d_name;
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    out.push_back(std::strtoull(name.c_str(), nullptr, 10));
+  }
+  ::closedir(dir);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+std::string ResolveCredentialDir(const std::string& cred_dir) {
+  std::string current = cred_dir + "/current";
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink(current.c_str(), buf, sizeof(buf) - 1);
+  if (n <= 0) return cred_dir;  // the flat layout of older agents, or not written yet
+  buf[n] = '\0';
+  std::string target(buf);
+  return target.front() == '/' ? target : cred_dir + "/" + target;
+}
+
 Status Agent::WriteCredentialDir(const Credentials& c) {
+  // The whole set switches at once: a new version directory is filled (each file atomically),
+  // then `current` is re-pointed to it with one rename(2). The top-level names are symlinks
+  // through `current`; see docs/agent-and-service.md for the reader's side.
   const std::string& d = options_.cred_dir;
   ::mkdir(d.c_str(), 0755);
+  std::string versions = d + "/versions";
+  ::mkdir(versions.c_str(), 0755);
+  std::vector<uint64_t> existing = ListVersions(versions);
+  uint64_t seq = existing.empty() ? 1 : existing.back() + 1;
+  char name[32];
+  std::snprintf(name, sizeof(name), "%010llu", static_cast<unsigned long long>(seq));
+  std::string rel = std::string("versions/") + name;
+  std::string vdir = d + "/" + rel;
+  if (::mkdir(vdir.c_str(), 0755) != 0) {
+    return Error(Layer::kIo, "cannot make " + vdir + ": " + std::strerror(errno));
+  }
   WIMSE_ASSIGN_OR_RETURN(std::string key_pem, ReadFileString(key_path()));
-  // The key file first (it changes only with a new key), then the certificate (leaf + chain),
-  // then the WIT: each rename is atomic, so a reader never sees a torn file.
-  WIMSE_RETURN_IF_ERROR(WriteFileAtomic(d + "/key.pem", key_pem, 0600));
-  WIMSE_RETURN_IF_ERROR(WriteFileAtomic(d + "/bundle.pem", c.bundle_pem, 0644));
-  WIMSE_RETURN_IF_ERROR(WriteFileAtomic(d + "/jwks.json", c.jwks + "\n", 0644));
-  WIMSE_RETURN_IF_ERROR(WriteFileAtomic(d + "/cert.pem", c.certificate_pem + c.bundle_pem, 0644));
-  WIMSE_RETURN_IF_ERROR(WriteFileAtomic(d + "/wit.jwt", c.wit + "\n", 0644));
+  WIMSE_RETURN_IF_ERROR(WriteFileAtomic(vdir + "/key.pem", key_pem, 0600));
+  WIMSE_RETURN_IF_ERROR(WriteFileAtomic(vdir + "/bundle.pem", c.bundle_pem, 0644));
+  WIMSE_RETURN_IF_ERROR(WriteFileAtomic(vdir + "/jwks.json", c.jwks + "\n", 0644));
+  WIMSE_RETURN_IF_ERROR(
+      WriteFileAtomic(vdir + "/cert.pem", c.certificate_pem + c.bundle_pem, 0644));
+  WIMSE_RETURN_IF_ERROR(WriteFileAtomic(vdir + "/wit.jwt", c.wit + "\n", 0644));
   jose::Json id = {{"identifier", c.identifier},   {"serial", c.serial},
                    {"expires_at", c.expires_at},   {"wit_expires_at", c.wit_expires_at},
-                   {"issued_at", c.issued_at}};
-  return WriteFileAtomic(d + "/identity.json", jose::SerializeJson(id) + "\n", 0644);
+                   {"issued_at", c.issued_at},     {"version", seq},
+                   {"wit_sha256", audit::TokenSha256Hex(c.wit)}};
+  WIMSE_RETURN_IF_ERROR(
+      WriteFileAtomic(vdir + "/identity.json", jose::SerializeJson(id) + "\n", 0644));
+  // The switch: one rename of the `current` symlink.
+  WIMSE_RETURN_IF_ERROR(SwapSymlink(rel, d + "/current"));
+  // The old names, as symlinks through `current` (made once; replaces the regular files of
+  // the flat layout atomically, each).
+  for (const char* f : kCredentialFiles) {
+    std::string link = d + "/" + f;
+    std::string want = std::string("current/") + f;
+    char buf[PATH_MAX];
+    ssize_t n = ::readlink(link.c_str(), buf, sizeof(buf) - 1);
+    if (n > 0 && std::string(buf, static_cast<size_t>(n)) == want) continue;
+    WIMSE_RETURN_IF_ERROR(SwapSymlink(want, link));
+  }
+  // Old versions beyond the few kept.
+  for (size_t i = 0; i + kOldVersionsKept < existing.size(); ++i) {
+    std::snprintf(name, sizeof(name), "%010llu", static_cast<unsigned long long>(existing[i]));
+    std::string old = versions + "/" + name;
+    for (const char* f : kCredentialFiles) ::unlink((old + "/" + f).c_str());
+    ::rmdir(old.c_str());
+  }
+  return OkStatus();
 }
 
 Status Agent::Bootstrap() {

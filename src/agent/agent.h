@@ -2,9 +2,10 @@
 // key in the TPM, attests it to the credential service, receives a WIT and an X.509 workload
 // certificate, renews them at about two thirds of their lifetime (with jitter; exponential
 // backoff on failure, serving the last valid credentials meanwhile), and delivers them:
-//   - a credential directory written atomically per file: wit.jwt, cert.pem (certificate then
-//     chain), bundle.pem, jwks.json, key.pem (the TSS2 key file: nothing secret),
-//     identity.json;
+//   - a credential directory switched atomically as a whole: wit.jwt, cert.pem (certificate
+//     then chain), bundle.pem, jwks.json, key.pem (the TSS2 key file: nothing secret),
+//     identity.json live in versions/NNNNNNNNNN/, `current` is a symlink to the newest one
+//     (swapped with rename(2)), and the top-level names are symlinks through `current`;
 //   - a local API on a unix socket (local_api.h): current WIT and certificate, WPTs for an
 //     audience signed in the TPM (the workload never touches the key);
 //   - environment variables for a child process (wimse-tpm agent --exec).
@@ -109,6 +110,12 @@ class Agent {
   int lock_fd_ = -1;
   std::mutex tpm_mu_;
 };
+
+// The directory holding one consistent credential set of the agent's credential directory
+// `cred_dir`: the target of `cred_dir/current`, resolved once (so later reads of several files
+// come from the same renewal even if the agent switches meanwhile), or `cred_dir` itself for
+// the flat layout of older agents. No I/O besides one readlink(2).
+std::string ResolveCredentialDir(const std::string& cred_dir);
 
 // Parses "https://host:port" into host and port (default 443). Errors are kUsage.
 Result<std::pair<std::string, int>> ParseServiceUrl(const std::string& url);

@@ -40,6 +40,7 @@ struct ServeOptions {
   std::string ca_cert;
   std::string provider_dir;
   bool audit_stdout = false;
+  bool access_log = false;
 };
 
 Result<std::vector<Bytes>> ReadPemCerts(const std::string& path) {
@@ -199,6 +200,13 @@ void RunServe(GlobalOptions& g, const ServeOptions& o) {
                  host.c_str(), bound, svc.policy().trust_domain.c_str(),
                  static_cast<unsigned long long>(n.ok() ? *n : 0), state_dir.c_str());
   };
+  if (o.access_log) {
+    hso.on_request = [](const std::string& method, const std::string& path, int status,
+                        double ms) {
+      std::fprintf(stderr, "wimse-tpm serve: %s %s %d %.2f ms\n", method.c_str(), path.c_str(),
+                   status, ms);
+    };
+  }
   service::CredentialHttpsServer server(&svc, hso);
   std::atomic<bool> done{false};
   std::thread watcher([&] {
@@ -233,6 +241,8 @@ void RegisterServeCommand(CLI::App& app, GlobalOptions& g) {
   c->add_option("--provider-dir", o->provider_dir, "directory holding wimsetpm.so")
       ->envname("WIMSE_PROVIDER_DIR");
   c->add_flag("--audit-stdout", o->audit_stdout, "also write audit records to stdout (SIEM)");
+  c->add_flag("--access-log", o->access_log,
+              "log every request to stderr: method, path, status, service-side milliseconds");
   c->callback([&g, o] { RunServe(g, *o); });
 }
 

@@ -129,8 +129,10 @@ void RunServe(GlobalOptions& g, const ServeOptions& o) {
   auto rules = LoadAuthz(o.authz);
   if (!rules.ok()) return fail(rules.error());
   if (auto s = LoadProviders(o.provider_dir); !s.ok()) return fail(s.error());
-  auto cert_pem = ReadFileString(o.cred_dir + "/cert.pem");
-  auto jwks = ReadFileString(o.cred_dir + "/jwks.json");
+  // One consistent credential set (the agent switches versions atomically; resolve once).
+  const std::string dir = agent::ResolveCredentialDir(o.cred_dir);
+  auto cert_pem = ReadFileString(dir + "/cert.pem");
+  auto jwks = ReadFileString(dir + "/jwks.json");
   if (!cert_pem.ok()) return fail(cert_pem.error());
   if (!jwks.ok()) return fail(jwks.error());
   auto cert = x509::CertificateFromPem(*cert_pem);
@@ -153,7 +155,7 @@ void RunServe(GlobalOptions& g, const ServeOptions& o) {
     // Load the TPM key and make one signature now, under the agents' TPM lock, so the provider
     // has the key loaded (its one cached object) before clients arrive.
     TpmLock lock(tcti);
-    auto k = LoadKey(o.cred_dir + "/key.pem");
+    auto k = LoadKey(dir + "/key.pem");
     if (!k.ok()) return fail(k.error());
     key = std::move(*k);
     EvpMdCtxPtr md(EVP_MD_CTX_new());
@@ -165,7 +167,7 @@ void RunServe(GlobalOptions& g, const ServeOptions& o) {
       return fail(OpenSslError("signing with the TPM key"));
     }
   }
-  std::string bundle_path = o.cred_dir + "/bundle.pem";
+  std::string bundle_path = dir + "/bundle.pem";
   X509* leaf = cert->get();
   EVP_PKEY* pkey = key.get();
   auto srv_ptr = std::make_unique<httplib::SSLServer>([&](SSL_CTX& ctx) {
@@ -324,7 +326,9 @@ void RunCall(GlobalOptions& g, const CallOptions& o) {
   std::string host = hostport.substr(0, colon);
   int port = colon == std::string::npos ? 443 : std::atoi(hostport.substr(colon + 1).c_str());
 
-  auto wit = ReadFileString(o.cred_dir + "/wit.jwt");
+  // One consistent credential set (the agent switches versions atomically; resolve once).
+  const std::string dir = agent::ResolveCredentialDir(o.cred_dir);
+  auto wit = ReadFileString(dir + "/wit.jwt");
   if (!wit.ok()) return fail(wit.error());
   std::string wit_s = *wit;
   while (!wit_s.empty() && (wit_s.back() == '\n' || wit_s.back() == '\r')) wit_s.pop_back();
@@ -340,7 +344,7 @@ void RunCall(GlobalOptions& g, const CallOptions& o) {
       wpt = (*a)["wpt"].get<std::string>();
     } else {
       TpmLock lock(tcti);
-      auto signer = tpm::OpenTpmSigner(tcti, o.cred_dir + "/key.pem");
+      auto signer = tpm::OpenTpmSigner(tcti, dir + "/key.pem");
       if (!signer.ok()) return fail(signer.error());
       WptOptions wo;
       wo.audience = audience;
@@ -358,14 +362,14 @@ void RunCall(GlobalOptions& g, const CallOptions& o) {
     TpmLock lock(tcti);
     if (auto s = LoadProviders(o.provider_dir); !s.ok()) return fail(s.error());
     {
-      auto cert_pem = ReadFileString(o.cred_dir + "/cert.pem");
+      auto cert_pem = ReadFileString(dir + "/cert.pem");
       if (!cert_pem.ok()) return fail(cert_pem.error());
       auto cert = x509::CertificateFromPem(*cert_pem);
       if (!cert.ok()) return fail(cert.error());
-      auto key = LoadKey(o.cred_dir + "/key.pem");
+      auto key = LoadKey(dir + "/key.pem");
       if (!key.ok()) return fail(key.error());
       httplib::SSLClient cli(host, port, cert->get(), key->get());
-      cli.set_ca_cert_path((o.cred_dir + "/bundle.pem").c_str());
+      cli.set_ca_cert_path((dir + "/bundle.pem").c_str());
       cli.enable_server_certificate_verification(true);
       cli.set_connection_timeout(5, 0);
       cli.set_read_timeout(30, 0);
