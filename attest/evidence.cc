@@ -20,9 +20,10 @@ constexpr size_t kMaxKeyCreationFileSize = 16 * 1024;
 Result<Tpm2Evidence> ProduceEvidenceWithCreation(tpm::TpmContext& ctx, const tpm::WorkloadKey& key,
                                                  ByteView nonce, const PcrBankSelection& pcrs,
                                                  const tpm::KeyCreation* creation) {
-  if (nonce.empty() || nonce.size() > tpm::kMaxQualifyingData) {
-    return Error(Layer::kUsage, "nonce must be 1.." + std::to_string(tpm::kMaxQualifyingData) +
-                                    " bytes, got " + std::to_string(nonce.size()));
+  if (nonce.size() < kMinNonceSize || nonce.size() > tpm::kMaxQualifyingData) {
+    return Error(Layer::kUsage, "nonce must be " + std::to_string(kMinNonceSize) + ".." +
+                                    std::to_string(tpm::kMaxQualifyingData) + " bytes, got " +
+                                    std::to_string(nonce.size()));
   }
   if (pcrs.mask == 0 || (pcrs.mask & ~0xFFFFFFu) != 0) {
     return Error(Layer::kUsage, "PCR selection must name PCRs 0..23");
@@ -61,8 +62,18 @@ Result<Tpm2Evidence> ProduceEvidenceWithCreation(tpm::TpmContext& ctx, const tpm
       return Error(Layer::kTpm, "PCRs kept changing during the quote (" +
                                     std::to_string(kQuoteAttempts) + " attempts)");
     }
-    WIMSE_ASSIGN_OR_RETURN(tpm::TpmAttestation c,
-                           tpm::CertifyLocked(esys, key_tr, ak.handle.get(), nonce));
+    // The key's auth value (if any) authorizes TPM2_Certify's objectHandle, in the salted
+    // encrypted session; the certifyInfo response is a sized buffer, encrypted too.
+    WIMSE_ASSIGN_OR_RETURN(ESYS_TR key_session, key.AuthorizeLocked(esys, key_tr, true));
+    Result<tpm::TpmAttestation> certified =
+        tpm::CertifyLocked(esys, key_tr, ak.handle.get(), nonce, key_session);
+    if (!certified.ok()) {
+      if (key_session != ESYS_TR_PASSWORD) ctx.DropSecureSessionLocked(esys);
+      TSS2_RC rc = certified.error().tss2_rc();
+      return rc != TSS2_RC_SUCCESS ? key.AuthorizationError("TPM2_Certify", rc)
+                                   : std::move(certified).error();
+    }
+    tpm::TpmAttestation c = std::move(certified).value();
     k.certify = SignedAttest{std::move(c.attest), std::move(c.signature)};
     if (creation != nullptr) {
       WIMSE_ASSIGN_OR_RETURN(

@@ -24,6 +24,10 @@
 namespace wimse::attest {
 
 // Media type of the evidence document inside the CMW record.
+// Verifier nonces (qualifying data) shorter than this are refused by the producer and, by
+// default, by the verifier (AppraisalOptions::min_nonce_size): 128 bits, field case C01.
+inline constexpr size_t kMinNonceSize = 16;
+
 inline constexpr char kEvidenceMediaType[] = "application/vnd.wimse-tpm.tpm2-evidence+json";
 // Media type of the CMW record itself (HTTP Content-Type when the record is sent).
 inline constexpr char kCmwMediaType[] = "application/cmw+json";

@@ -128,7 +128,7 @@ struct AppraisalOptions {
   // Verifier time (seconds since the epoch), for results; the TPM clock is not wall time.
   int64_t now_unix = 0;
   // Nonces shorter than this are refused by policy (field case C01).
-  size_t min_nonce_size = 16;
+  size_t min_nonce_size = kMinNonceSize;
   // The policy (not owned; must outlive the call). When set, its selection replaces
   // `expected_pcrs` and its reference values, event lists and maximum age apply.
   const AttestationPolicy* policy = nullptr;

@@ -311,9 +311,8 @@ Status Agent::WriteCredentialDir(const Credentials& c) {
   // then `current` is re-pointed to it with one rename(2). The top-level names are symlinks
   // through `current`; see docs/agent-and-service.md for the reader's side.
   const std::string& d = options_.cred_dir;
-  ::mkdir(d.c_str(), 0755);
   std::string versions = d + "/versions";
-  ::mkdir(versions.c_str(), 0755);
+  WIMSE_RETURN_IF_ERROR(MakeDirectories(versions, 0755));
   std::vector<uint64_t> existing = ListVersions(versions);
   uint64_t seq = existing.empty() ? 1 : existing.back() + 1;
   char name[32];
@@ -359,7 +358,7 @@ Status Agent::WriteCredentialDir(const Credentials& c) {
 }
 
 Status Agent::Bootstrap() {
-  ::mkdir(options_.state_dir.c_str(), 0700);
+  WIMSE_RETURN_IF_ERROR(MakeDirectories(options_.state_dir, 0700));
   WIMSE_RETURN_IF_ERROR(Enrol());
   WIMSE_RETURN_IF_ERROR(EnsureKey());
   return AttestAndStore();

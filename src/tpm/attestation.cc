@@ -147,13 +147,13 @@ Result<TpmAttestation> QuoteLocked(ESYS_CONTEXT* esys, ESYS_TR ak, ByteView nonc
 }
 
 Result<TpmAttestation> CertifyLocked(ESYS_CONTEXT* esys, ESYS_TR object, ESYS_TR ak,
-                                     ByteView nonce) {
+                                     ByteView nonce, ESYS_TR object_session) {
   WIMSE_ASSIGN_OR_RETURN(TPM2B_DATA qualifying, QualifyingData(nonce));
   TPMT_SIG_SCHEME scheme{};
   scheme.scheme = TPM2_ALG_NULL;
   TPM2B_ATTEST* certify_raw = nullptr;
   TPMT_SIGNATURE* sig_raw = nullptr;
-  TSS2_RC rc = Esys_Certify(esys, object, ak, ESYS_TR_PASSWORD, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+  TSS2_RC rc = Esys_Certify(esys, object, ak, object_session, ESYS_TR_PASSWORD, ESYS_TR_NONE,
                             &qualifying, &scheme, &certify_raw, &sig_raw);
   EsysPtr<TPM2B_ATTEST> certify(certify_raw);
   EsysPtr<TPMT_SIGNATURE> sig(sig_raw);

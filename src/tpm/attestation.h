@@ -73,9 +73,13 @@ Result<TpmAttestation> QuoteLocked(ESYS_CONTEXT* esys, ESYS_TR ak, ByteView nonc
                                    uint32_t mask);
 
 // Within Run(): TPM2_Certify(objectHandle = `object`, signHandle = `ak`, qualifyingData =
-// `nonce`). Both objects need their (empty) auth values set on the ESYS_TR.
+// `nonce`). objectHandle needs the object's ADMIN authorization: `object_session` is the session
+// for it (ESYS_TR_PASSWORD for an empty auth value; for a key with an auth value the session
+// that WorkloadKey::AuthorizeLocked returns, with the auth value set on `object`). The AK's
+// (empty) auth goes in a password session. A failure carries the response code (the caller
+// classifies authorization failures).
 Result<TpmAttestation> CertifyLocked(ESYS_CONTEXT* esys, ESYS_TR object, ESYS_TR ak,
-                                     ByteView nonce);
+                                     ByteView nonce, ESYS_TR object_session = ESYS_TR_PASSWORD);
 
 // Within Run(): TPM2_CertifyCreation (Part 3 §18.3) of the loaded `object` by `ak`
 // (signHandle, password session, empty auth), qualifyingData = `nonce`, with the creationHash

@@ -312,6 +312,57 @@ Result<ESYS_TR> WorkloadKey::LoadLocked(ESYS_CONTEXT* esys) const {
       });
 }
 
+Error WorkloadKey::MissingAuthError() const {
+  // emptyAuth absent: the file says the key has an auth value. Trying empty auth would cost a
+  // dictionary-attack strike; refuse before the TPM sees anything. (An explicit FALSE is
+  // ambiguous, tpm2-tools #3458: there empty auth is tried once, see AuthorizationError.)
+  return Error(Layer::kUsage,
+               "key " + label_ + " needs an auth value (its key file has no emptyAuth field); "
+               "give it with --auth-file, --auth-env or --auth-prompt (nothing was sent to the "
+               "TPM: no dictionary-attack strike)");
+}
+
+Error WorkloadKey::AuthorizationError(const char* what, TSS2_RC rc) const {
+  bool secure = auth_ && !auth_->empty();
+  if (IsAuthFailure(rc)) {
+    std::string hint = secure ? " (wrong auth value; not retried: every failure counts toward the "
+                                "TPM's dictionary-attack lockout)"
+                              : (file_.empty_auth
+                                     ? " (no auth value was given; if the key has one, give it "
+                                       "with --auth-file, --auth-env or --auth-prompt)"
+                                     : " (the key file says the key needs an auth value; empty "
+                                       "auth was tried once; give one with --auth-file, "
+                                       "--auth-env or --auth-prompt)");
+    return Error(Layer::kTpm,
+                 std::string(what) + ": authorization failed for key " + label_ +
+                     ": TPM_RC_AUTH_FAIL" + hint,
+                 rc);
+  }
+  if (IsLockout(rc)) {
+    return Error(Layer::kTpm,
+                 "the TPM is in dictionary-attack lockout (TPM_RC_LOCKOUT) and refuses "
+                 "authorization for key " + label_ +
+                     " until the lockout recovery time passes or the lockout is reset",
+                 rc);
+  }
+  return TpmError((std::string(what) + " (" + label_ + ")").c_str(), rc);
+}
+
+Result<ESYS_TR> WorkloadKey::AuthorizeLocked(ESYS_CONTEXT* esys, ESYS_TR tr,
+                                             bool encrypt_response) const {
+  const SecretBytes* auth = auth_ ? auth_.get() : nullptr;
+  if (auth == nullptr && auth_required_by_file()) {
+    return MissingAuthError();
+  }
+  SetTrAuth(esys, tr, auth);
+  if (auth == nullptr || auth->empty()) {
+    return ESYS_TR_PASSWORD;
+  }
+  WIMSE_ASSIGN_OR_RETURN(ESYS_TR session, ctx_->SecureSessionLocked(esys));
+  SetSecureAttributes(esys, session, encrypt_response);
+  return session;
+}
+
 Result<Bytes> WorkloadKey::SignLocked(ESYS_CONTEXT* esys, const TPM2B_DIGEST& digest,
                                       const TPMT_SIG_SCHEME& scheme) const {
   TPMT_TK_HASHCHECK validation{};
@@ -361,26 +412,7 @@ Result<Bytes> WorkloadKey::SignLocked(ESYS_CONTEXT* esys, const TPM2B_DIGEST& di
     }
     break;
   }
-  if (IsAuthFailure(rc)) {
-    std::string hint = secure ? " (wrong auth value; not retried: every failure counts toward the "
-                                "TPM's dictionary-attack lockout)"
-                              : (file_.empty_auth
-                                     ? " (no auth value was given; if the key has one, give it "
-                                       "with --auth-file, --auth-env or --auth-prompt)"
-                                     : " (the key file says the key needs an auth value; empty "
-                                       "auth was tried once; give one with --auth-file, "
-                                       "--auth-env or --auth-prompt)");
-    return Error(Layer::kTpm, "authorization failed for key " + label_ + ": TPM_RC_AUTH_FAIL" + hint,
-                 rc);
-  }
-  if (IsLockout(rc)) {
-    return Error(Layer::kTpm,
-                 "the TPM is in dictionary-attack lockout (TPM_RC_LOCKOUT) and refuses "
-                 "authorization for key " + label_ +
-                     " until the lockout recovery time passes or the lockout is reset",
-                 rc);
-  }
-  if (rc != TSS2_RC_SUCCESS) return TpmError(("TPM2_Sign (" + label_ + ")").c_str(), rc);
+  if (rc != TSS2_RC_SUCCESS) return AuthorizationError("TPM2_Sign", rc);
   std::unique_ptr<TPMT_SIGNATURE, void (*)(void*)> owner(sig, Esys_Free);
   if (secure) sig = &secure_sig;
   if (sig->sigAlg == TPM2_ALG_ECDSA) {
@@ -407,14 +439,8 @@ Result<Bytes> WorkloadKey::SignDigestRsa(HashAlg hash, ByteView digest, RsaSchem
                                     " bytes; " + HashName(hash) + " needs " +
                                     std::to_string(HashSize(hash)));
   }
-  if (!auth_ && !file_.empty_auth && !file_.empty_auth_present) {
-    // emptyAuth absent: the file says the key has an auth value. Trying empty auth would cost
-    // a dictionary-attack strike; refuse before the TPM sees anything. (An explicit FALSE is
-    // ambiguous, tpm2-tools #3458: there empty auth is tried once, see SignLocked's hint.)
-    return Error(Layer::kUsage,
-                 "key " + label_ + " needs an auth value (its key file has no emptyAuth field); "
-                 "give it with --auth-file, --auth-env or --auth-prompt (nothing was sent to the "
-                 "TPM: no dictionary-attack strike)");
+  if (!auth_ && auth_required_by_file()) {
+    return MissingAuthError();
   }
   TPM2B_DIGEST in{};
   in.size = static_cast<UINT16>(digest.size());

@@ -71,6 +71,19 @@ class WorkloadKey {
   // Within TpmContext::Run(): the key's loaded ESYS_TR (cached; valid until the next load).
   Result<ESYS_TR> LoadLocked(ESYS_CONTEXT* esys) const;
 
+  // Within TpmContext::Run(): prepares the authorization of one command that uses the loaded
+  // key `tr` (e.g. TPM2_Certify's objectHandle) and returns the session to pass for it: the
+  // password session for a key without an auth value; for a key with one, the context's salted
+  // HMAC session (TpmContext::SecureSessionLocked) with parameter encryption of the first
+  // command parameter (and of the response's, when `encrypt_response`). Sets the auth value
+  // ESAPI uses for `tr`. Fails before any TPM command when the key file says the key needs an
+  // auth value and none was set. After a failed command the caller reports the response code
+  // with AuthorizationError() and, if the session was not the password session, drops it.
+  Result<ESYS_TR> AuthorizeLocked(ESYS_CONTEXT* esys, ESYS_TR tr, bool encrypt_response) const;
+  // The error for a failed command `what` that used AuthorizeLocked: authorization failures and
+  // lockout get the same reasons (and no retry) as signing; anything else is the decoded code.
+  Error AuthorizationError(const char* what, TSS2_RC rc) const;
+
   // --- Issue 3 extensions (declared here so the key layer and the provider agree) ---------
 
   // RSA signature schemes. kRsaPss produces salt length = digest length (TLS 1.3 rule).
@@ -123,6 +136,7 @@ class WorkloadKey {
   std::string label_;
   std::optional<KeyCreation> creation_;
 
+  Error MissingAuthError() const;
   Result<Bytes> SignLocked(ESYS_CONTEXT* esys, const TPM2B_DIGEST& digest,
                            const TPMT_SIG_SCHEME& scheme) const;
 };

@@ -119,4 +119,23 @@ Status WriteFileAtomic(const std::string& path, ByteView data, mode_t mode) {
   return OkStatus();
 }
 
+Status MakeDirectories(const std::string& path, mode_t mode) {
+  if (path.empty()) {
+    return Error(Layer::kUsage, "empty directory path");
+  }
+  for (size_t pos = path.find('/', 1);; pos = path.find('/', pos + 1)) {
+    std::string part = path.substr(0, pos);
+    if (!part.empty() && part.back() != '/' && ::mkdir(part.c_str(), mode) != 0 &&
+        errno != EEXIST) {
+      return Error(Layer::kIo, "cannot make directory " + part + ": " + std::strerror(errno));
+    }
+    if (pos == std::string::npos) break;
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Error(Layer::kIo, path + " exists and is not a directory");
+  }
+  return OkStatus();
+}
+
 }  // namespace wimse

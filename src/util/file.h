@@ -24,6 +24,10 @@ inline Status WriteFileAtomic(const std::string& path, std::string_view data, mo
   return WriteFileAtomic(path, AsBytes(data), mode);
 }
 
+// mkdir -p: creates `path` and any missing parents with `mode` (an existing directory is
+// fine; its mode is left alone). Errors name the component that could not be made.
+Status MakeDirectories(const std::string& path, mode_t mode);
+
 }  // namespace wimse
 
 #endif  // WIMSE_UTIL_FILE_H_

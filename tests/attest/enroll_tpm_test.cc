@@ -21,7 +21,7 @@
 #include "crypto/tpm_public.h"
 #include "tpm/attestation.h"
 #include "tpm/context.h"
-#include "tests/attest/bus_recorder.h"
+#include "tests/support/bus_recorder.h"
 #include "tpm/ek.h"
 #include "util/file.h"
 

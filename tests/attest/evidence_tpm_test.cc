@@ -15,6 +15,7 @@
 #include "attest/verifier.h"
 #include "crypto/public_key.h"
 #include "crypto/tpm_public.h"
+#include "tests/support/tpm_admin.h"
 #include "tpm/attestation.h"
 #include "tpm/context.h"
 #include "tpm/workload_key.h"
@@ -114,12 +115,54 @@ TEST_F(EvidenceTpmTest, AkIsDeterministicAndMatchesTemplate) {
 }
 
 TEST_F(EvidenceTpmTest, BadNoncesAreRefusedBeforeTheTpm) {
-  for (size_t n : {size_t{0}, size_t{33}, size_t{64}}) {
+  for (size_t n : {size_t{0}, size_t{2}, size_t{15}, size_t{33}, size_t{64}}) {
     auto e = ProduceEvidence(*ctx_, *key_, Bytes(n, 0x5a));
     ASSERT_FALSE(e.ok()) << n;
     EXPECT_EQ(e.error().layer(), Layer::kUsage) << e.error().ToString();
     EXPECT_EQ(e.error().tss2_rc(), 0u);
   }
+}
+
+TEST_F(EvidenceTpmTest, KeyWithAuthValueIsCertifiedWithItsAuth) {
+  // TPM2_Certify needs the certified key's authorization: with an auth value it goes in the
+  // salted, encrypted session; a wrong one is one dictionary-attack strike and a clear reason;
+  // none at all (emptyAuth absent in the file) is refused before the TPM.
+  SecretBytes auth(AsBytes("certify me"));
+  auto key = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256, auth);
+  ASSERT_TRUE(key.ok()) << key.error().ToString();
+  Bytes nonce = RandomNonce();
+  auto cmw = ProduceEvidenceCmw(*ctx_, **key, nonce);
+  ASSERT_TRUE(cmw.ok()) << cmw.error().ToString();
+  AppraisalResult r = AppraiseCmw(*cmw, Options(nonce));
+  EXPECT_TRUE(r.affirming()) << r.Summary();
+  EXPECT_EQ(r.workload_key_spki, *PublicKeyToDer((*key)->public_key()));
+
+  char dir[] = "/tmp/wimse-ev-auth-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string path = std::string(dir) + "/k.pem";
+  ASSERT_TRUE((*key)->Save(path).ok());
+  uint32_t before = testing::LockoutCounter(*ctx_);
+  auto wrong = tpm::OpenKey(ctx_, path);
+  ASSERT_TRUE(wrong.ok());
+  (*wrong)->SetAuth(SecretBytes(AsBytes("not it")));
+  auto refused = ProduceEvidence(*ctx_, **wrong, RandomNonce());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message().find("TPM2_Certify: authorization failed for key " + path),
+            std::string::npos)
+      << refused.error().ToString();
+  EXPECT_EQ(refused.error().message().find("not it"), std::string::npos);
+  EXPECT_EQ(testing::LockoutCounter(*ctx_), before + 1) << "exactly one try";
+
+  auto none = tpm::OpenKey(ctx_, path);
+  ASSERT_TRUE(none.ok());
+  auto missing = ProduceEvidence(*ctx_, **none, RandomNonce());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().layer(), Layer::kUsage) << missing.error().ToString();
+  EXPECT_NE(missing.error().message().find("needs an auth value"), std::string::npos);
+  EXPECT_EQ(testing::LockoutCounter(*ctx_), before + 1) << "no strike without an auth value";
+  ASSERT_TRUE(testing::ResetDictionaryAttack(*ctx_).ok());
+  std::remove(path.c_str());
+  ::rmdir(dir);
 }
 
 TEST_F(EvidenceTpmTest, UnallocatedBankIsAnError) {

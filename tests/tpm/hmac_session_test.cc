@@ -11,6 +11,7 @@
 
 #include "crypto/kdf.h"
 #include "crypto/public_key.h"
+#include "support/tpm_admin.h"
 #include "support/tpm_fixture.h"
 #include "tpm/hmac_session.h"
 #include "tpm/workload_key.h"
@@ -19,6 +20,8 @@ namespace wimse {
 namespace {
 
 using testing::TpmTest;
+using testing::LockoutCounter;
+using testing::ResetDictionaryAttack;
 using HmacSessionTest = TpmTest;
 namespace sm = tpm::session_math;
 
@@ -61,29 +64,6 @@ TPM2_HANDLE HmacSessionHandle(tpm::TpmContext& ctx) {
     return s->handle();
   });
   return h.ok() ? *h : 0;
-}
-
-uint32_t LockoutCounter(tpm::TpmContext& ctx) {
-  auto v = ctx.Run([&](ESYS_CONTEXT* esys) -> Result<uint32_t> {
-    TPMS_CAPABILITY_DATA* caps = nullptr;
-    TSS2_RC rc = Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                    TPM2_CAP_TPM_PROPERTIES, TPM2_PT_LOCKOUT_COUNTER, 1, nullptr,
-                                    &caps);
-    if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("GetCapability", rc);
-    uint32_t out = caps->data.tpmProperties.tpmProperty[0].value;
-    Esys_Free(caps);
-    return out;
-  });
-  return v.ok() ? *v : 0xffffffffu;
-}
-
-Status ResetDictionaryAttack(tpm::TpmContext& ctx) {
-  return ctx.Run([&](ESYS_CONTEXT* esys) -> Status {
-    TSS2_RC rc = Esys_DictionaryAttackLockReset(esys, ESYS_TR_RH_LOCKOUT, ESYS_TR_PASSWORD,
-                                                ESYS_TR_NONE, ESYS_TR_NONE);
-    if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("DictionaryAttackLockReset", rc);
-    return OkStatus();
-  });
 }
 
 TEST_F(HmacSessionTest, TwoHundredSignaturesPerAlgorithmInOneSessionVerifyInSoftware) {

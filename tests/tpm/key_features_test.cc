@@ -1,11 +1,6 @@
 // Issue 3 key layer on swtpm: every algorithm, RSA-PSS salt, auth values in salted encrypted
 // sessions (proved on a recorded TPM bus), dictionary-attack behaviour, persistent keys and
 // parents, slot pressure, and bad input (key for another TPM, missing handle, truncated file).
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -24,6 +19,8 @@
 #include "crypto/tpm_public.h"
 #include "keyfile/key_ref.h"
 #include "keyfile/tss2_key.h"
+#include "support/bus_recorder.h"
+#include "support/tpm_admin.h"
 #include "support/tpm_fixture.h"
 #include "tpm/templates.h"
 #include "tpm/workload_key.h"
@@ -33,6 +30,10 @@ namespace wimse {
 namespace {
 
 using testing::TpmTest;
+using testing::BusRecorder;
+using testing::Contains;
+using testing::ResetDictionaryAttack;
+using testing::TpmProperty;
 using KeyFeaturesTest = TpmTest;
 
 Bytes TestDigest(HashAlg hash, const char* msg) {
@@ -49,28 +50,6 @@ bool VerifyPssSalt(EVP_PKEY* key, HashAlg hash, ByteView digest, ByteView sig, i
          EVP_PKEY_CTX_set_signature_md(ctx.get(), md) == 1 &&
          EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx.get(), saltlen) == 1 &&
          EVP_PKEY_verify(ctx.get(), sig.data(), sig.size(), digest.data(), digest.size()) == 1;
-}
-
-uint32_t TpmProperty(tpm::TpmContext& ctx, TPM2_PT prop) {
-  auto v = ctx.Run([&](ESYS_CONTEXT* esys) -> Result<uint32_t> {
-    TPMS_CAPABILITY_DATA* caps = nullptr;
-    TSS2_RC rc = Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                    TPM2_CAP_TPM_PROPERTIES, prop, 1, nullptr, &caps);
-    if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("GetCapability", rc);
-    uint32_t out = caps->data.tpmProperties.tpmProperty[0].value;
-    Esys_Free(caps);
-    return out;
-  });
-  return v.ok() ? *v : 0xffffffffu;
-}
-
-Status ResetDictionaryAttack(tpm::TpmContext& ctx) {
-  return ctx.Run([&](ESYS_CONTEXT* esys) -> Status {
-    TSS2_RC rc = Esys_DictionaryAttackLockReset(esys, ESYS_TR_RH_LOCKOUT, ESYS_TR_PASSWORD,
-                                                ESYS_TR_NONE, ESYS_TR_NONE);
-    if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("DictionaryAttackLockReset", rc);
-    return OkStatus();
-  });
 }
 
 TEST_F(KeyFeaturesTest, EveryAlgorithmSignsAndVerifiesInSoftware) {
@@ -214,123 +193,6 @@ TEST_F(KeyFeaturesTest, ExhaustedDictionaryAttackCounterIsALockoutError) {
   ASSERT_TRUE(set_params(max_tries, interval, recovery).ok());
   auto after = (*key)->SignDigest(HashAlg::kSha256, digest);
   EXPECT_TRUE(after.ok()) << after.error().ToString();
-}
-
-// A TCP relay between the swtpm TCTI and swtpm that records every byte on the data port (the
-// "TPM bus" a interposer would see). The control port (P+1) is relayed unrecorded.
-class BusRecorder {
- public:
-  explicit BusRecorder(int upstream_port) : upstream_port_(upstream_port) {
-    for (int attempt = 0; attempt < 50 && port_ == 0; ++attempt) {
-      int a = Listen(0);
-      int p = LocalPort(a);
-      int b = Listen(p + 1);
-      if (b >= 0) {
-        data_listener_ = a;
-        ctrl_listener_ = b;
-        port_ = p;
-      } else {
-        close(a);
-      }
-    }
-    threads_.emplace_back([this] { Serve(data_listener_, upstream_port_, true); });
-    threads_.emplace_back([this] { Serve(ctrl_listener_, upstream_port_ + 1, false); });
-  }
-  ~BusRecorder() {
-    stop_ = true;
-    for (auto& t : threads_) t.join();
-    close(data_listener_);
-    close(ctrl_listener_);
-  }
-  std::string tcti() const { return "swtpm:host=127.0.0.1,port=" + std::to_string(port_); }
-  Bytes captured() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return bytes_;
-  }
-
- private:
-  static int Listen(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 4) != 0) {
-      close(fd);
-      return -1;
-    }
-    return fd;
-  }
-  static int LocalPort(int fd) {
-    sockaddr_in addr{};
-    socklen_t len = sizeof(addr);
-    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    return ntohs(addr.sin_port);
-  }
-  void Serve(int listener, int upstream, bool record) {
-    while (!stop_) {
-      pollfd p{listener, POLLIN, 0};
-      if (poll(&p, 1, 50) <= 0) continue;
-      int client = accept(listener, nullptr, nullptr);
-      if (client < 0) continue;
-      int server = socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      addr.sin_port = htons(static_cast<uint16_t>(upstream));
-      if (connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-        close(client);
-        close(server);
-        continue;
-      }
-      Relay(client, server, record);
-      close(client);
-      close(server);
-    }
-  }
-  void Relay(int a, int b, bool record) {
-    uint8_t buf[8192];
-    while (true) {
-      pollfd fds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
-      int n = poll(fds, 2, 50);
-      if (n < 0) return;
-      if (n == 0) {
-        if (stop_) return;
-        continue;
-      }
-      for (int i = 0; i < 2; ++i) {
-        if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
-        ssize_t got = read(fds[i].fd, buf, sizeof(buf));
-        if (got <= 0) return;
-        if (record) {
-          std::lock_guard<std::mutex> lock(mu_);
-          bytes_.insert(bytes_.end(), buf, buf + got);
-        }
-        int to = i == 0 ? b : a;
-        for (ssize_t off = 0; off < got;) {
-          ssize_t w = write(to, buf + off, static_cast<size_t>(got - off));
-          if (w <= 0) return;
-          off += w;
-        }
-      }
-    }
-  }
-
-  int upstream_port_;
-  int port_ = 0;
-  int data_listener_ = -1;
-  int ctrl_listener_ = -1;
-  std::atomic<bool> stop_{false};
-  std::vector<std::thread> threads_;
-  std::mutex mu_;
-  Bytes bytes_;
-};
-
-bool Contains(const Bytes& hay, const std::string& needle) {
-  return std::search(hay.begin(), hay.end(), needle.begin(), needle.end()) != hay.end();
-}
-bool Contains(const Bytes& hay, const Bytes& needle) {
-  return std::search(hay.begin(), hay.end(), needle.begin(), needle.end()) != hay.end();
 }
 
 TEST_F(KeyFeaturesTest, AuthValueNeverCrossesTheRecordedBusInClear) {

@@ -1,10 +1,9 @@
 // A recording relay between a TCTI and swtpm's TCP server (test-only): listens on a pair of
 // local ports (data, data+1 for control, as the "swtpm:" TCTI expects), forwards to swtpm's
 // ports and keeps every byte of the data channel (commands and responses), so a test can assert
-// what does or does not cross the TPM "bus" in clear. Same technique as the BusRecorder in
-// tests/tpm/key_features_test.cc (kept separate: that one is local to its test file).
-#ifndef WIMSE_TESTS_ATTEST_BUS_RECORDER_H_
-#define WIMSE_TESTS_ATTEST_BUS_RECORDER_H_
+// what does or does not cross the TPM "bus" in clear (what an interposer on the bus would see).
+#ifndef WIMSE_TESTS_SUPPORT_BUS_RECORDER_H_
+#define WIMSE_TESTS_SUPPORT_BUS_RECORDER_H_
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -17,12 +16,13 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "util/bytes.h"
 
-namespace wimse::attest::testing {
+namespace wimse::testing {
 
 class BusRecorder {
  public:
@@ -157,7 +157,10 @@ class BusRecorder {
 inline bool Contains(const Bytes& hay, ByteView needle) {
   return std::search(hay.begin(), hay.end(), needle.begin(), needle.end()) != hay.end();
 }
+inline bool Contains(const Bytes& hay, std::string_view needle) {
+  return std::search(hay.begin(), hay.end(), needle.begin(), needle.end()) != hay.end();
+}
 
-}  // namespace wimse::attest::testing
+}  // namespace wimse::testing
 
-#endif  // WIMSE_TESTS_ATTEST_BUS_RECORDER_H_
+#endif  // WIMSE_TESTS_SUPPORT_BUS_RECORDER_H_
