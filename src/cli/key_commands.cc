@@ -94,24 +94,37 @@ void RunKeygen(GlobalOptions& g, const KeygenOptions& o) {
     std::printf("persisted at handle:%s (TPM name %s)\n", HandleToString(handle).c_str(),
                 HexEncode((*key)->name()).c_str());
   }
+  // A failure after the key was persisted removes it again: a persistent slot (scarce on real
+  // TPMs) must not stay taken by a key whose files were never written.
+  auto fail = [&](const Error& e) {
+    if (handle != 0) {
+      auto undone = tpm::WorkloadKey::EvictPersistent(ctx, handle);
+      if (undone.ok()) {
+        std::fprintf(stderr, "wimse-tpm: keygen: removed %s again\n",
+                     HandleToString(handle).c_str());
+      }
+    }
+    Fail(g, "keygen", e);
+  };
   if (!o.pub_out.empty()) {
     auto pem = PublicKeyToPem((*key)->public_key());
-    if (!pem.ok()) return Fail(g, "keygen", pem.error());
+    if (!pem.ok()) return fail(pem.error());
     auto s = WriteFileAtomic(o.pub_out, *pem, 0644);
-    if (!s.ok()) return Fail(g, "keygen", s.error());
+    if (!s.ok()) return fail(s.error());
   }
   if (!o.out.empty()) {
     auto s = (*key)->Save(o.out);
-    if (!s.ok()) return Fail(g, "keygen", s.error());
+    if (!s.ok()) return fail(s.error());
     std::printf("wrote %s (TPM name %s)\n", o.out.c_str(), HexEncode((*key)->name()).c_str());
     // The creation record beside it, for TPM2_CertifyCreation in `attest` (nothing secret).
     s = attest::SaveKeyCreation(o.out, **key);
-    if (!s.ok()) return Fail(g, "keygen", s.error());
+    if (!s.ok()) return fail(s.error());
   }
 }
 
 struct EvictOptions {
   std::string handle;
+  bool force = false;
 };
 
 void RunEvict(GlobalOptions& g, const EvictOptions& o) {
@@ -119,7 +132,8 @@ void RunEvict(GlobalOptions& g, const EvictOptions& o) {
   if (text.rfind(std::string(kHandleUriScheme), 0) == 0) text = text.substr(kHandleUriScheme.size());
   auto h = ParsePersistentHandle(text);
   if (!h.ok()) return Fail(g, "evict", h.error());
-  auto s = tpm::WorkloadKey::EvictPersistent(tpm::SharedContext(tpm::ResolveTcti(g.tcti)), *h);
+  auto s = tpm::WorkloadKey::EvictPersistent(tpm::SharedContext(tpm::ResolveTcti(g.tcti)), *h,
+                                             o.force);
   if (!s.ok()) return Fail(g, "evict", s.error());
   std::printf("evicted %s\n", HandleToString(*h).c_str());
 }
@@ -267,6 +281,8 @@ void RegisterKeyCommands(CLI::App& app, GlobalOptions& g) {
   auto eo = std::make_shared<EvictOptions>();
   evict->add_option("--handle", eo->handle, "persistent handle (0x81... or handle:0x81...)")
       ->required();
+  evict->add_flag("--force", eo->force,
+                  "remove any persistent object, not only a workload key (EK, SRK, AK, ...)");
   evict->callback([&g, eo] { RunEvict(g, *eo); });
 
   auto* pubkey = app.add_subcommand("pubkey", "Print the public key of a TPM key file");

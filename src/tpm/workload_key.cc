@@ -259,12 +259,35 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Persist(uint32_t handle) const
   return key;
 }
 
-Status WorkloadKey::EvictPersistent(std::shared_ptr<TpmContext> ctx, uint32_t handle) {
+Status WorkloadKey::EvictPersistent(std::shared_ptr<TpmContext> ctx, uint32_t handle,
+                                    bool any_object) {
   if ((handle >> 24) != TPM2_HT_PERSISTENT) {
     return Error(Layer::kUsage, HandleToString(handle) + " is not a persistent handle (0x81xxxxxx)");
   }
   return ctx->Run([&](ESYS_CONTEXT* esys) -> Status {
     WIMSE_ASSIGN_OR_RETURN(ESYS_TR tr, ctx->PersistentObjectLocked(esys, handle));
+    if (!any_object) {
+      TPM2B_PUBLIC* pub = nullptr;
+      TSS2_RC rrc = Esys_ReadPublic(esys, tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub,
+                                    nullptr, nullptr);
+      if (rrc != TSS2_RC_SUCCESS) {
+        return TpmError(("TPM2_ReadPublic (" + HandleToString(handle) + ")").c_str(), rrc);
+      }
+      TPMA_OBJECT attrs = pub->publicArea.objectAttributes;
+      Esys_Free(pub);
+      bool restricted = (attrs & TPMA_OBJECT_RESTRICTED) != 0;
+      bool decrypt = (attrs & TPMA_OBJECT_DECRYPT) != 0;
+      bool sign = (attrs & TPMA_OBJECT_SIGN_ENCRYPT) != 0;
+      if (restricted || decrypt || !sign) {
+        const char* what = restricted && decrypt ? "a restricted decryption key (an EK or a storage key)"
+                           : restricted          ? "a restricted signing key (an attestation key)"
+                           : decrypt             ? "a decryption key"
+                                                 : "an object that is not a signing key";
+        return Error(Layer::kUsage, HandleToString(handle) + " holds " + what +
+                                        ", not a workload key: refusing to evict it (--force "
+                                        "removes any persistent object)");
+      }
+    }
     ESYS_TR out = ESYS_TR_NONE;
     TSS2_RC rc = Esys_EvictControl(esys, ESYS_TR_RH_OWNER, tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
                                    ESYS_TR_NONE, handle, &out);

@@ -113,8 +113,11 @@ class WorkloadKey {
   // value. Errors: handle outside 0x81xxxxxx (usage), handle already in use (TPM_RC_NV_DEFINED).
   Result<std::shared_ptr<WorkloadKey>> Persist(uint32_t handle) const;
   // Removes the persistent object at `handle` (TPM2_EvictControl). A handle with no object is
-  // an error naming it.
-  static Status EvictPersistent(std::shared_ptr<TpmContext> ctx, uint32_t handle);
+  // an error naming it. Unless `any_object`, only a workload-style key is removed (unrestricted,
+  // sign, not decrypt): an EK, SRK, AK or anything else another tool persisted is refused with
+  // what it is (one TPM2_ReadPublic first), so a typo cannot destroy the TPM's identity.
+  static Status EvictPersistent(std::shared_ptr<TpmContext> ctx, uint32_t handle,
+                                bool any_object = false);
 
   // Set on a key made by Create in this process: its creation data, hash and ticket.
   const std::optional<KeyCreation>& creation() const { return creation_; }

@@ -118,6 +118,14 @@ check "sign file PKCS#1" "$W" sign --key "$dir/rsa.pem" --auth-env WIMSE_KEY_AUT
 check "verify PKCS#1" verify "$dir/rsa.pub" "$dir/rsa.p1"
 err=$("$W" keygen --persist 0x81000100 2>&1 >/dev/null)
 printf '%s' "$err" | grep -q "already in use" && ok "persist on a used handle: $err" || fail "used handle: $err"
+# A keygen that fails after persisting (unwritable --pubout) leaves no persistent handle behind.
+if "$W" keygen --out "$dir/never.pem" --pubout /nonexistent/x.pub --persist 0x81000123 >/dev/null 2>&1; then
+  fail "keygen with an unwritable --pubout succeeded"
+elif tpm2_getcap -T "$WIMSE_TPM_TCTI" handles-persistent | grep -qi 0x81000123; then
+  fail "failed keygen left 0x81000123 persistent"
+else
+  ok "failed keygen removed its persistent handle again"
+fi
 check "evict" "$W" evict --handle 0x81000100
 err=$("$W" pubkey --key handle:0x81000100 2>&1 >/dev/null)
 printf '%s' "$err" | grep -q "no persistent object at handle 0x81000100" && ok "evicted handle: $err" || fail "evicted handle: $err"

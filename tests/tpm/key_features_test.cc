@@ -334,7 +334,12 @@ TEST_F(KeyFeaturesTest, KeyFileWithPersistentParentLoads) {
     EXPECT_TRUE(VerifyDigest((*key)->public_key(), HashAlg::kSha384, digest, *sig).ok());
   }
   ctx_->FlushCache();
-  ASSERT_TRUE(tpm::WorkloadKey::EvictPersistent(ctx_, kParent).ok());
+  // evict removes workload keys only: a storage parent (like an EK or SRK) needs any_object.
+  Status refused = tpm::WorkloadKey::EvictPersistent(ctx_, kParent);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message().find("holds a restricted decryption key"), std::string::npos)
+      << refused.error().ToString();
+  ASSERT_TRUE(tpm::WorkloadKey::EvictPersistent(ctx_, kParent, /*any_object=*/true).ok());
   // Without its parent the key is one clear error naming the parent handle.
   auto orphan = (*key)->SignDigest(HashAlg::kSha384, digest);
   ASSERT_FALSE(orphan.ok());
