@@ -108,11 +108,14 @@ Json BuildEarClaims(const AppraisalResult& result, ByteView nonce, const EarOpti
   if (result.affirming()) {
     vector["instance-identity"] = result.ak_enrolled ? 2 : 0;
     vector["hardware"] = result.ek_certified ? 2 : 0;
-    vector["executables"] = result.ima_log_checked && (result.references_checked ||
-                                                       result.uefi_log_checked)
-                                ? 2
-                            : (result.references_checked || result.uefi_log_checked) ? 3
-                                                                                     : 0;
+    // "Approved" needs an approval, not only a replay: the boot chain by reference values or
+    // an allow-listed UEFI log, the run time by an allow-listed IMA log without violations.
+    // A log that merely replays makes no executables claim (0).
+    bool boot_approved = result.references_checked ||
+                         (result.uefi_log_checked && result.events_allow_listed);
+    bool runtime_approved =
+        result.ima_log_checked && result.events_allow_listed && result.ima_violations == 0;
+    vector["executables"] = boot_approved && runtime_approved ? 2 : boot_approved ? 3 : 0;
     vector["storage-opaque"] = 2;
   } else {
     for (const Failure& f : result.failures) {

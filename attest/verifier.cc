@@ -601,6 +601,8 @@ void CheckEventDigest(const Bytes& digest, const AttestationPolicy* policy, cons
 void CheckLogs(const Tpm2Evidence& e, uint16_t bank, uint32_t mask,
                const std::map<uint32_t, Bytes>& quoted, const AttestationPolicy* policy,
                AppraisalResult& result, Findings& f) {
+  result.events_allow_listed = policy != nullptr && !policy->allowed_event_digests.empty() &&
+                               (e.uefi_log || e.ima_log);
   if (e.uefi_log) {
     Result<LogFormat> fmt = LogFormatFromName(e.uefi_log->format);
     Result<EventLog> log = Error(Layer::kParse, "");
@@ -649,6 +651,14 @@ void CheckLogs(const Tpm2Evidence& e, uint16_t bank, uint32_t mask,
       f.Add(Reason::kEventLogMalformed, log.error().message());
     } else if (quoted.count(10) == 0) {
       f.Add(Reason::kEventLogReplayMismatch, "IMA log present but PCR 10 is not quoted");
+    } else if (auto other = std::find_if(log->events.begin(), log->events.end(),
+                                         [](const LogEvent& ev) { return ev.pcr != 10; });
+               other != log->events.end()) {
+      // Only PCR 10 is replayed; an entry for another PCR (an IMA policy rule with pcr=) could
+      // be neither bound to the quote nor appraised, so the log is refused as a whole.
+      f.Add(Reason::kEventLogMalformed,
+            "IMA log entry " + std::to_string(other - log->events.begin()) + " extends PCR " +
+                std::to_string(other->pcr) + "; only PCR 10 entries can be replayed and appraised");
     } else {
       // The log may run ahead of the quote: accept the shortest prefix that replays exactly to
       // the quoted PCR 10 and appraise only that prefix (field case C04 #4).
@@ -673,13 +683,28 @@ void CheckLogs(const Tpm2Evidence& e, uint16_t bank, uint32_t mask,
         f.Add(Reason::kEventLogReplayMismatch, "no prefix of the IMA log replays to PCR 10");
       } else {
         result.ima_log_checked = true;
+        bool allow_list = policy != nullptr && !policy->allowed_event_digests.empty();
         for (size_t i = 0; i < matched; ++i) {
           const LogEvent& ev = log->events[i];
+          if (ev.violation) {
+            // A file measured while open for writing (or changed under IMA): what ran is not
+            // known, so an allow-list policy cannot approve it.
+            ++result.ima_violations;
+            if (allow_list) {
+              f.Add(Reason::kEventNotAllowed,
+                    "IMA violation entry " + std::to_string(i) + " (" + ev.path +
+                        "): the file's measurement is unknown");
+            }
+            continue;
+          }
           size_t colon = ev.file_digest.find(':');
           Result<Bytes> fd = HexDecode(ev.file_digest.substr(colon + 1));
-          if (fd.ok() && !ev.violation) {
-            CheckEventDigest(*fd, policy, "IMA " + ev.path, result, f);
+          if (!fd.ok()) {
+            f.Add(Reason::kEventLogMalformed,
+                  "IMA entry " + std::to_string(i) + " has an unreadable file digest");
+            continue;
           }
+          CheckEventDigest(*fd, policy, "IMA " + ev.path, result, f);
         }
       }
     }

@@ -183,6 +183,10 @@ struct AppraisalResult {
   bool references_checked = false;   // policy reference values compared (and matched)
   bool uefi_log_checked = false;     // UEFI log replayed to the quote
   bool ima_log_checked = false;      // IMA log (prefix) replayed to the quote
+  // The policy's allow list of event digests was applied to the replayed logs (replay alone
+  // proves integrity, not approval: only this makes "approved executables" claimable).
+  bool events_allow_listed = false;
+  size_t ima_violations = 0;         // IMA violation entries in the appraised prefix
   // TPM2_CertifyCreation verified: the key was created by TPM2_Create under the parent named
   // in its creation data, a primary key of the storage hierarchy (set only when affirming).
   bool creation_certified = false;

@@ -103,7 +103,17 @@ struct ImaEntry {
   Bytes template_sha1;
   Bytes file_sha256;
   std::string path;
+  uint32_t pcr = 10;
+  bool violation = false;  // template hash all zeros in the log; extends all-ones
 };
+
+// What the entry extends into the sha256 bank.
+inline Bytes ImaSha256Extend(const ImaEntry& e) {
+  return e.violation ? Bytes(32, 0xff) : Md("SHA256", e.template_data);
+}
+
+// A violation entry (IMA's ToMToU / open-writers record) for `path`.
+inline ImaEntry MakeImaViolation(const std::string& path);
 
 inline ImaEntry MakeImaEntry(const std::string& path, std::string_view content) {
   ImaEntry e;
@@ -121,10 +131,17 @@ inline ImaEntry MakeImaEntry(const std::string& path, std::string_view content) 
   return e;
 }
 
+inline ImaEntry MakeImaViolation(const std::string& path) {
+  ImaEntry e = MakeImaEntry(path, "");
+  e.violation = true;
+  e.template_sha1 = Bytes(20, 0);
+  return e;
+}
+
 inline Bytes ImaBinary(const std::vector<ImaEntry>& entries) {
   Bytes out;
   for (const ImaEntry& e : entries) {
-    Le32(out, 10);
+    Le32(out, e.pcr);
     out.insert(out.end(), e.template_sha1.begin(), e.template_sha1.end());
     Le32(out, 6);
     const char* name = "ima-ng";
@@ -138,7 +155,7 @@ inline Bytes ImaBinary(const std::vector<ImaEntry>& entries) {
 inline std::string ImaAscii(const std::vector<ImaEntry>& entries) {
   std::string out;
   for (const ImaEntry& e : entries) {
-    out += "10 " + HexEncode(e.template_sha1) + " ima-ng sha256:" + HexEncode(e.file_sha256) +
+    out += std::to_string(e.pcr) + " " + HexEncode(e.template_sha1) + " ima-ng sha256:" + HexEncode(e.file_sha256) +
            " " + e.path + "\n";
   }
   return out;

@@ -12,10 +12,13 @@
 #include <nlohmann/json.hpp>
 
 #include "jose/base64url.h"
+#include "attest/ear.h"
+#include "attest/eventlog.h"
 #include "attest/evidence_format.h"
 #include "attest/verifier.h"
 #include "crypto/public_key.h"
 #include "crypto/tpm_public.h"
+#include "tests/attest/log_builder.h"
 #include "util/file.h"
 
 namespace wimse::attest {
@@ -843,6 +846,104 @@ TEST(EvidenceFormat, RoundTripIsExact) {
   std::string record = ReadData("good.cmw.json");
   EXPECT_EQ(record.rfind("[\"application/vnd.wimse-tpm.tpm2-evidence+json\",\"", 0), 0u);
   EXPECT_NE(record.find("\",4]"), std::string::npos);
+}
+
+
+// --- IMA logs: appraised only where they replay; approval needs an allow list ----------------
+
+// Evidence whose quote covers sha256 PCRs 0-7 (the recorded values) and PCR 10 as the IMA
+// entries of `ima` extend it (entries for other PCRs are left out of the replay, as a TPM would
+// have them in another PCR).
+Forged ForgeWithIma(SoftwareAttester& sw, const std::vector<testing::ImaEntry>& ima) {
+  Forged f;
+  Tpm2Evidence good = LoadEvidence("good.cmw.json");
+  f.options = Options();
+  f.options.trusted_ak_spki = sw.spki();
+  f.options.expected_pcrs.mask = 0xFF | (1u << 10);
+  std::map<uint32_t, Bytes> pcrs = good.quotes[0].pcrs;
+  Bytes p10 = InitialPcrValue(10, TPM2_ALG_SHA256);
+  for (const testing::ImaEntry& e : ima) {
+    if (e.pcr == 10) {
+      p10 = *ExtendPcr(TPM2_ALG_SHA256, p10, testing::ImaSha256Extend(e));
+    }
+  }
+  pcrs[10] = p10;
+  TPMS_ATTEST q = QuoteAttest(f.options.expected_nonce, pcrs, HashAlg::kSha256);
+  q.attested.quote.pcrSelect.pcrSelections[0].pcrSelect[1] = 0x04;  // PCR 10
+  f.evidence = good;
+  f.evidence.ak_public = sw.public_blob();
+  f.evidence.quotes[0].quote = sw.Sign(q);
+  f.evidence.quotes[0].pcrs = pcrs;
+  f.evidence.keys[0].certify =
+      sw.Sign(CertifyAttest(f.options.expected_nonce, f.evidence.keys[0].public_blob));
+  std::string ascii = testing::ImaAscii(ima);
+  f.evidence.ima_log = LogEvidence{"ima-ascii", Bytes(ascii.begin(), ascii.end())};
+  return f;
+}
+
+int Executables(const AppraisalResult& r, const Bytes& nonce) {
+  return BuildEarClaims(r, nonce, EarOptions{})["submods"]["tpm"]["ear_trustworthiness_vector"]
+                       ["executables"]
+                           .get<int>();
+}
+
+TEST(ImaAppraisal, EntryForAnotherPcrIsRefusedNotAppraised) {
+  // Hostile review: an entry for PCR 11 was neither replayed nor bound to the quote, yet its
+  // digest was appraised and captured into `policy capture`'s allow list.
+  SoftwareAttester sw;
+  testing::ImaEntry evil = testing::MakeImaEntry("/usr/bin/evil", "never extended");
+  evil.pcr = 11;
+  Forged f = ForgeWithIma(sw, {testing::MakeImaEntry("/usr/bin/good", "good"), evil});
+  AppraisalResult r = AppraiseEvidence(f.evidence, f.options);
+  EXPECT_EQ(Codes(r), CodeSet({"event_log_malformed"})) << r.Summary();
+  EXPECT_NE(r.Summary().find("extends PCR 11"), std::string::npos) << r.Summary();
+  EXPECT_EQ(r.event_digests.count(evil.file_sha256), 0u);
+  EXPECT_FALSE(r.ima_log_checked);
+}
+
+TEST(ImaAppraisal, ViolationIsNotApprovedByAnAllowList) {
+  SoftwareAttester sw;
+  testing::ImaEntry good = testing::MakeImaEntry("/usr/bin/good", "good");
+  Forged f = ForgeWithIma(sw, {good, testing::MakeImaViolation("/var/log/written")});
+  // Without a policy it replays (affirming), but nothing is approved: no executables claim.
+  AppraisalResult r = AppraiseEvidence(f.evidence, f.options);
+  ASSERT_TRUE(r.affirming()) << r.Summary();
+  EXPECT_TRUE(r.ima_log_checked);
+  EXPECT_EQ(r.ima_violations, 1u);
+  EXPECT_EQ(Executables(r, f.options.expected_nonce), 0);
+  // With reference values and an allow list holding every real file: the violation is refused.
+  AttestationPolicy policy;
+  policy.pcrs = f.options.expected_pcrs;
+  for (const auto& [i, v] : f.evidence.quotes[0].pcrs) {
+    policy.reference_values[i] = v;
+  }
+  policy.allowed_event_digests = {good.file_sha256};
+  f.options.policy = &policy;
+  r = AppraiseEvidence(f.evidence, f.options);
+  EXPECT_EQ(Codes(r), CodeSet({"event_not_allowed"})) << r.Summary();
+  EXPECT_NE(r.Summary().find("IMA violation entry 1"), std::string::npos) << r.Summary();
+}
+
+TEST(ImaAppraisal, ApprovedExecutablesNeedAnAllowList) {
+  SoftwareAttester sw;
+  testing::ImaEntry good = testing::MakeImaEntry("/usr/bin/good", "good");
+  Forged f = ForgeWithIma(sw, {good});
+  AppraisalResult r = AppraiseEvidence(f.evidence, f.options);
+  ASSERT_TRUE(r.affirming()) << r.Summary();
+  EXPECT_EQ(Executables(r, f.options.expected_nonce), 0) << "a replay alone approves nothing";
+  AttestationPolicy policy;
+  policy.pcrs = f.options.expected_pcrs;
+  for (const auto& [i, v] : f.evidence.quotes[0].pcrs) {
+    policy.reference_values[i] = v;
+  }
+  f.options.policy = &policy;
+  r = AppraiseEvidence(f.evidence, f.options);
+  ASSERT_TRUE(r.affirming()) << r.Summary();
+  EXPECT_EQ(Executables(r, f.options.expected_nonce), 3) << "boot approved by reference values";
+  policy.allowed_event_digests = {good.file_sha256};
+  r = AppraiseEvidence(f.evidence, f.options);
+  ASSERT_TRUE(r.affirming()) << r.Summary();
+  EXPECT_EQ(Executables(r, f.options.expected_nonce), 2) << "boot and run time approved";
 }
 
 }  // namespace
