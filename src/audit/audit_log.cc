@@ -237,11 +237,18 @@ AuditVerifyResult VerifyAuditText(std::string_view text) {
   return res;
 }
 
-Result<AuditVerifyResult> VerifyAuditLog(const std::string& path) {
+Result<AuditVerifyResult> VerifyAuditLog(const std::string& path, bool require_head) {
   WIMSE_ASSIGN_OR_RETURN(std::string text, ReadFileString(path, size_t{1} << 31));
   AuditVerifyResult res = VerifyAuditText(text);
   if (!res.ok) return res;
   auto head_text = ReadFileString(path + ".head", 4096);
+  if (!head_text.ok() && require_head && res.records > 0) {
+    res.ok = false;
+    res.first_bad_line = res.records + 1;
+    res.reason = "head file " + path + ".head is missing or unreadable: records removed from "
+                 "the end could not be detected (--allow-missing-head to check the chain alone)";
+    return res;
+  }
   if (head_text.ok()) {
     auto head = jose::ParseJsonObject(*head_text);
     if (!head.ok() || !(*head)["seq"].is_number_unsigned() || !(*head)["hash"].is_string()) {

@@ -93,9 +93,14 @@ struct AuditVerifyResult {
   std::string last_hash;         // hash of the last good record
 };
 
-// Verifies the chain of the log at `path` (and its head file when present): names the first
-// line whose record was edited, inserted, deleted before, or moved. Errors only for I/O.
-Result<AuditVerifyResult> VerifyAuditLog(const std::string& path);
+// Verifies the chain of the log at `path` and its head file `<path>.head`: names the first
+// line whose record was edited, inserted, deleted before, or moved, and catches records cut off
+// the end through the head. A missing head file fails verification (deleting it would hide a
+// truncation) unless `require_head` is false. The chain has no key: it shows tampering by
+// anyone who cannot also rewrite the head and every later record consistently, so ship records
+// off the host (stdout JSON lines to a SIEM) for a copy out of an attacker's reach. Errors only
+// for I/O.
+Result<AuditVerifyResult> VerifyAuditLog(const std::string& path, bool require_head = true);
 // Verifies log text (no head file check).
 AuditVerifyResult VerifyAuditText(std::string_view text);
 

@@ -76,6 +76,24 @@ TEST_F(AuditLogTest, IntactLogVerifies) {
   EXPECT_EQ((*second)["prev"], (*first)["hash"]);
 }
 
+TEST_F(AuditLogTest, TruncationIsCaughtEvenWithTheHeadFileDeleted) {
+  // Hostile review: cutting the last record and deleting LOG.head verified "ok".
+  WriteRecords(4);
+  auto lines = Lines();
+  lines.pop_back();
+  WriteLines(lines);
+  ASSERT_EQ(std::remove((path_ + ".head").c_str()), 0);
+  auto r = Verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.first_bad_line, 4u);
+  EXPECT_NE(r.reason.find(".head is missing"), std::string::npos) << r.reason;
+  // Asked for explicitly, the chain alone still verifies (and says nothing about the end).
+  auto chain_only = VerifyAuditLog(path_, /*require_head=*/false);
+  ASSERT_TRUE(chain_only.ok());
+  EXPECT_TRUE(chain_only->ok) << chain_only->reason;
+  EXPECT_EQ(chain_only->records, 3u);
+}
+
 TEST_F(AuditLogTest, ReopenContinuesTheChain) {
   WriteRecords(3);
   WriteRecords(2);  // a restarted process
