@@ -1020,9 +1020,16 @@ AppraisalResult AppraiseEvidence(const Tpm2Evidence& e, const AppraisalOptions& 
           "bank " + BankNameFromAlg(want_sel.bank) + " is not allowed by the policy");
   }
   if (policy != nullptr && policy->max_evidence_age_seconds > 0) {
-    if (options.nonce_issued_unix <= 0 ||
-        options.now_unix - options.nonce_issued_unix > policy->max_evidence_age_seconds ||
-        options.now_unix < options.nonce_issued_unix) {
+    if (options.nonce_issued_unix <= 0) {
+      f.Add(Reason::kEvidenceTooOld,
+            "the policy limits evidence age to " +
+                std::to_string(policy->max_evidence_age_seconds) +
+                " s but the nonce's issue time was not given (CLI: --nonce-issued)");
+    } else if (options.now_unix < options.nonce_issued_unix) {
+      f.Add(Reason::kEvidenceTooOld, "the nonce's issue time is " +
+                                         std::to_string(options.nonce_issued_unix - options.now_unix) +
+                                         " s in the future");
+    } else if (options.now_unix - options.nonce_issued_unix > policy->max_evidence_age_seconds) {
       f.Add(Reason::kEvidenceTooOld,
             "the nonce was issued " + std::to_string(options.now_unix - options.nonce_issued_unix) +
                 " s ago, the policy allows " + std::to_string(policy->max_evidence_age_seconds));

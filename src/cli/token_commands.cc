@@ -112,8 +112,9 @@ void RunWitIssue(GlobalOptions& g, const WitIssueCli& o) {
   std::shared_ptr<tpm::WorkloadKey> workload;
   EVP_PKEY* workload_pub = nullptr;
   if (!o.key.empty()) {
-    // The public key is in the key file's public area: no TPM I/O.
-    auto key = tpm::WorkloadKey::Open(tpm::SharedContext(tpm::ResolveTcti(g.tcti)), o.key);
+    // A key file: the public key is in its public area, no TPM I/O. handle:0x81...: one
+    // TPM2_ReadPublic.
+    auto key = tpm::OpenKey(tpm::SharedContext(tpm::ResolveTcti(g.tcti)), o.key);
     if (!key.ok()) {
       return Fail(g, what, key.error());
     }
@@ -356,7 +357,8 @@ void RegisterTokenCommands(CLI::App& app, GlobalOptions& g) {
       ->required();
   issue->add_option("--sub", wi->sub, "Workload Identifier, e.g. spiffe://example.org/svc")
       ->required();
-  issue->add_option("--key", wi->key, "workload TSS2 key file (its public key becomes cnf.jwk)");
+  issue->add_option("--key", wi->key,
+                    "workload TSS2 key file or handle:0x81... (its public key becomes cnf.jwk)");
   issue->add_option("--pub", wi->pub, "instead of --key: workload public key (PEM SPKI)");
   issue->add_option("--ttl", wi->ttl, "lifetime in seconds (default 3600, at most 86400)");
   issue->add_option("--iss", wi->iss, "issuer URI (iss claim; omitted by default)");

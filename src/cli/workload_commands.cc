@@ -35,8 +35,12 @@ Status LoadProviders(const std::string& provider_dir) {
   if (!provider_dir.empty()) OSSL_PROVIDER_set_default_search_path(nullptr, provider_dir.c_str());
   if (OSSL_PROVIDER_load(nullptr, "default") == nullptr ||
       OSSL_PROVIDER_load(nullptr, "wimsetpm") == nullptr) {
-    return OpenSslError("cannot load the wimsetpm provider" +
-                        (provider_dir.empty() ? std::string() : " from " + provider_dir));
+    return OpenSslError(
+        "cannot load the wimsetpm provider " +
+        (provider_dir.empty()
+             ? std::string("from OpenSSL's modules directory (not installed? from a build tree "
+                           "give --provider-dir build/provider or set WIMSE_PROVIDER_DIR)")
+             : "from " + provider_dir + " (is wimsetpm.so there?)"));
   }
   EVP_set_default_properties(nullptr, "?provider=default");
   return OkStatus();

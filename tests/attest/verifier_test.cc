@@ -849,6 +849,29 @@ TEST(EvidenceFormat, RoundTripIsExact) {
 }
 
 
+TEST(ForgedEvidence, EvidenceAgeIsBoundedByThePolicy) {
+  SoftwareAttester sw;
+  Forged f = Forge(sw);
+  AttestationPolicy policy;
+  policy.pcrs = f.options.expected_pcrs;
+  policy.max_evidence_age_seconds = 60;
+  f.options.policy = &policy;
+  f.options.now_unix = 1'800'000'000;
+  f.options.nonce_issued_unix = f.options.now_unix - 30;
+  EXPECT_TRUE(AppraiseEvidence(f.evidence, f.options).affirming());
+  struct Case {
+    int64_t issued;
+    const char* says;
+  };
+  for (Case c : {Case{0, "issue time was not given"}, Case{f.options.now_unix - 61, "61 s ago"},
+                 Case{f.options.now_unix + 5, "5 s in the future"}}) {
+    f.options.nonce_issued_unix = c.issued;
+    AppraisalResult r = AppraiseEvidence(f.evidence, f.options);
+    EXPECT_EQ(Codes(r), CodeSet({"evidence_too_old"})) << c.issued;
+    EXPECT_NE(r.Summary().find(c.says), std::string::npos) << r.Summary();
+  }
+}
+
 // --- IMA logs: appraised only where they replay; approval needs an allow list ----------------
 
 // Evidence whose quote covers sha256 PCRs 0-7 (the recorded values) and PCR 10 as the IMA
