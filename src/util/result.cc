@@ -37,8 +37,9 @@ std::string Error::ToString() const {
     std::snprintf(hex, sizeof(hex), "0x%x", tss2_rc_);
     out += ": ";
     out += hex;
-    // Tss2_RC_Decode never fails; it formats unknown layers generically (fixed for
-    // CVE-2023-22745 in tss 3.2.1 and later, which is what we require).
+    // Tss2_RC_Decode never fails; it formats unknown layers generically. Builds refuse a
+    // tss2-rc with CVE-2023-22745 (meson.build runs it on every layer); patched 3.2.1 drops
+    // the low byte of unknown layers' codes, so the full code is printed above, always.
     const char* decoded = Tss2_RC_Decode(tss2_rc_);
     if (decoded != nullptr) {
       out += " (";

@@ -20,9 +20,20 @@ fail() { echo "FAIL $1"; failures=$((failures + 1)); }
 # Without a resource manager tpm2-tools leave what they load in the TPM (3 object slots):
 # flush every transient object and session after each step (saved .ctx files stay loadable).
 flush() { for t in -t -l -s; do tpm2_flushcontext "$t" >/dev/null 2>&1 || true; done; }
+# Our own commands must leave nothing behind (the flush below is for tpm2-tools only, and must
+# not hide a leak of ours from tests/with_swtpm.sh's final check).
+tpm_handles() {
+  { tpm2_getcap handles-transient; tpm2_getcap handles-loaded-session
+    tpm2_getcap handles-saved-session; } 2>/dev/null | tr -d '\n'
+}
 check() {
   local name=$1; shift
   if "$@" >"$dir/last.log" 2>&1; then ok "$name"; else fail "$name"; cat "$dir/last.log"; fi
+  if [ "$1" = "$W" ]; then
+    local left
+    left=$(tpm_handles)
+    [ -z "$left" ] || fail "$name left TPM handles behind: $left"
+  fi
   flush
 }
 printf 'message for interop\n' >"$dir/msg"

@@ -6,6 +6,11 @@
 #include "crypto/public_key.h"
 #include "util/bytes.h"
 #include "util/file.h"
+#include "util/result.h"
+
+#include <cstdio>
+#include <random>
+#include <string>
 
 namespace wimse {
 namespace {
@@ -88,6 +93,43 @@ TEST(EcPublicKey, FastSpkiEncodingMatchesOpenSsl) {
     trailing.push_back(0);
     EXPECT_FALSE(PublicKeyFromDer(trailing).ok());
   }
+}
+
+TEST(ErrorText, EveryResponseCodeLayerKeepsTheFullCode) {
+  // Field case C09 (CVE-2023-22745): decoding codes of unknown layers overran a table in
+  // tss2-rc, and its first fix dropped the low byte. Our text always carries the whole code.
+  std::mt19937 rng(22745);
+  std::vector<uint32_t> codes = {0xFFFFFFFFu, 0x80280400u, 0x00000001u};
+  for (uint32_t layer = 0; layer < 256; ++layer) {
+    for (int i = 0; i < 4; ++i) {
+      codes.push_back((layer << 16) | (rng() & 0xFFFFu));
+    }
+  }
+  for (uint32_t rc : codes) {
+    std::string text = Error(Layer::kTpm, "TPM2_Sign", rc).ToString();
+    char hex[16];
+    std::snprintf(hex, sizeof(hex), "0x%x", rc);
+    EXPECT_NE(text.find(std::string(": ") + hex), std::string::npos) << text;
+    EXPECT_EQ(text.rfind("tpm: TPM2_Sign", 0), 0u) << text;
+  }
+}
+
+TEST(File, MakeDirectoriesMakesParentsAndRefusesFiles) {
+  char tmpl[] = "/tmp/wimse-mkdirs-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string base = tmpl;
+  ASSERT_TRUE(MakeDirectories(base + "/a/b/c", 0700).ok());
+  struct stat st {};
+  ASSERT_EQ(stat((base + "/a/b/c").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  EXPECT_TRUE(MakeDirectories(base + "/a/b/c", 0700).ok());  // already there
+  ASSERT_TRUE(WriteFileAtomic(base + "/f", std::string_view("x")).ok());
+  Status file = MakeDirectories(base + "/f", 0700);
+  ASSERT_FALSE(file.ok());
+  EXPECT_NE(file.error().message().find("not a directory"), std::string::npos);
+  EXPECT_FALSE(MakeDirectories(base + "/f/sub", 0700).ok());
+  std::system(("rm -rf " + base).c_str());
 }
 
 TEST(File, AtomicWriteSetsModeAndReplaces) {
