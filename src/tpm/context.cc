@@ -159,6 +159,10 @@ Status TpmContext::Connect() {
   return EnsureConnectedLocked();
 }
 
+namespace {
+Result<size_t> CountHandles(ESYS_CONTEXT* esys, TPM2_HANDLE first);
+}  // namespace
+
 Result<TpmHandle> TpmContext::LoadStoragePrimaryLocked(ESYS_CONTEXT* esys) {
   if (have_srk_context_) {
     ESYS_TR tr = ESYS_TR_NONE;
@@ -181,6 +185,9 @@ Result<TpmHandle> TpmContext::LoadStoragePrimaryLocked(ESYS_CONTEXT* esys) {
   if ((rc & ~TPM2_RC_N_MASK) == TPM2_RC_OBJECT_MEMORY || rc == TPM2_RC_OBJECT_MEMORY) {
     FlushCacheLocked(esys);
     rc = create();
+  }
+  if ((rc & ~TPM2_RC_N_MASK) == TPM2_RC_OBJECT_MEMORY || rc == TPM2_RC_OBJECT_MEMORY) {
+    return ObjectSlotErrorLocked(esys, "TPM2_CreatePrimary (storage primary 0x40000001)", rc);
   }
   if (rc != TSS2_RC_SUCCESS) return TpmError("TPM2_CreatePrimary (storage primary 0x40000001)", rc);
   TpmHandle handle(esys, tr, TpmHandle::Release::kFlush);
@@ -320,6 +327,21 @@ Result<size_t> CountHandles(ESYS_CONTEXT* esys, TPM2_HANDLE first) {
   return n;
 }
 }  // namespace
+
+Error TpmContext::ObjectSlotErrorLocked(ESYS_CONTEXT* esys, const std::string& command,
+                                        TSS2_RC rc, size_t held) {
+  Result<size_t> loaded = CountHandles(esys, TPM2_TRANSIENT_FIRST);
+  std::string why = command + ": no free object slot in the TPM";
+  size_t ours = cache_.size() + held;
+  if (loaded.ok() && *loaded > ours) {
+    why += " (" + std::to_string(*loaded) + " transient objects are loaded, " +
+           std::to_string(*loaded - ours) +
+           " of them not by this process: a process that was killed leaves its objects in a "
+           "TPM without a resource manager; flush them with `tpm2_flushcontext -t`, or use "
+           "/dev/tpmrm0 or tpm2-abrmd)";
+  }
+  return Error(Layer::kTpm, why, rc);
+}
 
 Result<size_t> TpmContext::CountTransientObjects() {
   return Run([&](ESYS_CONTEXT* esys) -> Result<size_t> {

@@ -111,6 +111,16 @@ class TpmContext {
   // slots, or in tests before counting handles). Does not touch the cached session.
   void FlushCacheLocked(ESYS_CONTEXT* esys);
 
+  // Within Run(): the error for `command` failing with TPM_RC_OBJECT_MEMORY after our own cache
+  // was flushed. Counts the transient objects in the TPM (one TPM2_GetCapability) and says what
+  // to do: on a TPM without a resource manager, objects of a process that was killed stay
+  // loaded until someone flushes them (`tpm2_flushcontext -t`, or a resource manager such as
+  // /dev/tpmrm0 or tpm2-abrmd, which flushes them itself). Never flushes anything: an object we
+  // did not load may belong to a tool that refers to it by handle.
+  // `held`: objects the caller has loaded outside the cache (e.g. the SRK during TPM2_Load).
+  Error ObjectSlotErrorLocked(ESYS_CONTEXT* esys, const std::string& command, TSS2_RC rc,
+                              size_t held = 0);
+
   // Flushes cached objects and the cached sessions (takes the lock).
   void FlushCache();
   // Like FlushCache, but returns at once if another thread holds the lock (used at exit).

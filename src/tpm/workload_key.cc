@@ -320,7 +320,8 @@ Result<ESYS_TR> WorkloadKey::LoadLocked(ESYS_CONTEXT* esys) const {
         TSS2_RC rc = Esys_Load(e, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv,
                                &pub, &tr);
         if (rc == TPM2_RC_OBJECT_MEMORY) {
-          return TpmError("TPM2_Load: no free object slot in the TPM", rc);
+          return ctx_->ObjectSlotErrorLocked(e, "TPM2_Load (" + label_ + ")", rc,
+                                             srk.get() != ESYS_TR_NONE ? 1 : 0);
         }
         if (IsFmt1(rc, TPM2_RC_INTEGRITY) || IsFmt1(rc, TPM2_RC_BINDING) ||
             IsFmt1(rc, TPM2_RC_SIZE)) {

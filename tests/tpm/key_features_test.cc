@@ -386,6 +386,46 @@ TEST_F(KeyFeaturesTest, SlotPressureWithAuthAndPlainKeysIsTransparent) {
   }
 }
 
+TEST_F(KeyFeaturesTest, FullTpmSaysWhoseObjectsFillIt) {
+  // Helper-1 trial: a killed process left an object in a TPM without a resource manager and
+  // later commands failed with a bare 0x902. The error now counts the foreign objects and says
+  // how to clear them; nothing of theirs is flushed by us.
+  auto key = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256);
+  ASSERT_TRUE(key.ok()) << key.error().ToString();
+  ctx_->FlushCache();
+  std::vector<ESYS_TR> foreign;
+  Status filled = ctx_->Run([&](ESYS_CONTEXT* esys) -> Status {
+    TPM2B_PUBLIC in_public = tpm::StoragePrimaryTemplateEccP256();
+    for (int i = 0; i < 3; ++i) {
+      TPM2B_SENSITIVE_CREATE sensitive{};
+      TPM2B_DATA outside{};
+      TPML_PCR_SELECTION pcrs{};
+      ESYS_TR tr = ESYS_TR_NONE;
+      TSS2_RC rc = Esys_CreatePrimary(esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                      ESYS_TR_NONE, &sensitive, &in_public, &outside, &pcrs, &tr,
+                                      nullptr, nullptr, nullptr, nullptr);
+      if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("CreatePrimary", rc);
+      foreign.push_back(tr);
+    }
+    return OkStatus();
+  });
+  ASSERT_TRUE(filled.ok()) << filled.error().ToString();
+  Bytes digest = TestDigest(HashAlg::kSha256, "full");
+  auto sig = (*key)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_FALSE(sig.ok());
+  EXPECT_NE(sig.error().message().find("no free object slot in the TPM (3 transient objects are "
+                                       "loaded, 3 of them not by this process"),
+            std::string::npos)
+      << sig.error().ToString();
+  EXPECT_NE(sig.error().message().find("tpm2_flushcontext -t"), std::string::npos);
+  ASSERT_TRUE(ctx_->Run([&](ESYS_CONTEXT* esys) -> Status {
+                    for (ESYS_TR tr : foreign) Esys_FlushContext(esys, tr);
+                    return OkStatus();
+                  }).ok());
+  auto after = (*key)->SignDigest(HashAlg::kSha256, digest);
+  EXPECT_TRUE(after.ok()) << after.error().ToString();
+}
+
 TEST_F(KeyFeaturesTest, BadInputIsASpecificError) {
   std::string dir = TempDir();
   // A handle that does not exist.
