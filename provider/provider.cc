@@ -16,6 +16,7 @@
 #include <openssl/provider.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
@@ -239,6 +240,10 @@ const OSSL_DISPATCH kProviderFunctions[] = {
 
 int Init(const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in, const OSSL_DISPATCH** out,
          void** provctx) {
+  // tpm2-tss logs warnings and errors to stderr by default; every failure we report already
+  // carries the decoded response code on OpenSSL's error queue, so its lines only interleave
+  // with the application's output. An application (or user) that set TSS2_LOG keeps its value.
+  setenv("TSS2_LOG", "all+none", /*overwrite=*/0);
   auto prov = std::unique_ptr<ProviderContext>(new (std::nothrow) ProviderContext());
   if (!prov) {
     return 0;
