@@ -196,22 +196,6 @@ Status VerifyRsaPss(EVP_PKEY* key, HashAlg hash, ByteView digest, ByteView sig) 
   return OkStatus();
 }
 
-// EVP_MD for the scheme hashes, fetched once per process from the default provider (immutable
-// and shareable between threads; a fetch per call was a locked name lookup).
-const EVP_MD* VerifierMd(HashAlg alg) {
-  static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", "provider=default");
-  static EVP_MD* const kSha384 = EVP_MD_fetch(nullptr, "SHA384", "provider=default");
-  static EVP_MD* const kSha512 = EVP_MD_fetch(nullptr, "SHA512", "provider=default");
-  switch (alg) {
-    case HashAlg::kSha256:
-      return kSha256;
-    case HashAlg::kSha384:
-      return kSha384;
-    case HashAlg::kSha512:
-      return kSha512;
-  }
-  return nullptr;
-}
 
 // A parameters-only EC key per curve, built once per process. EVP_PKEY_dup of it copies the
 // curve's EC_GROUP (Montgomery constants; the generator table is shared by reference) instead
@@ -403,7 +387,7 @@ class AkSignatureVerifier {
   Result<EVP_PKEY_CTX*> EcdsaContext(HashAlg hash) {
     if (!ctx_) {
       EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key_, "provider=default"));
-      const EVP_MD* md = VerifierMd(hash);
+      const EVP_MD* md = SoftwareMd(hash);
       if (!ctx || md == nullptr || EVP_PKEY_verify_init(ctx.get()) != 1 ||
           EVP_PKEY_CTX_set_signature_md(ctx.get(), md) != 1) {
         return OpenSslError("EVP_PKEY_verify_init");

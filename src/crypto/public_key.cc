@@ -34,12 +34,7 @@ const char* HashName(HashAlg alg) {
   return "";
 }
 
-namespace {
-// Fetching a digest costs a locked name lookup in OpenSSL 3; verifiers and token code hash on
-// every call, so each digest is fetched once per process (EVP_MD objects are immutable and
-// safe to share between threads). Fetched from the default provider explicitly, so a TPM
-// provider active in the process can never be picked for software hashing.
-const EVP_MD* CachedMd(HashAlg alg) {
+const EVP_MD* SoftwareMd(HashAlg alg) {
   static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", "provider=default");
   static EVP_MD* const kSha384 = EVP_MD_fetch(nullptr, "SHA384", "provider=default");
   static EVP_MD* const kSha512 = EVP_MD_fetch(nullptr, "SHA512", "provider=default");
@@ -53,12 +48,11 @@ const EVP_MD* CachedMd(HashAlg alg) {
   }
   return nullptr;
 }
-}  // namespace
 
 Result<Bytes> Digest(HashAlg alg, ByteView data) {
   Bytes out(HashSize(alg));
   unsigned int len = 0;
-  const EVP_MD* md = CachedMd(alg);
+  const EVP_MD* md = SoftwareMd(alg);
   if (md == nullptr) return OpenSslError("EVP_MD_fetch");
   if (EVP_Digest(data.data(), data.size(), out.data(), &len, md, nullptr) != 1) {
     return OpenSslError("EVP_Digest");
@@ -277,7 +271,7 @@ Status VerifyDigest(EVP_PKEY* key, HashAlg hash, ByteView digest, ByteView sig) 
   }
   EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, "provider=default"));
   if (!ctx || EVP_PKEY_verify_init(ctx.get()) != 1) return OpenSslError("EVP_PKEY_verify_init");
-  const EVP_MD* md = CachedMd(hash);
+  const EVP_MD* md = SoftwareMd(hash);
   if (md == nullptr || EVP_PKEY_CTX_set_signature_md(ctx.get(), md) != 1) {
     return OpenSslError("EVP_PKEY_CTX_set_signature_md");
   }

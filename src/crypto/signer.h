@@ -21,6 +21,10 @@ size_t HashSize(HashAlg alg);
 const char* HashName(HashAlg alg);
 // One-shot software digest (default provider).
 Result<Bytes> Digest(HashAlg alg, ByteView data);
+// The digest's EVP_MD from the default provider, fetched once per process (a fetch is a locked
+// name lookup in OpenSSL 3; the object is immutable and shared between threads). Never a TPM
+// provider's, whatever else is active. Not owned by the caller; null only if the fetch failed.
+const EVP_MD* SoftwareMd(HashAlg alg);
 
 // Key algorithms wimse-tpm handles.
 enum class KeyAlg { kEcP256, kEcP384, kRsa2048, kRsa3072 };
