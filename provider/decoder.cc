@@ -178,14 +178,15 @@ std::unique_ptr<ProviderKey> KeyFromTss2File(ProviderContext* prov, Tss2KeyFile 
     return nullptr;
   }
   if ((*key)->key->needs_auth() &&
-      !ObtainKeyAuth(prov, (*key)->key.get(), "TSS2 key file", pw_cb, pw_cbarg)) {
+      !ObtainKeyAuth(prov, (*key)->key.get(), "TSS2 key file", pw_cb, pw_cbarg,
+                     /*defer_to_sign=*/true)) {
     return nullptr;
   }
   return std::move(key).value();
 }
 
 bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* what,
-                   OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg) {
+                   OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg, bool defer_to_sign) {
   // emptyAuth FALSE or absent means "auth required", but tpm2-tools 5.4 writes an explicit
   // FALSE for password-less keys (tpm2-tools #3458): for those an empty answer means empty
   // auth (tried once). When the field is absent (the draft's "auth required", what we and
@@ -199,6 +200,11 @@ bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* wha
   };
   bool answered =
       pw_cb != nullptr && pw_cb(pass, sizeof(pass), &pass_len, info, pw_cbarg) == 1;
+  if (defer_to_sign &&
+      (!answered || (pass_len == 0 && key->auth_required_by_file()))) {
+    OPENSSL_cleanse(pass, sizeof(pass));
+    return true;  // no auth value set: the first signature says what is missing
+  }
   if (!answered) {
     OPENSSL_cleanse(pass, sizeof(pass));
     WIMSE_PROV_RAISE(prov, kReasonAuthFailure,

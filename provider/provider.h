@@ -220,9 +220,14 @@ std::unique_ptr<ProviderKey> KeyFromTss2File(ProviderContext* prov, Tss2KeyFile 
 
 // Asks `pw_cb` for the key's authorization value (one prompt, never retried: failed auth
 // counts towards the TPM's dictionary-attack lockout) and sets it on the key. An empty answer
-// means empty auth. Returns false with an error raised when no callback can answer.
+// means empty auth. When no callback can answer (or the answer is empty for a key file that
+// requires auth): with `defer_to_sign` the key loads without an auth value and its first
+// signature fails before any TPM command with the reason (WorkloadKey::MissingAuthError;
+// OpenSSL 3.0's decoder chain discards errors raised inside a decoder and printed only
+// "unsupported"), and its public part stays usable; otherwise returns false with the error
+// raised.
 bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* what,
-                   OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg);
+                   OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg, bool defer_to_sign = false);
 
 // Calls an OSSL_CALLBACK with the object parameters for `key` (OSSL_OBJECT_PKEY, data type,
 // reference). Ownership goes to keymgmt load if the callback loads it; otherwise freed here.

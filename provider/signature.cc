@@ -372,6 +372,13 @@ int SignDigestInto(SignatureCtx* ctx, HashAlg hash, ByteView digest, unsigned ch
     return 0;
   }
   // The PSS self-check in src/ builds EVP_PKEY contexts in the NULL library context.
+  if (!key.key->has_auth() && key.key->auth_required_by_file()) {
+    WIMSE_PROV_RAISE(ctx->prov, kReasonAuthFailure,
+                     "this TSS2 key file says the key has an authorization value and none was "
+                     "given (openssl: -passin file:F or env:VAR; applications: the passphrase "
+                     "callback); nothing was sent to the TPM");
+    return 0;
+  }
   SoftwareCtxScope software(ctx->prov);
   Result<Bytes> out = Error(Layer::kInternal, "unset");
   if (key.is_rsa()) {

@@ -165,6 +165,24 @@ Result<std::unique_ptr<HmacSession>> HmacSession::Start(ESYS_CONTEXT* esys, ESYS
       area.nameAlg != TPM2_ALG_SHA256) {
     return Error(Layer::kInternal, "the storage primary is not an ECC P-256/SHA-256 key");
   }
+  // The public area read back must be the object ESAPI knows as the SRK (its Name came with
+  // TPM2_CreatePrimary, checked by ESAPI against that response's public area): an interposer
+  // that swaps only this unauthenticated read for its own key would learn the salt, the session
+  // key and, from one command HMAC, a guessable auth value offline. (An interposer active from
+  // the first TPM2_CreatePrimary on is out of reach of any check without a pinned SRK Name.)
+  {
+    TPM2B_NAME* esys_name = nullptr;
+    rc = Esys_TR_GetName(esys, srk, &esys_name);
+    std::unique_ptr<TPM2B_NAME, void (*)(void*)> name_owner(esys_name, Esys_Free);
+    if (rc != TSS2_RC_SUCCESS) return TpmError("Esys_TR_GetName (storage primary)", rc);
+    WIMSE_ASSIGN_OR_RETURN(Bytes read_name, TpmName(area));
+    if (read_name.size() != esys_name->size ||
+        CRYPTO_memcmp(read_name.data(), esys_name->name, read_name.size()) != 0) {
+      return Error(Layer::kTpm, "TPM2_ReadPublic of the storage primary returned another key "
+                                "than the one created (TPM bus tampered with?): no session "
+                                "salted to it");
+    }
+  }
   WIMSE_ASSIGN_OR_RETURN(EvpPkeyPtr srk_key, PublicKeyFromTpmPublic(area));
 
   // Ephemeral P-256 key, Z = ECDH x-coordinate, salt = KDFe(SHA-256, Z, "SECRET", Qe.x, Qs.x).
@@ -211,6 +229,12 @@ Result<std::unique_ptr<HmacSession>> HmacSession::Start(ESYS_CONTEXT* esys, ESYS
   if (rc != TSS2_RC_SUCCESS) {
     return TpmError("TPM2_StartAuthSession (salted to the storage primary, AES-128-CFB)", rc);
   }
+  if (nonce_tpm.size != kDigestSize) {
+    Tss2_Sys_FlushContext(sys, handle);
+    return Error(Layer::kTpm, "TPM2_StartAuthSession returned a " +
+                                  std::to_string(nonce_tpm.size) + "-byte nonceTPM (SHA-256 "
+                                  "sessions use 32)");
+  }
   auto session = std::unique_ptr<HmacSession>(new HmacSession());
   session->handle_ = handle;
   session->nonce_tpm_ = nonce_tpm;
@@ -231,6 +255,7 @@ void HmacSession::Flush(ESYS_CONTEXT* esys) {
   auto sys = SysContext(esys);
   if (sys.ok()) Tss2_Sys_FlushContext(*sys, handle_);
   handle_ = 0;
+  session_key_ = SecretBytes();  // wiped by SecretBytes
 }
 
 Result<TPMT_SIGNATURE> HmacSession::Sign(ESYS_CONTEXT* esys, TPM2_HANDLE key_handle,
@@ -238,6 +263,10 @@ Result<TPMT_SIGNATURE> HmacSession::Sign(ESYS_CONTEXT* esys, TPM2_HANDLE key_han
                                          const TPM2B_DIGEST& digest,
                                          const TPMT_SIG_SCHEME& scheme) {
   if (handle_ == 0) return Error(Layer::kInternal, "HmacSession used after Flush");
+  if (digest.size > sizeof(digest.buffer)) {
+    return Error(Layer::kUsage, "TPM2_Sign: digest of " + std::to_string(digest.size) +
+                                    " bytes is larger than a TPM2B_DIGEST");
+  }
   WIMSE_ASSIGN_OR_RETURN(TSS2_SYS_CONTEXT * sys, SysContext(esys));
   constexpr int kMaxSubmissions = 5;
   for (int i = 1;; ++i) {
@@ -308,6 +337,8 @@ Result<TPMT_SIGNATURE> HmacSession::SignOnce(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE 
   const TPMS_AUTH_RESPONSE& r = rsp.auths[0];
   const uint8_t* rp = nullptr;
   size_t rp_size = 0;
+  // Order matters: Tss2_Sys_GetRspAuths above checked parameterSize and the auth area against
+  // the response size; Tss2_Sys_GetRpBuffer (tss2-sys 3.2.1) trusts parameterSize.
   rc = Tss2_Sys_GetRpBuffer(sys, &rp_size, &rp);
   if (rc != TSS2_RC_SUCCESS) return TpmError("Tss2_Sys_GetRpBuffer", rc);
   std::array<uint8_t, 32> rp_hash = session_math::RpHash(TPM2_RC_SUCCESS, TPM2_CC_Sign,
@@ -322,6 +353,10 @@ Result<TPMT_SIGNATURE> HmacSession::SignOnce(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE 
       ByteView(received.buffer, received.size)));
   if ((r.sessionAttributes & TPMA_SESSION_CONTINUESESSION) == 0) {
     return Error(Layer::kTpm, "TPM2_Sign: the TPM closed the session (continueSession clear)");
+  }
+  if (r.nonce.size != kDigestSize) {
+    return Error(Layer::kTpm, "TPM2_Sign: the response's nonceTPM is " +
+                                  std::to_string(r.nonce.size) + " bytes (32 expected)");
   }
   nonce_tpm_ = r.nonce;  // roll: the TPM's new nonce is nonceOlder for the next command
 

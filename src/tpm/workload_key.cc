@@ -26,7 +26,8 @@ bool IsFmt1(TSS2_RC rc, TPM2_RC code) {
 bool IsAuthFailure(TSS2_RC rc) { return IsFmt1(rc, TPM2_RC_AUTH_FAIL) || IsFmt1(rc, TPM2_RC_BAD_AUTH); }
 bool IsLockout(TSS2_RC rc) { return rc == TPM2_RC_LOCKOUT; }
 bool IsStaleHandle(TSS2_RC rc) {
-  return (IsTpmLayer(rc) && (rc & ~0xf00u) == TPM2_RC_REFERENCE_H0) ||
+  // TPM_RC_REFERENCE_H0..H6 (0x910..0x916: a handle refers to a flushed object).
+  return (IsTpmLayer(rc) && (rc & ~0x7u) == TPM2_RC_REFERENCE_H0) ||
          IsFmt1(rc, TPM2_RC_HANDLE);
 }
 

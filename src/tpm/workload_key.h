@@ -100,6 +100,8 @@ class WorkloadKey {
   // an explicit FALSE (ambiguous between peers, tpm2-tools #3458). Signing such a key without
   // SetAuth fails before any TPM command (no dictionary-attack strike).
   bool auth_required_by_file() const { return !file_.empty_auth && !file_.empty_auth_present; }
+  // True once SetAuth was called (with any value, empty included).
+  bool has_auth() const { return auth_ != nullptr; }
 
   // A key made persistent at `handle` (0x81xxxxxx): no key file; loaded with
   // Esys_TR_FromTPMPublic; its public area is read with TPM2_ReadPublic (one TPM command).

@@ -248,6 +248,23 @@ meson install -C "$WIMSE_BUILD_ROOT" --no-rebuild --tags provider --destdir "$wo
 openssl list -provider-path "$work/dest$modulesdir" -provider wimsetpm -providers |
   grep -q "status: active" || fail "installed module does not load"
 
+step "8b. a key with an auth value: -passin gives it; without it the first signature says so"
+printf 'provider auth' >auth.txt
+"$WIMSE_BUILD_ROOT/src/cli/wimse-tpm" keygen --out akey.pem --pubout akey.pub --auth-file auth.txt \
+  >/dev/null || fail "keygen with --auth-file"
+printf 'signed with auth\n' >amsg
+openssl dgst "${P[@]}" -sha256 -sign akey.pem -passin file:auth.txt -out amsg.sig amsg ||
+  fail "dgst -sign with -passin file:"
+openssl dgst -sha256 -verify akey.pub -signature amsg.sig amsg >/dev/null ||
+  fail "signature with the auth key does not verify in software"
+openssl pkey "${P[@]}" -in akey.pem -pubout -passin pass: | cmp -s - akey.pub ||
+  fail "the public part of an auth key is not readable without its auth value"
+if openssl dgst "${P[@]}" -sha256 -sign akey.pem -passin pass: -out none.sig amsg 2>err.txt; then
+  fail "signing without the auth value succeeded"
+fi
+grep -q "says the key has an authorization value and none was given" err.txt ||
+  { cat err.txt; fail "missing auth value: no specific reason"; }
+
 step "9. no transient objects left"
 left=$(tpm2_getcap -T "$WIMSE_TPM_TCTI" handles-transient)
 [ -z "$left" ] || fail "transient objects left in the TPM: $left"
