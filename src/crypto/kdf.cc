@@ -161,7 +161,11 @@ Result<Bytes> KdfA(std::string_view hash_name, ByteView key, std::string_view la
   if (bits % 8 != 0) return Error(Layer::kUsage, "KDFa: only whole bytes are supported");
   WIMSE_ASSIGN_OR_RETURN(HmacKey prf, HmacKey::Make(hash_name, key));
   Bytes out(bits / 8);
-  WIMSE_RETURN_IF_ERROR(KdfA(prf, label, context_u, context_v, std::span<uint8_t>(out)));
+  Status s = KdfA(prf, label, context_u, context_v, std::span<uint8_t>(out));
+  if (!s.ok()) {
+    OPENSSL_cleanse(out.data(), out.size());  // a partial key stream is secret too
+    return std::move(s).error();
+  }
   return out;
 }
 
