@@ -36,6 +36,7 @@
 #include <string>
 #include <thread>
 
+#include "bench/raw_sign.h"
 #include "crypto/ecdsa.h"
 #include "crypto/public_key.h"
 #include "tpm/workload_key.h"
@@ -90,15 +91,7 @@ Bytes BenchDigest() {
 void RunRaw(const std::string& path) {
   auto key = OpenKey(path);
   Bytes digest = BenchDigest();
-  TPM2B_DIGEST in{};
-  in.size = 32;
-  std::copy(digest.begin(), digest.end(), in.buffer);
-  TPMT_SIG_SCHEME scheme{};
-  scheme.scheme = TPM2_ALG_ECDSA;
-  scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
-  TPMT_TK_HASHCHECK ticket{};
-  ticket.tag = TPM2_ST_HASHCHECK;
-  ticket.hierarchy = TPM2_RH_NULL;
+  wimse::bench::RawSignInputs raw(digest);
   auto ctx = key->context();
   // Load once; then nothing but Esys_Sign with a password session.
   auto s = ctx->Run([&](ESYS_CONTEXT* esys) -> wimse::Status {
@@ -107,8 +100,8 @@ void RunRaw(const std::string& path) {
     ESYS_TR k = *tr;
     Measure("raw_esys_sign_password", [&] {
       TPMT_SIGNATURE* sig = nullptr;
-      TSS2_RC rc = Esys_Sign(esys, k, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &in, &scheme,
-                             &ticket, &sig);
+      TSS2_RC rc = Esys_Sign(esys, k, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &raw.digest,
+                             &raw.scheme, &raw.ticket, &sig);
       Esys_Free(sig);
       return rc == TSS2_RC_SUCCESS;
     });
@@ -143,15 +136,7 @@ void RunSaltedEsys(const std::string& path, const char* auth_env) {
   const char* v = std::getenv(auth_env);
   if (v == nullptr) Die(std::string(auth_env) + " unset");
   Bytes digest = BenchDigest();
-  TPM2B_DIGEST in{};
-  in.size = 32;
-  std::copy(digest.begin(), digest.end(), in.buffer);
-  TPMT_SIG_SCHEME scheme{};
-  scheme.scheme = TPM2_ALG_ECDSA;
-  scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
-  TPMT_TK_HASHCHECK ticket{};
-  ticket.tag = TPM2_ST_HASHCHECK;
-  ticket.hierarchy = TPM2_RH_NULL;
+  wimse::bench::RawSignInputs raw(digest);
   auto ctx = key->context();
   auto s = ctx->Run([&](ESYS_CONTEXT* esys) -> wimse::Status {
     auto tr = key->LoadLocked(esys);
@@ -166,8 +151,8 @@ void RunSaltedEsys(const std::string& path, const char* auth_env) {
                               TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT, 0xff);
     Measure("esys_salted_encrypted", [&] {
       TPMT_SIGNATURE* sig = nullptr;
-      TSS2_RC rc = Esys_Sign(esys, *tr, *session, ESYS_TR_NONE, ESYS_TR_NONE, &in, &scheme,
-                             &ticket, &sig);
+      TSS2_RC rc = Esys_Sign(esys, *tr, *session, ESYS_TR_NONE, ESYS_TR_NONE, &raw.digest,
+                             &raw.scheme, &raw.ticket, &sig);
       Esys_Free(sig);
       return rc == TSS2_RC_SUCCESS;
     });

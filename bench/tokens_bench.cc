@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/raw_sign.h"
 #include "crypto/ecdsa.h"
 #include "crypto/public_key.h"
 #include "tpm/workload_key.h"
@@ -100,15 +101,7 @@ void RawEsysSign(benchmark::State& state) {
     return;
   }
   Bytes digest = BenchDigest();
-  TPM2B_DIGEST in{};
-  in.size = 32;
-  std::copy(digest.begin(), digest.end(), in.buffer);
-  TPMT_SIG_SCHEME scheme{};
-  scheme.scheme = TPM2_ALG_ECDSA;
-  scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
-  TPMT_TK_HASHCHECK ticket{};
-  ticket.tag = TPM2_ST_HASHCHECK;
-  ticket.hierarchy = TPM2_RH_NULL;
+  wimse::bench::RawSignInputs raw(digest);
   // Load once, then nothing but Esys_Sign, under the context lock for the whole run.
   auto st = f.ctx->Run([&](ESYS_CONTEXT* esys) -> wimse::Status {
     auto tr = f.tpm_key->LoadLocked(esys);
@@ -117,8 +110,8 @@ void RawEsysSign(benchmark::State& state) {
     }
     for (auto _ : state) {
       TPMT_SIGNATURE* sig = nullptr;
-      TSS2_RC rc = Esys_Sign(esys, *tr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &in,
-                             &scheme, &ticket, &sig);
+      TSS2_RC rc = Esys_Sign(esys, *tr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                             &raw.digest, &raw.scheme, &raw.ticket, &sig);
       Esys_Free(sig);
       if (rc != TSS2_RC_SUCCESS) {
         state.SkipWithError("Esys_Sign failed");

@@ -24,6 +24,7 @@
 #include "tests/support/bus_recorder.h"
 #include "tpm/ek.h"
 #include "util/file.h"
+#include "tests/support/shell.h"
 
 namespace wimse::attest {
 namespace {
@@ -44,22 +45,7 @@ Bytes PemCertToDer(const std::string& path) {
   return out;
 }
 
-std::string Shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) {
-    return out;
-  }
-  char buf[512];
-  while (fgets(buf, sizeof(buf), p) != nullptr) {
-    out += buf;
-  }
-  pclose(p);
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) {
-    out.pop_back();
-  }
-  return out;
-}
+using wimse::testing::Shell;
 
 class EnrollTpmTest : public ::testing::Test {
  protected:

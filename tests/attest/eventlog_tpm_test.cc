@@ -31,6 +31,7 @@
 #include "tpm/context.h"
 #include "tpm/workload_key.h"
 #include "util/file.h"
+#include "tests/support/shell.h"
 
 namespace wimse::attest {
 namespace {
@@ -43,20 +44,7 @@ using testing::TcgLogBuilder;
 constexpr uint32_t kBootMask = 0xFF;            // PCRs 0-7
 constexpr uint32_t kQuoteMask = 0xFF | (1u << 10);  // and IMA's PCR 10
 
-std::string Shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) {
-    return out;
-  }
-  char buf[4096];
-  size_t n = 0;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) {
-    out.append(buf, n);
-  }
-  pclose(p);
-  return out;
-}
+using wimse::testing::Shell;
 
 class EventLogTpmTest : public ::testing::Test {
  protected:

@@ -20,6 +20,7 @@
 #include "keyfile/key_ref.h"
 #include "keyfile/tss2_key.h"
 #include "support/bus_recorder.h"
+#include "support/shell.h"
 #include "support/tpm_admin.h"
 #include "support/tpm_fixture.h"
 #include "tpm/templates.h"
@@ -455,15 +456,8 @@ TEST_F(KeyFeaturesTest, KeyFileFromAnotherTpmIsRefusedClearly) {
   const char* root = std::getenv("WIMSE_SOURCE_ROOT");
   ASSERT_NE(root, nullptr);
   std::string dir = TempDir();
-  std::string cmd = std::string(root) + "/ci/swtpm start " + dir + "/other";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  char line[256] = {0};
-  bool got = std::fgets(line, sizeof(line), p) != nullptr;
-  int rc = pclose(p);
-  ASSERT_TRUE(got && rc == 0) << "second swtpm did not start";
-  std::string other_tcti(line);
-  other_tcti.erase(other_tcti.find_last_not_of("\r\n") + 1);
+  std::string other_tcti = wimse::testing::Shell(std::string(root) + "/ci/swtpm start " + dir + "/other");
+  ASSERT_EQ(other_tcti.rfind("swtpm:", 0), 0u) << "second swtpm did not start: " << other_tcti;
   std::string path = dir + "/other.pem";
   {
     auto other = std::make_shared<tpm::TpmContext>(other_tcti);
