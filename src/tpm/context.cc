@@ -1,7 +1,5 @@
 #include "tpm/context.h"
 
-#include <tss2/tss2_tctildr.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -9,6 +7,7 @@
 
 #include "crypto/tpm_public.h"
 #include "tpm/hmac_session.h"
+#include "tpm/tcti.h"
 #include "tpm/templates.h"
 
 namespace wimse::tpm {
@@ -114,7 +113,7 @@ void TpmContext::DisconnectLocked(bool touch_tpm) {
   have_srk_context_ = false;
   if (touch_tpm) {
     if (esys_ != nullptr) Esys_Finalize(&esys_);
-    if (tcti_ctx_ != nullptr) Tss2_TctiLdr_Finalize(&tcti_ctx_);
+    if (tcti_ctx_ != nullptr) CloseTcti(&tcti_ctx_);
   }
   // After fork() the inherited ESYS/TCTI state belongs to the parent: it is abandoned, not
   // finalized, because finalizing could send commands on the parent's connection.
@@ -127,14 +126,14 @@ Status TpmContext::EnsureConnectedLocked() {
   pid_t now = getpid();
   if (esys_ != nullptr && pid_ == now) return OkStatus();
   if (esys_ != nullptr) DisconnectLocked(/*touch_tpm=*/false);
-  TSS2_RC rc = Tss2_TctiLdr_Initialize(tcti_.c_str(), &tcti_ctx_);
+  TSS2_RC rc = OpenTcti(tcti_, &tcti_ctx_);
   if (rc != TSS2_RC_SUCCESS) {
     tcti_ctx_ = nullptr;
     return Error(Layer::kTcti, "cannot reach the TPM at TCTI \"" + tcti_ + "\"", rc);
   }
   rc = Esys_Initialize(&esys_, tcti_ctx_, nullptr);
   if (rc != TSS2_RC_SUCCESS) {
-    Tss2_TctiLdr_Finalize(&tcti_ctx_);
+    CloseTcti(&tcti_ctx_);
     esys_ = nullptr;
     return Error(Layer::kTcti, "cannot initialise ESAPI on TCTI \"" + tcti_ + "\"", rc);
   }
@@ -145,10 +144,13 @@ Status TpmContext::EnsureConnectedLocked() {
   Esys_Free(caps);
   if (rc != TSS2_RC_SUCCESS) {
     Esys_Finalize(&esys_);
-    Tss2_TctiLdr_Finalize(&tcti_ctx_);
+    std::string why = GetTransportStats(tcti_ctx_).last_error;
+    CloseTcti(&tcti_ctx_);
     esys_ = nullptr;
-    tcti_ctx_ = nullptr;
-    return Error(Layer::kTcti, "the TPM at TCTI \"" + tcti_ + "\" does not answer", rc);
+    return Error(Layer::kTcti,
+                 "the TPM at TCTI \"" + tcti_ + "\" does not answer" +
+                     (why.empty() ? std::string() : " (" + why + ")"),
+                 rc);
   }
   pid_ = now;
   return OkStatus();
@@ -157,6 +159,12 @@ Status TpmContext::EnsureConnectedLocked() {
 Status TpmContext::Connect() {
   std::lock_guard<std::mutex> lock(mu_);
   return EnsureConnectedLocked();
+}
+
+TransportStats TpmContext::transport_stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (tcti_ctx_ == nullptr || pid_ != getpid()) return {};
+  return GetTransportStats(tcti_ctx_);
 }
 
 namespace {

@@ -23,6 +23,7 @@
 #include <mutex>
 #include <string>
 
+#include "tpm/tcti.h"
 #include "util/bytes.h"
 #include "util/result.h"
 
@@ -80,6 +81,10 @@ class TpmContext {
   // Connects now (if not yet) and checks the TPM answers. A TPM that cannot be reached is one
   // error naming the TCTI and the decoded response code.
   Status Connect();
+
+  // Counters of the swtpm transport under this context (src/tpm/tcti.h); all zero for other
+  // TCTIs or before the first connection. Takes the lock.
+  TransportStats transport_stats();
 
   const std::string& tcti() const { return tcti_; }
 

@@ -1,0 +1,478 @@
+#include "tpm/tcti.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <tss2/tss2_tctildr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <set>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace wimse::tpm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr uint64_t kMagic = 0x77696d7365737774ULL;  // "wimseswt"
+constexpr size_t kHeaderSize = 10;                   // tag, size, code (Part 1 §18)
+// swtpm's I/O buffer (and tpm2-tss's command/response buffers) are 4,096 bytes.
+constexpr size_t kMaxMessage = 4096;
+constexpr int kDefaultIdleMs = 5;
+constexpr int kMaxIdleMs = 60000;
+
+struct Address {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+};
+
+struct Transport;
+
+// What ESAPI sees: the common TCTI header (must come first) and a pointer to our state, so the
+// struct stays standard-layout whatever the state holds.
+struct TctiShim {
+  TSS2_TCTI_CONTEXT_COMMON_V2 common;
+  Transport* self;
+};
+
+struct Transport {
+  TctiShim shim{};
+  std::vector<Address> addresses;  // tried in order
+  std::string endpoint;            // for error texts: "127.0.0.1:2321" or a socket path
+  int idle_ms = kDefaultIdleMs;
+  pid_t owner = 0;
+
+  std::mutex mu;  // guards everything below; never held during socket I/O
+  std::condition_variable cv;
+  int fd = -1;
+  bool awaiting_response = false;  // between transmit and the end of receive
+  bool stop = false;
+  Clock::time_point last_use;
+  std::thread* closer = nullptr;
+  TransportStats stats;
+
+  // Response being read (receive may return TRY_AGAIN part way and be called again).
+  uint8_t response[kMaxMessage];
+  size_t got = 0;
+};
+
+// Live transports of this process, for the fork handlers.
+std::mutex& RegistryMutex() {
+  static auto* mu = new std::mutex();
+  return *mu;
+}
+std::set<Transport*>& Registry() {
+  static auto* transports = new std::set<Transport*>();
+  return *transports;
+}
+
+// fork(): the child must not keep the parent's connection alive. swtpm serves one connection
+// at a time, so an inherited descriptor would hold the parent's connection open after the
+// parent closes it, and every later client (the child's own new connection included) would
+// wait forever. The handlers lock every transport so the child's copy is consistent, and close
+// the child's descriptors. The child's closer thread does not exist; its transport is abandoned.
+void PrepareFork() {
+  RegistryMutex().lock();
+  for (Transport* t : Registry()) t->mu.lock();
+}
+void ParentAfterFork() {
+  for (Transport* t : Registry()) t->mu.unlock();
+  RegistryMutex().unlock();
+}
+void ChildAfterFork() {
+  for (Transport* t : Registry()) {
+    if (t->fd >= 0) close(t->fd);
+    t->fd = -1;
+    t->closer = nullptr;  // the thread stayed in the parent; its object is abandoned
+    t->awaiting_response = false;
+    t->mu.unlock();
+  }
+  RegistryMutex().unlock();
+}
+
+Transport* From(TSS2_TCTI_CONTEXT* ctx) {
+  if (ctx == nullptr) return nullptr;
+  auto* shim = reinterpret_cast<TctiShim*>(ctx);
+  if (shim->common.v1.magic != kMagic) return nullptr;
+  return shim->self;
+}
+
+void CloseLocked(Transport* t) {
+  if (t->fd >= 0) close(t->fd);
+  t->fd = -1;
+  t->awaiting_response = false;
+  t->got = 0;
+}
+
+void CloserLoop(Transport* t) {
+  std::unique_lock<std::mutex> lock(t->mu);
+  const auto idle = std::chrono::milliseconds(t->idle_ms);
+  while (!t->stop) {
+    if (t->fd < 0) {
+      t->cv.wait(lock);
+      continue;
+    }
+    auto now = Clock::now();
+    if (!t->awaiting_response && now >= t->last_use + idle) {
+      CloseLocked(t);
+      ++t->stats.idle_closes;
+      continue;
+    }
+    t->cv.wait_until(lock, t->awaiting_response ? now + idle : t->last_use + idle);
+  }
+}
+
+std::string ErrnoText(const char* what, int err) {
+  return std::string(what) + ": " + std::strerror(err);
+}
+
+// Connects to the first address that accepts. Called with t->mu held (connecting to a local
+// swtpm either succeeds or is refused at once).
+TSS2_RC ConnectLocked(Transport* t) {
+  int last_errno = 0;
+  for (const Address& a : t->addresses) {
+    int fd = socket(a.storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      last_errno = errno;
+      continue;
+    }
+    if (connect(fd, reinterpret_cast<const sockaddr*>(&a.storage), a.length) != 0) {
+      last_errno = errno;
+      close(fd);
+      continue;
+    }
+    if (a.storage.ss_family != AF_UNIX) {
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    t->fd = fd;
+    t->last_use = Clock::now();
+    ++t->stats.connections;
+    if (t->idle_ms > 0 && t->closer == nullptr) {
+      // A library thread must never take the application's signals: a process that blocks
+      // SIGTERM in its threads and waits for it with sigwait() would otherwise be killed by
+      // the default action when the kernel picks this thread (and exit without flushing).
+      sigset_t all;
+      sigset_t previous;
+      sigfillset(&all);
+      pthread_sigmask(SIG_SETMASK, &all, &previous);
+      t->closer = new std::thread(CloserLoop, t);
+      pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    }
+    t->cv.notify_all();
+    return TSS2_RC_SUCCESS;
+  }
+  t->stats.last_error = ErrnoText(("connect to " + t->endpoint).c_str(), last_errno);
+  return TSS2_TCTI_RC_IO_ERROR;
+}
+
+// True if the server has not closed the connection (nothing is ever unsolicited, so readable
+// means end of file or a reset: swtpm restarted or dropped us).
+bool StillOpen(int fd) {
+  uint8_t b;
+  ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+bool SendAll(int fd, const uint8_t* data, size_t size, int* err) {
+  while (size > 0) {
+    ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      *err = errno;
+      return false;
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+uint32_t BigEndian32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+TSS2_RC Transmit(TSS2_TCTI_CONTEXT* ctx, size_t size, const uint8_t* command) {
+  Transport* t = From(ctx);
+  if (t == nullptr) return TSS2_TCTI_RC_BAD_CONTEXT;
+  if (command == nullptr) return TSS2_TCTI_RC_BAD_REFERENCE;
+  if (size < kHeaderSize || size > kMaxMessage || BigEndian32(command + 2) != size) {
+    return TSS2_TCTI_RC_BAD_VALUE;
+  }
+  std::unique_lock<std::mutex> lock(t->mu);
+  if (t->owner != getpid()) return TSS2_TCTI_RC_BAD_CONTEXT;  // a fork child's copy
+  if (t->awaiting_response) return TSS2_TCTI_RC_BAD_SEQUENCE;
+  if (t->fd >= 0 && !StillOpen(t->fd)) CloseLocked(t);
+  if (t->fd < 0) {
+    TSS2_RC rc = ConnectLocked(t);
+    if (rc != TSS2_RC_SUCCESS) return rc;
+  }
+  int fd = t->fd;
+  t->awaiting_response = true;  // the closer leaves the connection alone from here
+  t->got = 0;
+  lock.unlock();
+  int err = 0;
+  bool sent = SendAll(fd, command, size, &err);
+  lock.lock();
+  if (!sent) {
+    t->stats.last_error = ErrnoText(("send to " + t->endpoint).c_str(), err);
+    CloseLocked(t);
+    return TSS2_TCTI_RC_IO_ERROR;
+  }
+  ++t->stats.commands;
+  return TSS2_RC_SUCCESS;
+}
+
+// Waits until fd is readable: false on timeout. TSS2_TCTI_TIMEOUT_BLOCK (-1) waits forever.
+bool WaitReadable(int fd, int32_t timeout_ms) {
+  if (timeout_ms == TSS2_TCTI_TIMEOUT_BLOCK) return true;  // recv blocks
+  pollfd p{fd, POLLIN, 0};
+  for (;;) {
+    int n = poll(&p, 1, timeout_ms);
+    if (n < 0 && errno == EINTR) continue;
+    return n != 0;  // an error shows up in recv
+  }
+}
+
+TSS2_RC Receive(TSS2_TCTI_CONTEXT* ctx, size_t* size, uint8_t* response, int32_t timeout) {
+  Transport* t = From(ctx);
+  if (t == nullptr) return TSS2_TCTI_RC_BAD_CONTEXT;
+  if (size == nullptr) return TSS2_TCTI_RC_BAD_REFERENCE;
+  if (timeout < TSS2_TCTI_TIMEOUT_BLOCK) return TSS2_TCTI_RC_BAD_VALUE;
+  std::unique_lock<std::mutex> lock(t->mu);
+  if (!t->awaiting_response || t->fd < 0) return TSS2_TCTI_RC_BAD_SEQUENCE;
+  int fd = t->fd;
+  size_t got = t->got;
+  lock.unlock();
+
+  // One response is in flight and swtpm sends nothing else, so one recv of up to the buffer
+  // size normally returns all of it.
+  TSS2_RC failure = TSS2_RC_SUCCESS;
+  std::string why;
+  size_t expected = 0;
+  for (;;) {
+    if (got >= kHeaderSize) {
+      expected = BigEndian32(t->response + 2);
+      if (expected < kHeaderSize || expected > kMaxMessage || got > expected) {
+        failure = TSS2_TCTI_RC_MALFORMED_RESPONSE;
+        why = "malformed response from " + t->endpoint;
+        break;
+      }
+      if (got == expected) break;
+    }
+    if (!WaitReadable(fd, timeout)) {
+      lock.lock();
+      t->got = got;
+      return TSS2_TCTI_RC_TRY_AGAIN;  // still awaiting: call again
+    }
+    ssize_t n = recv(fd, t->response + got, kMaxMessage - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      failure = TSS2_TCTI_RC_IO_ERROR;
+      why = n == 0 ? "connection to " + t->endpoint + " closed by the TPM"
+                   : ErrnoText(("recv from " + t->endpoint).c_str(), errno);
+      break;
+    }
+    got += static_cast<size_t>(n);
+  }
+
+  lock.lock();
+  if (failure != TSS2_RC_SUCCESS) {
+    t->stats.last_error = why;
+    CloseLocked(t);  // the stream is out of step
+    return failure;
+  }
+  t->got = got;
+  if (response == nullptr) {  // size query: keep the response for the next call
+    *size = expected;
+    return TSS2_RC_SUCCESS;
+  }
+  if (*size < expected) {
+    *size = expected;
+    return TSS2_TCTI_RC_INSUFFICIENT_BUFFER;  // kept: the caller may retry with more room
+  }
+  std::memcpy(response, t->response, expected);
+  *size = expected;
+  t->awaiting_response = false;
+  t->got = 0;
+  t->last_use = Clock::now();
+  if (t->idle_ms == 0) CloseLocked(t);
+  return TSS2_RC_SUCCESS;
+}
+
+void Finalize(TSS2_TCTI_CONTEXT* ctx) {
+  Transport* t = From(ctx);
+  if (t == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(RegistryMutex());
+    Registry().erase(t);
+  }
+  if (t->owner != getpid()) return;  // a fork child's copy: abandoned (see ChildAfterFork)
+  {
+    std::lock_guard<std::mutex> lock(t->mu);
+    t->stop = true;
+    t->cv.notify_all();
+  }
+  if (t->closer != nullptr) {
+    t->closer->join();
+    delete t->closer;
+  }
+  CloseLocked(t);
+  t->shim.common.v1.magic = 0;
+  delete t;
+}
+
+TSS2_RC NotImplemented(TSS2_TCTI_CONTEXT*) { return TSS2_TCTI_RC_NOT_IMPLEMENTED; }
+TSS2_RC NoPollHandles(TSS2_TCTI_CONTEXT*, TSS2_TCTI_POLL_HANDLE*, size_t*) {
+  return TSS2_TCTI_RC_NOT_IMPLEMENTED;
+}
+TSS2_RC NoLocality(TSS2_TCTI_CONTEXT*, uint8_t) { return TSS2_TCTI_RC_NOT_IMPLEMENTED; }
+TSS2_RC NoSticky(TSS2_TCTI_CONTEXT*, TPM2_HANDLE*, uint8_t) {
+  return TSS2_TCTI_RC_NOT_IMPLEMENTED;
+}
+
+// Parses a swtpm TCTI string into addresses. False if it is not one we take (the loader gets it).
+bool ParseSwtpm(std::string_view conf, Transport* t) {
+  if (conf == "swtpm") {
+    conf = "";
+  } else if (conf.substr(0, 6) == "swtpm:") {
+    conf.remove_prefix(6);
+  } else {
+    return false;
+  }
+  std::string host = "localhost";
+  std::string port = "2321";
+  std::string path;
+  bool have_host_or_port = false;
+  while (!conf.empty()) {
+    size_t comma = conf.find(',');
+    std::string_view item = conf.substr(0, comma);
+    conf = comma == std::string_view::npos ? std::string_view() : conf.substr(comma + 1);
+    size_t eq = item.find('=');
+    if (eq == std::string_view::npos || eq == 0 || eq + 1 == item.size()) return false;
+    std::string_view key = item.substr(0, eq);
+    std::string value(item.substr(eq + 1));
+    if (key == "host") {
+      host = value;
+      have_host_or_port = true;
+    } else if (key == "port") {
+      if (value.size() > 5 || value.find_first_not_of("0123456789") != std::string::npos) {
+        return false;
+      }
+      long p = std::strtol(value.c_str(), nullptr, 10);
+      if (p < 1 || p > 65535) return false;
+      port = value;
+      have_host_or_port = true;
+    } else if (key == "path") {
+      path = value;
+    } else {
+      return false;
+    }
+  }
+  if (!path.empty()) {
+    if (have_host_or_port) return false;
+    Address a;
+    auto* un = reinterpret_cast<sockaddr_un*>(&a.storage);
+    if (path.size() >= sizeof(un->sun_path)) return false;
+    un->sun_family = AF_UNIX;
+    std::memcpy(un->sun_path, path.c_str(), path.size() + 1);
+    a.length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+    t->addresses.push_back(a);
+    t->endpoint = path;
+    return true;
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0 || found == nullptr) {
+    return false;  // the loader reports the unresolvable host in its own words
+  }
+  for (addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
+    if (ai->ai_addrlen > sizeof(sockaddr_storage)) continue;
+    Address a;
+    std::memcpy(&a.storage, ai->ai_addr, ai->ai_addrlen);
+    a.length = ai->ai_addrlen;
+    t->addresses.push_back(a);
+  }
+  freeaddrinfo(found);
+  t->endpoint = host + ":" + port;
+  return !t->addresses.empty();
+}
+
+}  // namespace
+
+int SwtpmIdleMilliseconds() {
+  const char* v = std::getenv("WIMSE_SWTPM_IDLE_MS");
+  if (v == nullptr || *v == '\0') return kDefaultIdleMs;
+  char* end = nullptr;
+  long ms = std::strtol(v, &end, 10);
+  if (*end != '\0' || ms < 0 || ms > kMaxIdleMs) return kDefaultIdleMs;
+  return static_cast<int>(ms);
+}
+
+TSS2_RC OpenTcti(const std::string& conf, TSS2_TCTI_CONTEXT** out) {
+  if (out == nullptr) return TSS2_TCTI_RC_BAD_REFERENCE;
+  *out = nullptr;
+  auto* t = new Transport();
+  if (!ParseSwtpm(conf, t)) {
+    delete t;
+    return Tss2_TctiLdr_Initialize(conf.c_str(), out);
+  }
+  static const bool fork_handlers =
+      (pthread_atfork(PrepareFork, ParentAfterFork, ChildAfterFork), true);
+  (void)fork_handlers;
+  t->idle_ms = SwtpmIdleMilliseconds();
+  t->owner = getpid();
+  t->stats.persistent = true;
+  TSS2_TCTI_CONTEXT_COMMON_V2& c = t->shim.common;
+  c.v1.magic = kMagic;
+  c.v1.version = 2;
+  c.v1.transmit = Transmit;
+  c.v1.receive = Receive;
+  c.v1.finalize = Finalize;
+  c.v1.cancel = NotImplemented;
+  c.v1.getPollHandles = NoPollHandles;
+  c.v1.setLocality = NoLocality;
+  c.makeSticky = NoSticky;
+  t->shim.self = t;
+  {
+    std::lock_guard<std::mutex> lock(RegistryMutex());
+    Registry().insert(t);
+  }
+  *out = reinterpret_cast<TSS2_TCTI_CONTEXT*>(&t->shim);
+  return TSS2_RC_SUCCESS;
+}
+
+void CloseTcti(TSS2_TCTI_CONTEXT** ctx) {
+  if (ctx == nullptr || *ctx == nullptr) return;
+  if (From(*ctx) != nullptr) {
+    Finalize(*ctx);
+    *ctx = nullptr;
+  } else {
+    Tss2_TctiLdr_Finalize(ctx);
+  }
+}
+
+TransportStats GetTransportStats(TSS2_TCTI_CONTEXT* ctx) {
+  Transport* t = From(ctx);
+  if (t == nullptr) return {};
+  std::lock_guard<std::mutex> lock(t->mu);
+  return t->stats;
+}
+
+}  // namespace wimse::tpm

@@ -1,0 +1,53 @@
+// The TCTI under TpmContext: tpm2-tss's loader for every TCTI string, except `swtpm:` strings,
+// which get our own swtpm transport that keeps its socket open between commands.
+//
+// Why: tpm2-tss 3.2.1's swtpm TCTI opens a new TCP connection for every command (socket,
+// connect, write, read, read, close: measured with strace on a TPM2_Sign loop), which costs
+// about 60 us per command across client and swtpm, roughly a tenth of an ECDSA TPM2_Sign on
+// swtpm. swtpm's command socket serves one connection at a time, so a connection held forever
+// would lock every other process (tpm2-tools, another agent) out of the TPM. The transport
+// therefore closes its connection once it has been idle for WIMSE_SWTPM_IDLE_MS milliseconds
+// (default 5; 0 closes it after every response, like tpm2-tss). While a burst of commands runs,
+// other clients of the same swtpm wait at most until the burst pauses for that long.
+//
+// Accepted: `swtpm`, `swtpm:` followed by comma-separated `host=H` (name or address, default
+// localhost), `port=P` (default 2321) or `path=SOCKET` (a Unix socket). Any other key sends the
+// string to tpm2-tss's loader unchanged. The control channel (port+1) is not used: no locality
+// or power commands are sent.
+#ifndef WIMSE_TPM_TCTI_H_
+#define WIMSE_TPM_TCTI_H_
+
+#include <tss2/tss2_tcti.h>
+
+#include <cstdint>
+#include <string>
+
+namespace wimse::tpm {
+
+// Opens the TCTI for `conf` into *out (owned by the caller: CloseTcti). swtpm strings (see
+// above) get the persistent transport, which does not connect here: the first command does.
+// Everything else goes to Tss2_TctiLdr_Initialize. Returns its response code.
+TSS2_RC OpenTcti(const std::string& conf, TSS2_TCTI_CONTEXT** out);
+
+// Finalizes a context from OpenTcti (either kind) and sets *ctx to null. Must be called in the
+// process that opened it; after fork() the child abandons the parent's context instead (its
+// copy of the socket is already closed by a fork handler).
+void CloseTcti(TSS2_TCTI_CONTEXT** ctx);
+
+// Counters of a persistent swtpm transport (all zero for other TCTIs). For tests and diagnostics.
+struct TransportStats {
+  bool persistent = false;
+  uint64_t connections = 0;  // connections opened
+  uint64_t commands = 0;     // commands sent
+  uint64_t idle_closes = 0;  // connections closed after the idle period
+  std::string last_error;    // the last socket failure ("connect to ...: Connection refused")
+};
+TransportStats GetTransportStats(TSS2_TCTI_CONTEXT* ctx);
+
+// The idle period in milliseconds from WIMSE_SWTPM_IDLE_MS (default 5, at most 60000; values that
+// do not parse fall back to the default).
+int SwtpmIdleMilliseconds();
+
+}  // namespace wimse::tpm
+
+#endif  // WIMSE_TPM_TCTI_H_
