@@ -1,6 +1,10 @@
 // Signing and mutual-TLS throughput against one TPM (ci/bench runs it; never a timed test).
 //
 //   key_bench raw KEY            Esys_Sign of the loaded P-256 key, password session: the limit
+//                                (on our TCTI: for swtpm, the persistent transport, src/tpm/tcti.h)
+//   key_bench raw-tss KEY        the same Esys_Sign on tpm2-tss's own TCTI for the same string
+//                                (Tss2_TctiLdr; for swtpm: a new connection per command), as
+//                                tpm2-openssl and tpm2-tools talk to the TPM
 //   key_bench ours KEY           WorkloadKey::SignDigest (empty auth: password session)
 //   key_bench salted KEY AUTHENV WorkloadKey::SignDigest with an auth value: salted HMAC session
 //                                with AES-128-CFB parameter encryption, kept open (our own
@@ -9,6 +13,8 @@
 //                                computes the session crypto): the path the above replaced
 //   key_bench provider SO KEY    EVP_DigestSign(SHA-256) through a provider module (path or
 //                                name, e.g. build/provider/wimsetpm.so or "tpm2")
+//   key_bench tls software KEY SO  the same with a software client key in a library context that
+//                                also has the provider loaded (what its presence alone costs)
 //   key_bench tls SO|software KEY  TLS 1.3 mutual-TLS handshakes/s, client key from the provider
 //                                (or a software P-256 key), in-process client and server over
 //                                127.0.0.1
@@ -35,6 +41,8 @@
 #include <functional>
 #include <string>
 #include <thread>
+
+#include <tss2/tss2_tctildr.h>
 
 #include "bench/raw_sign.h"
 #include "crypto/ecdsa.h"
@@ -108,6 +116,45 @@ void RunRaw(const std::string& path) {
     return wimse::OkStatus();
   });
   if (!s.ok()) Die(s.error().ToString());
+  ctx->FlushCache();
+}
+
+// The key is loaded through our context (it stays loaded: no resource manager on swtpm, and
+// our cache keeps it), then signed with by TPM handle from a second ESYS context on tpm2-tss's
+// own TCTI. Our transport closes its idle connection, so the second one gets the TPM.
+void RunRawTss(const std::string& path) {
+  auto key = OpenKey(path);
+  Bytes digest = BenchDigest();
+  wimse::bench::RawSignInputs raw(digest);
+  auto ctx = key->context();
+  auto handle = ctx->Run([&](ESYS_CONTEXT* esys) -> wimse::Result<TPM2_HANDLE> {
+    auto tr = key->LoadLocked(esys);
+    if (!tr.ok()) return tr.error();
+    TPM2_HANDLE h = 0;
+    TSS2_RC rc = Esys_TR_GetTpmHandle(esys, *tr, &h);
+    if (rc != TSS2_RC_SUCCESS) return wimse::tpm::TpmError("Esys_TR_GetTpmHandle", rc);
+    return h;
+  });
+  if (!handle.ok()) Die(handle.error().ToString());
+  TSS2_TCTI_CONTEXT* tcti = nullptr;
+  ESYS_CONTEXT* esys = nullptr;
+  ESYS_TR k = ESYS_TR_NONE;
+  if (Tss2_TctiLdr_Initialize(ctx->tcti().c_str(), &tcti) != TSS2_RC_SUCCESS ||
+      Esys_Initialize(&esys, tcti, nullptr) != TSS2_RC_SUCCESS ||
+      Esys_TR_FromTPMPublic(esys, *handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &k) !=
+          TSS2_RC_SUCCESS) {
+    Die("tpm2-tss TCTI \"" + ctx->tcti() + "\": cannot reach the loaded key");
+  }
+  Measure("raw_esys_sign_password_tss_tcti", [&] {
+    TPMT_SIGNATURE* sig = nullptr;
+    TSS2_RC rc = Esys_Sign(esys, k, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &raw.digest,
+                           &raw.scheme, &raw.ticket, &sig);
+    Esys_Free(sig);
+    return rc == TSS2_RC_SUCCESS;
+  });
+  Esys_TR_Close(esys, &k);
+  Esys_Finalize(&esys);
+  Tss2_TctiLdr_Finalize(&tcti);
   ctx->FlushCache();
 }
 
@@ -286,11 +333,18 @@ int ListenLoopback(int* port) {
   return fd;
 }
 
-void RunTls(const std::string& module, const std::string& path) {
+// `with_module`: a software client key, but in a library context that has the provider module
+// loaded as well (it separates what the provider's mere presence costs from the TPM signature).
+void RunTls(const std::string& module, const std::string& path, const std::string& with_module) {
   bool software = module == "software";
   OSSL_LIB_CTX* libctx = nullptr;
   EVP_PKEY* client_key = nullptr;
-  if (software) {
+  if (software && !with_module.empty()) {
+    Provided p = LoadProviderKey(with_module, path);
+    EVP_PKEY_free(p.key);
+    libctx = p.libctx;
+    client_key = SoftwareP256(libctx);
+  } else if (software) {
     libctx = OSSL_LIB_CTX_new();
     OSSL_PROVIDER_load(libctx, "default");
     client_key = SoftwareP256(libctx);
@@ -359,7 +413,10 @@ void RunTls(const std::string& module, const std::string& path) {
     close(fd);
     return ok;
   };
-  Measure(software ? "tls13_mtls_software_key" : "tls13_mtls_tpm_key", handshake);
+  Measure(!software               ? "tls13_mtls_tpm_key"
+          : with_module.empty() ? "tls13_mtls_software_key"
+                                : "tls13_mtls_software_key_provider_loaded",
+          handshake);
   stop = true;
   // Unblock accept().
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -386,13 +443,15 @@ void RunTls(const std::string& module, const std::string& path) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: key_bench raw|ours|salted|salted-esys|provider|tls ...\n");
+    std::fprintf(stderr, "usage: key_bench raw|raw-tss|ours|salted|salted-esys|provider|tls ...\n");
     return 2;
   }
   std::signal(SIGPIPE, SIG_IGN);  // a peer that closes early must be an error, not a kill
   std::string mode = argv[1];
   if (mode == "raw") {
     RunRaw(argv[2]);
+  } else if (mode == "raw-tss") {
+    RunRawTss(argv[2]);
   } else if (mode == "ours") {
     RunOurs("ours_password", argv[2], nullptr);
   } else if (mode == "salted" && argc >= 4) {
@@ -405,7 +464,7 @@ int main(int argc, char** argv) {
                                                                       : "provider_" + module;
     RunProvider(label.c_str(), module, argv[3]);
   } else if (mode == "tls" && argc >= 4) {
-    RunTls(argv[2], argv[3]);
+    RunTls(argv[2], argv[3], argc >= 5 ? argv[4] : "");
   } else {
     std::fprintf(stderr, "key_bench: bad arguments\n");
     return 2;

@@ -332,6 +332,40 @@ TEST_F(ProviderTest, LoadsThroughOsslDecoderAndEncodesSpki) {
   EXPECT_EQ(der, *spki_der_);
 }
 
+// Loading a TPM key leaves nothing on OpenSSL's error queue (a stale entry shows up in the next,
+// unrelated error report), and public keys parsed in the same library context (every
+// certificate: twice per TLS handshake) never go through our decoders: a TSS2 file is a private
+// key, so our decoders decline public-only selections and stay out of those decoder chains.
+TEST_F(ProviderTest, KeyLoadIsCleanAndPublicDecodesStayInDefault) {
+  ERR_clear_error();
+  EvpPkeyPtr key = LoadKey(*key_path_);
+  ASSERT_TRUE(key) << OpenSslErrors();
+  EXPECT_EQ(EVP_PKEY_get0_provider(key.get()), wimsetpm_);
+  EXPECT_EQ(ERR_peek_error(), 0u) << OpenSslErrors();
+
+  const unsigned char* p = spki_der_->data();
+  EvpPkeyPtr pub(d2i_PUBKEY_ex(nullptr, &p, static_cast<long>(spki_der_->size()), libctx_,
+                               nullptr));
+  ASSERT_TRUE(pub) << OpenSslErrors();
+  EXPECT_EQ(EVP_PKEY_get0_provider(pub.get()), default_);
+  EXPECT_EQ(ERR_peek_error(), 0u) << OpenSslErrors();
+
+  // Asked for a public key only, a TSS2 file is not decoded (as for a PKCS#8 private key file
+  // read with PEM_read_bio_PUBKEY); the private-key path above is the way in.
+  auto pem = ReadFileBytes(*key_path_);
+  ASSERT_TRUE(pem.ok());
+  EVP_PKEY* raw = nullptr;
+  OSSL_DECODER_CTX* dctx = OSSL_DECODER_CTX_new_for_pkey(
+      &raw, "PEM", nullptr, nullptr, EVP_PKEY_PUBLIC_KEY, libctx_, nullptr);
+  ASSERT_NE(dctx, nullptr);
+  const unsigned char* data = pem->data();
+  size_t len = pem->size();
+  EXPECT_NE(OSSL_DECODER_from_data(dctx, &data, &len), 1);
+  OSSL_DECODER_CTX_free(dctx);
+  EVP_PKEY_free(raw);
+  ERR_clear_error();
+}
+
 TEST_F(ProviderTest, DigestSignVerifiesInSoftwareAndIsMinimalDer) {
   EvpPkeyPtr key = LoadKey(*key_path_);
   ASSERT_TRUE(key) << OpenSslErrors();
