@@ -1,5 +1,6 @@
 #include "tpm/tcti.h"
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -18,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string_view>
 #include <thread>
@@ -34,6 +36,7 @@ constexpr size_t kHeaderSize = 10;                   // tag, size, code (Part 1 
 constexpr size_t kMaxMessage = 4096;
 constexpr int kDefaultIdleMs = 5;
 constexpr int kMaxIdleMs = 60000;
+constexpr int kConnectTimeoutMs = 10000;
 
 struct Address {
   sockaddr_storage storage{};
@@ -140,9 +143,62 @@ std::string ErrnoText(const char* what, int err) {
   return std::string(what) + ": " + std::strerror(err);
 }
 
-// Connects to the first address that accepts. Called with t->mu held (connecting to a local
-// swtpm either succeeds or is refused at once).
-TSS2_RC ConnectLocked(Transport* t) {
+// Connects `fd` to `a` within kConnectTimeoutMs (a host that drops packets would otherwise
+// block for minutes). Returns 0 or an errno value.
+int ConnectWithin(int fd, const Address& a) {
+  int flags = fcntl(fd, F_GETFL, 0);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return errno;
+  int err = 0;
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&a.storage), a.length) != 0) {
+    err = errno;
+    if (err == EINPROGRESS || err == EINTR) {
+      auto deadline = Clock::now() + std::chrono::milliseconds(kConnectTimeoutMs);
+      pollfd p{fd, POLLOUT, 0};
+      err = ETIMEDOUT;
+      for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        if (left.count() <= 0) break;
+        int n = poll(&p, 1, static_cast<int>(left.count()));
+        if (n < 0 && errno == EINTR) continue;
+        if (n > 0) {
+          socklen_t len = sizeof(err);
+          if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+        } else if (n < 0) {
+          err = errno;
+        }
+        break;
+      }
+    }
+  }
+  if (err == 0 && fcntl(fd, F_SETFL, flags) < 0) err = errno;
+  return err;
+}
+
+// Starts the idle-close thread (once per transport). A library thread must never take the
+// application's signals: a process that blocks SIGTERM in its threads and waits for it with
+// sigwait() would otherwise be killed by the default action when the kernel picks this thread
+// (and exit without its exit handlers, which flush the loaded keys). If no thread can be made
+// (thread limit), the transport closes after every response instead, like tpm2-tss's.
+void StartCloserLocked(Transport* t) {
+  if (t->idle_ms <= 0 || t->closer != nullptr) return;
+  sigset_t all;
+  sigset_t previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous);
+  try {
+    t->closer = new std::thread(CloserLoop, t);
+  } catch (...) {
+    t->closer = nullptr;
+    t->idle_ms = 0;
+  }
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+}
+
+// Connects to the first address that accepts. Called with t->mu held and returns with it held,
+// but releases it while connecting, so a slow connect never stalls fork() (PrepareFork) or the
+// closer. The socket is published in t->fd (marked busy) before connect() so that a fork in
+// the meantime closes the child's copy.
+TSS2_RC ConnectLocked(Transport* t, std::unique_lock<std::mutex>& lock) {
   int last_errno = 0;
   for (const Address& a : t->addresses) {
     int fd = socket(a.storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -150,29 +206,24 @@ TSS2_RC ConnectLocked(Transport* t) {
       last_errno = errno;
       continue;
     }
-    if (connect(fd, reinterpret_cast<const sockaddr*>(&a.storage), a.length) != 0) {
-      last_errno = errno;
-      close(fd);
+    t->fd = fd;
+    t->awaiting_response = true;  // busy: the closer leaves it alone
+    lock.unlock();
+    int err = ConnectWithin(fd, a);
+    lock.lock();
+    t->awaiting_response = false;
+    if (err != 0) {
+      last_errno = err;
+      CloseLocked(t);
       continue;
     }
     if (a.storage.ss_family != AF_UNIX) {
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    t->fd = fd;
     t->last_use = Clock::now();
     ++t->stats.connections;
-    if (t->idle_ms > 0 && t->closer == nullptr) {
-      // A library thread must never take the application's signals: a process that blocks
-      // SIGTERM in its threads and waits for it with sigwait() would otherwise be killed by
-      // the default action when the kernel picks this thread (and exit without flushing).
-      sigset_t all;
-      sigset_t previous;
-      sigfillset(&all);
-      pthread_sigmask(SIG_SETMASK, &all, &previous);
-      t->closer = new std::thread(CloserLoop, t);
-      pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-    }
+    StartCloserLocked(t);
     t->cv.notify_all();
     return TSS2_RC_SUCCESS;
   }
@@ -218,7 +269,7 @@ TSS2_RC Transmit(TSS2_TCTI_CONTEXT* ctx, size_t size, const uint8_t* command) {
   if (t->awaiting_response) return TSS2_TCTI_RC_BAD_SEQUENCE;
   if (t->fd >= 0 && !StillOpen(t->fd)) CloseLocked(t);
   if (t->fd < 0) {
-    TSS2_RC rc = ConnectLocked(t);
+    TSS2_RC rc = ConnectLocked(t, lock);
     if (rc != TSS2_RC_SUCCESS) return rc;
   }
   int fd = t->fd;
@@ -237,12 +288,14 @@ TSS2_RC Transmit(TSS2_TCTI_CONTEXT* ctx, size_t size, const uint8_t* command) {
   return TSS2_RC_SUCCESS;
 }
 
-// Waits until fd is readable: false on timeout. TSS2_TCTI_TIMEOUT_BLOCK (-1) waits forever.
-bool WaitReadable(int fd, int32_t timeout_ms) {
-  if (timeout_ms == TSS2_TCTI_TIMEOUT_BLOCK) return true;  // recv blocks
+// Waits until fd is readable or `deadline` passes (false). Without a deadline (the caller's
+// timeout is TSS2_TCTI_TIMEOUT_BLOCK) recv blocks instead.
+bool WaitReadable(int fd, const std::optional<Clock::time_point>& deadline) {
+  if (!deadline) return true;
   pollfd p{fd, POLLIN, 0};
   for (;;) {
-    int n = poll(&p, 1, timeout_ms);
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now());
+    int n = poll(&p, 1, left.count() > 0 ? static_cast<int>(left.count()) : 0);
     if (n < 0 && errno == EINTR) continue;
     return n != 0;  // an error shows up in recv
   }
@@ -258,6 +311,10 @@ TSS2_RC Receive(TSS2_TCTI_CONTEXT* ctx, size_t* size, uint8_t* response, int32_t
   int fd = t->fd;
   size_t got = t->got;
   lock.unlock();
+  std::optional<Clock::time_point> deadline;
+  if (timeout != TSS2_TCTI_TIMEOUT_BLOCK) {
+    deadline = Clock::now() + std::chrono::milliseconds(timeout);
+  }
 
   // One response is in flight and swtpm sends nothing else, so one recv of up to the buffer
   // size normally returns all of it.
@@ -274,7 +331,7 @@ TSS2_RC Receive(TSS2_TCTI_CONTEXT* ctx, size_t* size, uint8_t* response, int32_t
       }
       if (got == expected) break;
     }
-    if (!WaitReadable(fd, timeout)) {
+    if (!WaitReadable(fd, deadline)) {
       lock.lock();
       t->got = got;
       return TSS2_TCTI_RC_TRY_AGAIN;  // still awaiting: call again
@@ -317,21 +374,28 @@ TSS2_RC Receive(TSS2_TCTI_CONTEXT* ctx, size_t* size, uint8_t* response, int32_t
 void Finalize(TSS2_TCTI_CONTEXT* ctx) {
   Transport* t = From(ctx);
   if (t == nullptr) return;
-  {
+  if (t->owner != getpid()) {  // a fork child's copy: abandoned (see ChildAfterFork)
     std::lock_guard<std::mutex> lock(RegistryMutex());
     Registry().erase(t);
+    return;
   }
-  if (t->owner != getpid()) return;  // a fork child's copy: abandoned (see ChildAfterFork)
+  // Close the socket before leaving the registry: a fork() from another thread between the
+  // two would otherwise give the child a copy nobody closes.
   {
     std::lock_guard<std::mutex> lock(t->mu);
     t->stop = true;
+    CloseLocked(t);
     t->cv.notify_all();
   }
   if (t->closer != nullptr) {
     t->closer->join();
     delete t->closer;
+    t->closer = nullptr;
   }
-  CloseLocked(t);
+  {
+    std::lock_guard<std::mutex> lock(RegistryMutex());
+    Registry().erase(t);
+  }
   t->shim.common.v1.magic = 0;
   delete t;
 }
