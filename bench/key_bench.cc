@@ -17,7 +17,8 @@
 //                                also has the provider loaded (what its presence alone costs)
 //   key_bench tls SO|software KEY  TLS 1.3 mutual-TLS handshakes/s, client key from the provider
 //                                (or a software P-256 key), in-process client and server over
-//                                127.0.0.1
+//                                127.0.0.1; the server has its own library context (default
+//                                provider only), as a remote server would
 // Every mode runs for WIMSE_BENCH_SECONDS (default 2) after a short warm-up and prints one line
 // "RESULT <mode> <ops/s> <ops> <seconds>". Signatures are verified (a few) so a broken path
 // cannot look fast. The TPM comes from WIMSE_TPM_TCTI (and TPM2OPENSSL_TCTI for tpm2-openssl).
@@ -353,15 +354,19 @@ void RunTls(const std::string& module, const std::string& path, const std::strin
     libctx = p.libctx;
     client_key = p.key;
   }
-  EVP_PKEY* ca_key = SoftwareP256(libctx);
-  X509* ca = MakeCert(libctx, ca_key, "bench CA", ca_key, nullptr, 1);
-  EVP_PKEY* server_key = SoftwareP256(libctx);
-  X509* server_cert = MakeCert(libctx, server_key, "localhost", ca_key, ca, 2);
+  // The server is what a remote TLS server would be: its own library context with the default
+  // provider only (it does not load wimsetpm), the same in every mode. The CA lives there too.
+  OSSL_LIB_CTX* server_libctx = OSSL_LIB_CTX_new();
+  if (OSSL_PROVIDER_load(server_libctx, "default") == nullptr) Die("default provider (server)");
+  EVP_PKEY* ca_key = SoftwareP256(server_libctx);
+  X509* ca = MakeCert(server_libctx, ca_key, "bench CA", ca_key, nullptr, 1);
+  EVP_PKEY* server_key = SoftwareP256(server_libctx);
+  X509* server_cert = MakeCert(server_libctx, server_key, "localhost", ca_key, ca, 2);
   // The client certificate carries the client key's public part (for the TPM key: exported
   // from the provider's keymgmt, public only).
   X509* client_cert = MakeCert(libctx, client_key, "bench client", ca_key, ca, 3);
 
-  SSL_CTX* sctx = SSL_CTX_new_ex(libctx, nullptr, TLS_server_method());
+  SSL_CTX* sctx = SSL_CTX_new_ex(server_libctx, nullptr, TLS_server_method());
   SSL_CTX* cctx = SSL_CTX_new_ex(libctx, nullptr, TLS_client_method());
   for (SSL_CTX* c : {sctx, cctx}) {
     SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION);
@@ -437,6 +442,7 @@ void RunTls(const std::string& module, const std::string& path, const std::strin
   EVP_PKEY_free(server_key);
   EVP_PKEY_free(client_key);
   OSSL_LIB_CTX_free(libctx);
+  OSSL_LIB_CTX_free(server_libctx);
 }
 
 }  // namespace
