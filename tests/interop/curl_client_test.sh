@@ -54,7 +54,7 @@ for alg in ec-p256 ec-p384 rsa-2048; do
   for version in 1.2 1.3; do
     port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     openssl s_server -accept "127.0.0.1:$port" -naccept 1 -www -cert srv.pem -key srv.key \
-      -Verify 1 -verify_return_error -CAfile "client-$alg.crt" < <(sleep 60) >srv.log 2>&1 &
+      -Verify 1 -verify_return_error -CAfile "client-$alg.crt" < <(sleep 60 2>/dev/null) >srv.log 2>&1 &
     server_pid=$!
     for _ in $(seq 1 100); do grep -q ACCEPT srv.log && break; sleep 0.05; done
     # Only OPENSSL_CONF: no WIMSE_TPM_TCTI (the tcti comes from openssl.cnf).

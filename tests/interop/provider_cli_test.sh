@@ -98,7 +98,7 @@ tls_round() {
   # substitution, so `wait` waits for s_server only, not for the sleep).
   openssl s_server -accept "127.0.0.1:$port" -naccept 1 "$version" \
     -cert srv.pem -key srv.key -Verify 1 -verify_return_error -CAfile "$ccert" \
-    < <(sleep 60) >"srv-$name.log" 2>&1 &
+    < <(sleep 60 2>/dev/null) >"srv-$name.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 100); do
     grep -q ACCEPT "srv-$name.log" && break
