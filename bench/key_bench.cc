@@ -97,6 +97,18 @@ Bytes BenchDigest() {
   return *d;
 }
 
+// Nothing but Esys_Sign of the loaded key `k` with a password session, on `esys`.
+void MeasurePasswordSign(const char* name, ESYS_CONTEXT* esys, ESYS_TR k,
+                         const wimse::bench::RawSignInputs& raw) {
+  Measure(name, [&] {
+    TPMT_SIGNATURE* sig = nullptr;
+    TSS2_RC rc = Esys_Sign(esys, k, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &raw.digest,
+                           &raw.scheme, &raw.ticket, &sig);
+    Esys_Free(sig);
+    return rc == TSS2_RC_SUCCESS;
+  });
+}
+
 void RunRaw(const std::string& path) {
   auto key = OpenKey(path);
   Bytes digest = BenchDigest();
@@ -106,14 +118,7 @@ void RunRaw(const std::string& path) {
   auto s = ctx->Run([&](ESYS_CONTEXT* esys) -> wimse::Status {
     auto tr = key->LoadLocked(esys);
     if (!tr.ok()) return tr.error();
-    ESYS_TR k = *tr;
-    Measure("raw_esys_sign_password", [&] {
-      TPMT_SIGNATURE* sig = nullptr;
-      TSS2_RC rc = Esys_Sign(esys, k, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &raw.digest,
-                             &raw.scheme, &raw.ticket, &sig);
-      Esys_Free(sig);
-      return rc == TSS2_RC_SUCCESS;
-    });
+    MeasurePasswordSign("raw_esys_sign_password", esys, *tr, raw);
     return wimse::OkStatus();
   });
   if (!s.ok()) Die(s.error().ToString());
@@ -146,13 +151,7 @@ void RunRawTss(const std::string& path) {
           TSS2_RC_SUCCESS) {
     Die("tpm2-tss TCTI \"" + ctx->tcti() + "\": cannot reach the loaded key");
   }
-  Measure("raw_esys_sign_password_tss_tcti", [&] {
-    TPMT_SIGNATURE* sig = nullptr;
-    TSS2_RC rc = Esys_Sign(esys, k, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &raw.digest,
-                           &raw.scheme, &raw.ticket, &sig);
-    Esys_Free(sig);
-    return rc == TSS2_RC_SUCCESS;
-  });
+  MeasurePasswordSign("raw_esys_sign_password_tss_tcti", esys, k, raw);
   Esys_TR_Close(esys, &k);
   Esys_Finalize(&esys);
   Tss2_TctiLdr_Finalize(&tcti);
