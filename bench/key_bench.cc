@@ -18,7 +18,9 @@
 //   key_bench tls SO|software KEY  TLS 1.3 mutual-TLS handshakes/s, client key from the provider
 //                                (or a software P-256 key), in-process client and server over
 //                                127.0.0.1; the server has its own library context (default
-//                                provider only), as a remote server would
+//                                provider only), as a remote server would;
+//                                WIMSE_BENCH_TLS_CONNS=N runs N handshakes at a time (mode name
+//                                gets the suffix _Nconn)
 // Every mode runs for WIMSE_BENCH_SECONDS (default 2) after a short warm-up and prints one line
 // "RESULT <mode> <ops/s> <ops> <seconds>". Signatures are verified (a few) so a broken path
 // cannot look fast. The TPM comes from WIMSE_TPM_TCTI (and TPM2OPENSSL_TCTI for tpm2-openssl).
@@ -39,9 +41,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <atomic>
 #include <functional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <tss2/tss2_tctildr.h>
 
@@ -82,6 +86,37 @@ void Measure(const char* name, const std::function<bool()>& op) {
     elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   } while (elapsed < limit);
   std::printf("RESULT %s %.1f %ld %.2f\n", name, n / elapsed, n, elapsed);
+  std::fflush(stdout);
+}
+
+// The same with `threads` callers running op() concurrently (each its own warm-up); prints the
+// combined ops/s.
+void MeasureParallel(const std::string& name, int threads, const std::function<bool()>& op) {
+  for (int i = 0; i < 5; ++i) {
+    if (!op()) Die(name + ": warm-up operation failed");
+  }
+  double limit = Seconds();
+  std::atomic<long> total{0};
+  std::atomic<bool> failed{false};
+  auto start = Clock::now();
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&] {
+      long n = 0;
+      while (!failed && std::chrono::duration<double>(Clock::now() - start).count() < limit) {
+        if (!op()) {
+          failed = true;
+          break;
+        }
+        ++n;
+      }
+      total += n;
+    });
+  }
+  for (auto& w : workers) w.join();
+  double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  if (failed) Die(name + ": operation failed");
+  std::printf("RESULT %s %.1f %ld %.2f\n", name.c_str(), total / elapsed, total.load(), elapsed);
   std::fflush(stdout);
 }
 
@@ -381,11 +416,21 @@ void RunTls(const std::string& module, const std::string& path, const std::strin
   }
   int port = 0;
   int listener = ListenLoopback(&port);
+  // WIMSE_BENCH_TLS_CONNS (default 1): handshakes in flight at once, each with its own client
+  // thread and server thread. With more than one, one handshake's TPM signature overlaps the
+  // others' CPU work, as for an agent or proxy that opens connections concurrently.
+  const char* conns_env = std::getenv("WIMSE_BENCH_TLS_CONNS");
+  int conns = conns_env != nullptr ? std::atoi(conns_env) : 1;
+  if (conns < 1 || conns > 64) Die("WIMSE_BENCH_TLS_CONNS must be 1..64");
   std::atomic<bool> stop{false};
-  std::thread server([&] {
+  auto serve = [&] {
     while (!stop) {
       int fd = accept(listener, nullptr, nullptr);
       if (fd < 0) continue;
+      if (stop) {  // the connection that unblocks accept() at the end
+        close(fd);
+        break;
+      }
       SSL* s = SSL_new(sctx);
       SSL_set_fd(s, fd);
       if (SSL_accept(s) != 1) {
@@ -398,7 +443,9 @@ void RunTls(const std::string& module, const std::string& path, const std::strin
       SSL_free(s);
       close(fd);
     }
-  });
+  };
+  std::vector<std::thread> servers;
+  for (int i = 0; i < conns; ++i) servers.emplace_back(serve);
   auto handshake = [&] {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
@@ -417,20 +464,26 @@ void RunTls(const std::string& module, const std::string& path, const std::strin
     close(fd);
     return ok;
   };
-  Measure(!software               ? "tls13_mtls_tpm_key"
-          : with_module.empty() ? "tls13_mtls_software_key"
-                                : "tls13_mtls_software_key_provider_loaded",
-          handshake);
+  std::string label = !software               ? "tls13_mtls_tpm_key"
+                      : with_module.empty() ? "tls13_mtls_software_key"
+                                            : "tls13_mtls_software_key_provider_loaded";
+  if (conns == 1) {
+    Measure(label.c_str(), handshake);
+  } else {
+    MeasureParallel(label + "_" + std::to_string(conns) + "conn", conns, handshake);
+  }
   stop = true;
-  // Unblock accept().
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  close(fd);
-  server.join();
+  // Unblock every server thread's accept().
+  for (int i = 0; i < conns; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    close(fd);
+  }
+  for (auto& t : servers) t.join();
   close(listener);
   SSL_CTX_free(sctx);
   SSL_CTX_free(cctx);

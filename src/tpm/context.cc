@@ -1,5 +1,7 @@
 #include "tpm/context.h"
 
+#include <pthread.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -72,12 +74,49 @@ void FlushAllAtExit() {
 
 }  // namespace
 
+// fork(): the transport's idle thread may be inside a context's lock (releasing its objects)
+// when another thread forks; the child would inherit that lock held by a thread it does not
+// have. Every context's lock is taken before fork() and released on both sides. These
+// handlers are installed after the transport's, so their prepare step runs first: a thread
+// inside Run() finishes its command (which needs the transport's lock) before the transport's
+// own prepare step takes it.
+void PrepareContextsForFork() {
+  RegistryMutex().lock();
+  for (TpmContext* ctx : Registry()) ctx->mu_.lock();
+}
+void UnlockContextsAfterFork() {
+  for (TpmContext* ctx : Registry()) ctx->mu_.unlock();
+  RegistryMutex().unlock();
+}
+
 TpmContext::TpmContext(std::string tcti) : tcti_(std::move(tcti)) {
+  static const bool fork_handlers = [] {
+    InstallTransportForkHandlers();
+    pthread_atfork(PrepareContextsForFork, UnlockContextsAfterFork, UnlockContextsAfterFork);
+    return true;
+  }();
+  (void)fork_handlers;
   std::lock_guard<std::mutex> lock(RegistryMutex());
   // atexit in a shared object runs when the object is unloaded or at exit, whichever is first.
   static const bool registered = (std::atexit(FlushAllAtExit), true);
   (void)registered;
   Registry().insert(this);
+}
+
+void TpmContext::ReleaseWhenIdle(void* self) {
+  auto* ctx = static_cast<TpmContext*>(self);
+  std::unique_lock<std::mutex> lock(ctx->mu_, std::try_to_lock);
+  if (!lock.owns_lock() || ctx->esys_ == nullptr || ctx->pid_ != getpid()) return;
+  if (ctx->cache_.empty() && ctx->session_ == ESYS_TR_NONE && !ctx->hmac_session_) return;
+  ctx->FlushCacheLocked(ctx->esys_);
+  ctx->DropSecureSessionLocked(ctx->esys_);
+  ctx->DropHmacSessionLocked(ctx->esys_);
+  ++ctx->idle_releases_;
+}
+
+uint64_t TpmContext::idle_releases() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return idle_releases_;
 }
 
 TpmContext::~TpmContext() {
@@ -153,6 +192,7 @@ Status TpmContext::EnsureConnectedLocked() {
                  rc);
   }
   pid_ = now;
+  SetIdleHook(tcti_ctx_, &TpmContext::ReleaseWhenIdle, this);
   return OkStatus();
 }
 
@@ -344,8 +384,9 @@ Error TpmContext::ObjectSlotErrorLocked(ESYS_CONTEXT* esys, const std::string& c
   if (loaded.ok() && *loaded > ours) {
     why += " (" + std::to_string(*loaded) + " transient objects are loaded, " +
            std::to_string(*loaded - ours) +
-           " of them not by this process: a process that was killed leaves its objects in a "
-           "TPM without a resource manager; flush them with `tpm2_flushcontext -t`, or use "
+           " of them not by this context: wimse-tpm's own clients hand their slots back when "
+           "idle, but a process that was killed, or another tool, leaves its objects in a TPM "
+           "without a resource manager; flush them with `tpm2_flushcontext -t`, or use "
            "/dev/tpmrm0 or tpm2-abrmd)";
   }
   return Error(Layer::kTpm, why, rc);

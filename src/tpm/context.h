@@ -9,6 +9,15 @@
 // keeps the storage primary (SRK) as a saved context (no slot) and loads it only for the
 // TPM2_Load of a child; loaded workload keys are cached (bounded, least recently used first
 // out) and flushed on eviction, so callers never see slot exhaustion.
+//
+// Other clients of the same TPM: on a swtpm TCTI (our persistent transport, src/tpm/tcti.h)
+// the context holds its keys and sessions only while it holds the connection. When the
+// connection has been idle for WIMSE_SWTPM_IDLE_MS, the context flushes its cached objects and
+// sessions, then the transport closes the connection. swtpm serves one connection at a time, so
+// the next client (another process, or another context of this one) finds every slot that we
+// used free, however many processes share the TPM; a burst of commands keeps everything loaded.
+// The next operation after a release reloads its key (TPM2_ContextLoad of the SRK, TPM2_Load,
+// TPM2_FlushContext) and, for keys with an auth value, starts a new salted session.
 #ifndef WIMSE_TPM_CONTEXT_H_
 #define WIMSE_TPM_CONTEXT_H_
 
@@ -89,7 +98,8 @@ class TpmContext {
   const std::string& tcti() const { return tcti_; }
 
   // Runs `fn(esys)` under the context lock after (re)connecting. Everything that calls ESAPI
-  // goes through here. `fn` must not call Run() again (the lock is not recursive).
+  // goes through here. `fn` must not call Run() again (the lock is not recursive), and must not
+  // fork() (the fork handlers take every context's lock).
   template <typename F>
   auto Run(F&& fn) -> decltype(fn(static_cast<ESYS_CONTEXT*>(nullptr))) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -97,6 +107,10 @@ class TpmContext {
     if (!s.ok()) return std::move(s).error();
     return fn(esys_);
   }
+
+  // How many times the context released its objects and sessions to other clients after the
+  // connection went idle (see above). For tests and diagnostics. Takes the lock.
+  uint64_t idle_releases();
 
   // Within Run(): loads the storage primary for parent 0x40000001 (TCG H-2 ECC P-256 SRK, the
   // template tpm2-openssl and tpm2-tss-engine use). The first call per connection creates it
@@ -181,6 +195,11 @@ class TpmContext {
  private:
   Status EnsureConnectedLocked();
   void DisconnectLocked(bool touch_tpm);
+  // The transport's idle hook: flushes cached objects and sessions unless a thread is inside
+  // Run() (try_lock: never waits).
+  static void ReleaseWhenIdle(void* self);
+  friend void PrepareContextsForFork();
+  friend void UnlockContextsAfterFork();
 
   std::string tcti_;
   std::mutex mu_;
@@ -198,6 +217,7 @@ class TpmContext {
   ESYS_TR session_ = ESYS_TR_NONE;  // the cached salted HMAC session (ESAPI), if any
   std::unique_ptr<HmacSession> hmac_session_;  // our own salted HMAC session, if any
   std::map<TPM2_HANDLE, ESYS_TR> persistent_;  // ESYS_TRs of persistent objects (no slot)
+  uint64_t idle_releases_ = 0;
 };
 
 // A primary key just created, with its marshalled TPM2B_PUBLIC (the TPM's own bytes).

@@ -66,6 +66,8 @@ struct Transport {
   bool stop = false;
   Clock::time_point last_use;
   std::thread* closer = nullptr;
+  IdleHook hook = nullptr;  // called before an idle close (SetIdleHook)
+  void* hook_arg = nullptr;
   TransportStats stats;
 
   // Response being read (receive may return TRY_AGAIN part way and be called again).
@@ -131,6 +133,18 @@ void CloserLoop(Transport* t) {
     }
     auto now = Clock::now();
     if (!t->awaiting_response && now >= t->last_use + idle) {
+      if (t->hook != nullptr) {
+        // The hook's own commands go through Transmit/Receive and take the lock themselves.
+        IdleHook hook = t->hook;
+        void* arg = t->hook_arg;
+        lock.unlock();
+        hook(arg);
+        auto after_hook = Clock::now();
+        lock.lock();
+        if (t->stop || t->fd < 0) continue;
+        // A command that started or finished after the hook: the connection is in use again.
+        if (t->awaiting_response || t->last_use > after_hook) continue;
+      }
       CloseLocked(t);
       ++t->stats.idle_closes;
       continue;
@@ -480,6 +494,20 @@ bool ParseSwtpm(std::string_view conf, Transport* t) {
 
 }  // namespace
 
+void InstallTransportForkHandlers() {
+  static const bool fork_handlers =
+      (pthread_atfork(PrepareFork, ParentAfterFork, ChildAfterFork), true);
+  (void)fork_handlers;
+}
+
+void SetIdleHook(TSS2_TCTI_CONTEXT* ctx, IdleHook hook, void* arg) {
+  Transport* t = From(ctx);
+  if (t == nullptr) return;
+  std::lock_guard<std::mutex> lock(t->mu);
+  t->hook = hook;
+  t->hook_arg = arg;
+}
+
 int SwtpmIdleMilliseconds() {
   const char* v = std::getenv("WIMSE_SWTPM_IDLE_MS");
   if (v == nullptr || *v == '\0') return kDefaultIdleMs;
@@ -497,9 +525,7 @@ TSS2_RC OpenTcti(const std::string& conf, TSS2_TCTI_CONTEXT** out) {
     delete t;
     return Tss2_TctiLdr_Initialize(conf.c_str(), out);
   }
-  static const bool fork_handlers =
-      (pthread_atfork(PrepareFork, ParentAfterFork, ChildAfterFork), true);
-  (void)fork_handlers;
+  InstallTransportForkHandlers();
   t->idle_ms = SwtpmIdleMilliseconds();
   t->owner = getpid();
   t->stats.persistent = true;

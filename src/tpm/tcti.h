@@ -45,6 +45,23 @@ struct TransportStats {
 };
 TransportStats GetTransportStats(TSS2_TCTI_CONTEXT* ctx);
 
+// Called by a persistent swtpm transport's idle thread when the connection has been idle for the
+// idle period, just before it closes it, with no transport lock held. The hook may send commands
+// through the same transport (TpmContext flushes the objects and sessions it keeps loaded, so
+// the next client of a TPM without a resource manager finds its slots free); the connection is
+// closed after the hook returns unless a command started meanwhile. The hook must not block on
+// anything a thread inside a TPM command may hold (use try_lock).
+using IdleHook = void (*)(void* arg);
+// Installs `hook(arg)` on a transport from OpenTcti; a no-op for other TCTIs. Set it before the
+// first command; it stays until the transport is closed (CloseTcti joins the idle thread, so the
+// hook never runs after CloseTcti returns).
+void SetIdleHook(TSS2_TCTI_CONTEXT* ctx, IdleHook hook, void* arg);
+
+// Installs the transport's fork handlers (once per process; OpenTcti does it too). Code that
+// installs fork handlers which must run before the transport's (handlers registered later run
+// their prepare step first) calls this before its own pthread_atfork.
+void InstallTransportForkHandlers();
+
 // The idle period in milliseconds from WIMSE_SWTPM_IDLE_MS (default 5, at most 60000; values that
 // do not parse fall back to the default).
 int SwtpmIdleMilliseconds();
