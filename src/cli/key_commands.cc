@@ -76,7 +76,9 @@ void RunKeygen(GlobalOptions& g, const KeygenOptions& o) {
   }
   SecretBytes auth;
   if (o.auth.any()) {
-    auto a = ReadAuthValue(o.auth, "the new key");
+    AuthSource source = o.auth;
+    source.confirm = true;  // a typo at a single prompt would make a key nobody can use
+    auto a = ReadAuthValue(source, "the new key");
     if (!a.ok()) return Fail(g, "keygen", a.error());
     auth = std::move(*a);
   }

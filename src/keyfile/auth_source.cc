@@ -33,8 +33,8 @@ Result<std::string> ReadTty(const std::string& what) {
     return Error(Layer::kIo, std::string("--auth-prompt needs a terminal: /dev/tty: ") +
                                  std::strerror(errno));
   }
-  std::string prompt = "Auth value for " + what + ": ";
-  (void)!write(fd, prompt.data(), prompt.size());
+  // Echo off (and earlier typeahead discarded) before the prompt appears, as getpass does:
+  // whatever is typed after the prompt is kept and never shown.
   termios old{};
   bool restore = tcgetattr(fd, &old) == 0;
   if (restore) {
@@ -43,6 +43,8 @@ Result<std::string> ReadTty(const std::string& what) {
     quiet.c_lflag |= ECHONL;
     tcsetattr(fd, TCSAFLUSH, &quiet);
   }
+  std::string prompt = "Auth value for " + what + ": ";
+  (void)!write(fd, prompt.data(), prompt.size());
   std::string line;
   char c;
   while (line.size() <= 1024 && read(fd, &c, 1) == 1 && c != '\n') line.push_back(c);
@@ -63,6 +65,14 @@ Result<SecretBytes> ReadAuthValue(const AuthSource& src, const std::string& what
   if (!src.file.empty()) {
     WIMSE_ASSIGN_OR_RETURN(value, ReadFileString(src.file, 4096));
     CutNewline(value);
+    // OpenSSL's `-passin file:` reads only up to the first newline and C strings end at a NUL:
+    // a key made with such a value could be used by this CLI but by no OpenSSL program.
+    if (value.find_first_of(std::string("\n\r\0", 3)) != std::string::npos) {
+      Wipe(value);
+      return Error(Layer::kUsage, "the auth file " + src.file +
+                                      " holds more than one line or a NUL byte; an auth value "
+                                      "is one line (OpenSSL's -passin file: reads only the first)");
+    }
   } else if (!src.env.empty()) {
     const char* v = std::getenv(src.env.c_str());
     if (v == nullptr) {
@@ -71,6 +81,19 @@ Result<SecretBytes> ReadAuthValue(const AuthSource& src, const std::string& what
     value = v;
   } else {
     WIMSE_ASSIGN_OR_RETURN(value, ReadTty(what));
+    if (src.confirm && !value.empty()) {
+      auto again = ReadTty(what + " (again)");
+      if (!again.ok()) {
+        Wipe(value);
+        return std::move(again).error();
+      }
+      bool same = *again == value;
+      Wipe(*again);
+      if (!same) {
+        Wipe(value);
+        return Error(Layer::kUsage, "the two auth values typed differ; nothing was created");
+      }
+    }
   }
   if (value.empty()) {
     return Error(Layer::kUsage, "the auth value is empty (omit the --auth-* option for none)");
