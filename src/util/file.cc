@@ -17,7 +17,9 @@ Error IoError(const std::string& what, const std::string& path, int err) {
 }  // namespace
 
 Result<Bytes> ReadFileBytes(const std::string& path, size_t max_size) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO without a writer would otherwise block forever before the
+  // regular-file check below can refuse it (it has no effect on reading a regular file).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return IoError("cannot open", path, errno);
   struct stat st;
   if (::fstat(fd, &st) != 0) {

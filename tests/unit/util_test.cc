@@ -149,5 +149,41 @@ TEST(File, AtomicWriteSetsModeAndReplaces) {
   rmdir(tmpl);
 }
 
+// A failed atomic write leaves what was there and no temporary file behind: here the rename
+// fails because the destination is a directory holding a file.
+TEST(File, FailedAtomicWriteLeavesNothingBehind) {
+  char tmpl[] = "/tmp/wimse-file-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  ASSERT_EQ(mkdir((dir + "/k.pem").c_str(), 0700), 0);
+  ASSERT_TRUE(WriteFileAtomic(dir + "/k.pem/inner", std::string_view("keep"), 0600).ok());
+  EXPECT_FALSE(WriteFileAtomic(dir + "/k.pem", std::string_view("new"), 0600).ok());
+  auto kept = ReadFileString(dir + "/k.pem/inner");
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(*kept, "keep");
+  std::string listing;
+  FILE* ls = popen(("ls -A " + dir).c_str(), "r");
+  ASSERT_NE(ls, nullptr);
+  char buf[256];
+  while (fgets(buf, sizeof(buf), ls) != nullptr) listing += buf;
+  pclose(ls);
+  EXPECT_EQ(listing, "k.pem\n") << "temporary file left behind";
+  std::system(("rm -rf " + dir).c_str());
+}
+
+// Hostile review: `sign --key FIFO` hung in open() before the regular-file check.
+TEST(File, ReadingAFifoFailsAtOnce) {
+  char tmpl[] = "/tmp/wimse-fifo-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string fifo = std::string(tmpl) + "/key.pem";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  auto r = ReadFileBytes(fifo, 4096);  // would block forever without a writer
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("not a regular file"), std::string::npos)
+      << r.error().ToString();
+  unlink(fifo.c_str());
+  rmdir(tmpl);
+}
+
 }  // namespace
 }  // namespace wimse
