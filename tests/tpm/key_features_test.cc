@@ -256,6 +256,42 @@ TEST_F(KeyFeaturesTest, AuthValueNeverCrossesTheRecordedBusInClear) {
   // The digest is TPM2_Sign's first parameter: encrypted (AES-128-CFB) in the salted session.
   EXPECT_FALSE(Contains(secure_capture, digest)) << "digest seen in clear on the bus";
   EXPECT_TRUE(Contains(all, digest)) << "baseline: a password session shows the digest";
+
+  // Encryption alone does not prove salting (an unsalted session's key derives from nonces that
+  // cross the bus). Every TPM2_StartAuthSession on the bus names a tpmKey and carries an
+  // encrypted salt, and asks for an HMAC session with AES-128-CFB.
+  auto be16 = [&](size_t at) { return static_cast<uint32_t>(secure_capture[at] << 8 | secure_capture[at + 1]); };
+  auto be32 = [&](size_t at) { return be16(at) << 16 | be16(at + 2); };
+  int sessions = 0;
+  for (size_t at = 0; at + 10 <= secure_capture.size();) {
+    uint32_t size = be32(at + 2);
+    ASSERT_GE(size, 10u) << "capture out of step at byte " << at;
+    ASSERT_LE(at + size, secure_capture.size());
+    // Commands and responses alternate; a response's third field is a response code, which
+    // is never 0x176 for a well-formed stream of ours (TPM_RC values are 0 or >= 0x100 with
+    // format bits), so the command code test alone picks StartAuthSession commands.
+    if (be32(at + 6) == TPM2_CC_StartAuthSession && be16(at) == TPM2_ST_NO_SESSIONS) {
+      ++sessions;
+      size_t p = at + 10;
+      uint32_t tpm_key = be32(p);
+      p += 8;  // tpmKey, bind
+      p += 2 + be16(p);  // nonceCaller
+      uint32_t salt_size = be16(p);
+      p += 2 + salt_size;
+      uint8_t type = secure_capture[p];
+      uint32_t sym_alg = be16(p + 1);
+      uint32_t sym_bits = be16(p + 3);
+      uint32_t sym_mode = be16(p + 5);
+      EXPECT_NE(tpm_key, static_cast<uint32_t>(TPM2_RH_NULL)) << "unsalted session (tpmKey NULL)";
+      EXPECT_GE(salt_size, 65u) << "no encrypted salt (an ECC point: at least 2 + 2 * 32 bytes)";
+      EXPECT_EQ(type, TPM2_SE_HMAC);
+      EXPECT_EQ(sym_alg, static_cast<uint32_t>(TPM2_ALG_AES));
+      EXPECT_EQ(sym_bits, 128u);
+      EXPECT_EQ(sym_mode, static_cast<uint32_t>(TPM2_ALG_CFB));
+    }
+    at += size;
+  }
+  EXPECT_GE(sessions, 1) << "no TPM2_StartAuthSession on the bus";
 }
 
 TEST_F(KeyFeaturesTest, PersistentKeyByHandleAndEvict) {
