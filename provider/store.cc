@@ -8,7 +8,8 @@
 // `?pass` asks the passphrase callback for the key's authorization value (persistent keys
 // carry no emptyAuth flag; tpm2-openssl #136 is the bug of never asking). Plain paths and
 // `file:` URIs already work through the default provider's file store, which runs our
-// decoders. open() only parses the URI; load() does the TPM I/O. There is no export_object: a
+// decoders. open() only parses the URI (a malformed handle is reported by load(), see
+// StoreCtx::bad_uri); load() does the TPM I/O. There is no export_object: a
 // public-only export would silently turn the private key into an OSSL_STORE_INFO_PUBKEY
 // (guide §3).
 #include <openssl/core_names.h>
@@ -19,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <optional>
 #include <string_view>
 
 #include "keyfile/key_ref.h"
@@ -40,6 +42,10 @@ struct StoreCtx {
   uint32_t handle = 0;          // persistent keys
   bool ask_pass = false;
   bool eof = false;
+  // A URI of our schemes that does not parse: open() succeeds and load() raises this. If
+  // open() failed, OpenSSL 3.0 would go on to its file loader and print only "unregistered
+  // scheme" and "calling stat(handle:0x)", dropping our reason.
+  std::optional<Error> bad_uri;
 };
 
 void* Open(void* provctx, const char* uri) noexcept {
@@ -58,10 +64,11 @@ void* Open(void* provctx, const char* uri) noexcept {
     } else if (u.substr(0, kTpmkeyHandlePrefix.size()) == kTpmkeyHandlePrefix) {
       rest = u.substr(kTpmkeyHandlePrefix.size());
     } else {
-      WIMSE_PROV_RAISE(prov, kReasonBadUri,
-                       "expected handle:0x81xxxxxx, tpmkey:handle=0x81xxxxxx or "
-                       "tpmkey:file=<path>");
-      return nullptr;
+      ctx->bad_uri = Error(Layer::kUsage,
+                           "\"" + std::string(u) +
+                               "\": expected handle:0x81xxxxxx, tpmkey:handle=0x81xxxxxx or "
+                               "tpmkey:file=<path>");
+      return ctx.release();
     }
     if (rest.size() > kPassSuffix.size() &&
         rest.substr(rest.size() - kPassSuffix.size()) == kPassSuffix) {
@@ -70,8 +77,8 @@ void* Open(void* provctx, const char* uri) noexcept {
     }
     auto handle = ParsePersistentHandle(rest);  // keyfile/key_ref.h, shared with the CLI
     if (!handle.ok()) {
-      WIMSE_PROV_RAISE_ERROR(prov, kReasonBadUri, handle.error());
-      return nullptr;
+      ctx->bad_uri = handle.error();
+      return ctx.release();
     }
     ctx->handle = *handle;
     return ctx.release();
@@ -123,6 +130,10 @@ int Load(void* loaderctx, OSSL_CALLBACK* object_cb, void* object_cbarg,
   auto* ctx = static_cast<StoreCtx*>(loaderctx);
   try {
     ctx->eof = true;  // one object per URI
+    if (ctx->bad_uri) {
+      WIMSE_PROV_RAISE_ERROR(ctx->prov, kReasonBadUri, *ctx->bad_uri);
+      return 0;
+    }
     std::unique_ptr<ProviderKey> key;
     if (ctx->handle != 0) {
       key = LoadPersistent(ctx, pw_cb, pw_cbarg);

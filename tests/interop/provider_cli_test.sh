@@ -221,6 +221,13 @@ openssl pkeyutl -verify -pubin -inkey per-handle.pub -in msg.dgst -sigfile per.s
 openssl pkeyutl "${P[@]}" -sign -inkey tpmkey:handle=0x81000100 -in msg.dgst -out per2.sig
 if openssl pkey "${P[@]}" -in handle:0x81000123 -pubout 2>err.txt; then fail "no such handle"; fi
 grep -q "no such persistent handle in the TPM" err.txt || { cat err.txt; fail "handle error"; }
+# Malformed handle URIs: our reason, not OpenSSL's file-loader fallback ("calling stat").
+for bad in handle:0x handle:0x8100010000 handle:-1 handle:0x40000001 handle:0x81000100junk \
+    tpmkey:handle=zz tpmkey:bogus; do
+  if openssl pkey "${P[@]}" -in "$bad" -pubout 2>err.txt; then fail "$bad loaded"; fi
+  grep -q "wimsetpm.*malformed TPM key URI" err.txt || { cat err.txt; fail "$bad: no reason"; }
+  if grep -q "calling stat" err.txt; then cat err.txt; fail "$bad: file-loader noise"; fi
+done
 tpm2_evictcontrol -T "$WIMSE_TPM_TCTI" -C o -c 0x81000100 >/dev/null
 
 step "7. errors name the cause: a key from another TPM"
@@ -234,12 +241,15 @@ if openssl pkeyutl "${P[@]}" -sign -inkey foreign.pem -in msg.dgst -out /dev/nul
 fi
 grep -q "wimsetpm.*key belongs to another TPM or storage primary" err.txt ||
   { cat err.txt; fail "no decoded reason for the foreign key"; }
-grep -q "0x" err.txt || fail "the TPM response code is not printed"
+grep -q "0x1df (tpm:parameter(1):integrity check failed)" err.txt ||
+  { cat err.txt; fail "the decoded TPM response code is not printed"; }
 
 step "8. openssl list -providers; meson install"
 openssl list -provider-path "$prov_dir" -provider wimsetpm -providers >list.txt
 grep -q "name: wimse-tpm TPM 2.0 workload key provider" list.txt || fail "list: name"
-grep -q "version: " list.txt || fail "list: version"
+version=$(sed -n "s/^ *version *: *'\([0-9.]*\)'.*/\1/p" "$WIMSE_SOURCE_ROOT/meson.build" | head -1)
+[ -n "$version" ] || fail "no project version in meson.build"
+grep -q "version: $version\$" list.txt || { cat list.txt; fail "list: version is not $version"; }
 grep -q "status: active" list.txt || fail "list: status"
 modulesdir=$(pkg-config --variable=modulesdir libcrypto)
 meson install -C "$WIMSE_BUILD_ROOT" --no-rebuild --tags provider --destdir "$work/dest" \
