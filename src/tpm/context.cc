@@ -186,6 +186,18 @@ Status TpmContext::EnsureConnectedLocked() {
     std::string why = GetTransportStats(tcti_ctx_).last_error;
     CloseTcti(&tcti_ctx_);
     esys_ = nullptr;
+    if ((rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER) {
+      // It answered: say what it said rather than "does not answer".
+      std::string what = "the TPM at TCTI \"" + tcti_ + "\" refused its first command";
+      if (rc == TPM2_RC_INITIALIZE) {
+        what += " because it has not been started (TPM2_Startup: `tpm2_startup -c`; swtpm "
+                "needs --flags startup-clear)";
+      } else if (rc == TPM2_RC_FAILURE) {
+        what += " because it is in failure mode (TPM2_GetTestResult tells why; a power cycle "
+                "or the vendor's recovery is needed)";
+      }
+      return Error(Layer::kTpm, what, rc);
+    }
     return Error(Layer::kTcti,
                  "the TPM at TCTI \"" + tcti_ + "\" does not answer" +
                      (why.empty() ? std::string() : " (" + why + ")"),

@@ -67,6 +67,30 @@ if "$W" wpt --help >/dev/null 2>&1; then
   fi
 fi
 
+# A TPM that answers but was never started (TPM2_Startup not sent): say so, not "does not
+# answer". A swtpm with not-need-init but without startup-clear is such a TPM.
+cold="$dir/cold"
+mkdir -p "$cold/state"
+for attempt in 1 2 3 4 5; do
+  cport=$((20000 + 2 * (RANDOM % 10000)))
+  if swtpm socket --tpm2 --tpmstate "dir=$cold/state" \
+      --server "type=tcp,port=$cport,bindaddr=127.0.0.1" \
+      --ctrl "type=tcp,port=$((cport + 1)),bindaddr=127.0.0.1" --flags not-need-init \
+      --pid "file=$cold/pid" --daemon >/dev/null 2>&1; then
+    break
+  fi
+  cport=""
+done
+if [ -n "$cport" ]; then
+  for _ in $(seq 50); do [ -s "$cold/pid" ] && break; sleep 0.05; done
+  expect_error "TPM not started" "has not been started .*tpm2_startup -c.*0x100" -- \
+    "$W" --tcti "swtpm:host=127.0.0.1,port=$cport" keygen --out "$dir/cold.pem"
+  expect_nothing_written "$dir/cold.pem" "TPM not started"
+  kill "$(cat "$cold/pid")" 2>/dev/null || true
+else
+  echo "FAIL could not start a second swtpm"; failures=$((failures + 1))
+fi
+
 # No transient objects left behind by any of the above.
 left=$(tpm2_getcap -T "$WIMSE_TPM_TCTI" handles-transient 2>/dev/null | grep -c 0x || true)
 if [ "$left" -ne 0 ]; then echo "FAIL $left transient handles left in the TPM"; failures=$((failures + 1)); fi
