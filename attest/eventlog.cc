@@ -407,6 +407,13 @@ LogFormat DetectLogFormat(ByteView log) {
   if (log.size() >= 32 + 16 && std::memcmp(log.data() + 32, kSpecIdSignature, 16) == 0) {
     return LogFormat::kTcgPcClient;
   }
+  // A TCG log that is not crypto-agile (SHA-1 only, "Spec ID Event02") or damaged still starts
+  // with PCR 0 and EV_NO_ACTION (3), which an IMA log never does (its PCR is 10): parse it as
+  // TCG so the error names the real problem rather than a "truncated IMA entry".
+  static constexpr uint8_t kTcgFirstEvent[8] = {0, 0, 0, 0, 3, 0, 0, 0};
+  if (log.size() >= 8 && std::memcmp(log.data(), kTcgFirstEvent, 8) == 0) {
+    return LogFormat::kTcgPcClient;
+  }
   bool text = !log.empty();
   for (size_t i = 0; i < log.size() && i < 512; ++i) {
     uint8_t c = log[i];

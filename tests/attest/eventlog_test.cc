@@ -88,6 +88,16 @@ TEST(EventLog, HostileTcgInputIsRefused) {
   Bytes no_spec = good;
   no_spec[32] = 'X';
   EXPECT_FALSE(ParseTcgLog(no_spec).ok());
+  // New-user trial: a TCG log without the crypto-agile header was detected as IMA and refused
+  // as a "truncated IMA entry". It is a TCG log with the wrong header.
+  EXPECT_EQ(DetectLogFormat(no_spec), LogFormat::kTcgPcClient);
+  auto why = ParseEventLog(DetectLogFormat(no_spec), no_spec);
+  ASSERT_FALSE(why.ok());
+  EXPECT_NE(why.error().message().find("no Spec ID Event03 header"), std::string::npos)
+      << why.error().ToString();
+  for (size_t cut : {size_t{8}, size_t{40}}) {
+    EXPECT_EQ(DetectLogFormat(ByteView(good).subspan(0, cut)), LogFormat::kTcgPcClient) << cut;
+  }
   // Event count over the limit.
   TcgLogBuilder many;
   for (int i = 0; i < 10; ++i) {
