@@ -106,6 +106,13 @@ void RunWitIssue(GlobalOptions& g, const WitIssueCli& o) {
   }
   auto issuer = SoftwareSigner::FromPemFile(o.issuer_key);
   if (!issuer.ok()) {
+    auto text = ReadFileString(o.issuer_key, 1 << 20);
+    if (text.ok() && text->find("-----BEGIN TSS2 PRIVATE KEY-----") != std::string::npos) {
+      return Fail(g, what,
+                  Error(Layer::kUsage, "--issuer-key " + o.issuer_key +
+                                           " is a TPM key; the issuer signs with a software key "
+                                           "(PEM private key) held by the issuing service"));
+    }
     return Fail(g, what, issuer.error());
   }
   EvpPkeyPtr pub_holder;

@@ -67,6 +67,10 @@ if "$W" wpt --help >/dev/null 2>&1; then
   fi
 fi
 
+expect_error "TPM key as WIT issuer key" "is a TPM key; the issuer signs with a software key" -- \
+  "$W" wit issue --issuer-key "$dir/key.pem" --sub spiffe://example.org/w --key "$dir/key.pem" \
+  --ttl 60
+
 # A TPM that answers but was never started (TPM2_Startup not sent): say so, not "does not
 # answer". A swtpm with not-need-init but without startup-clear is such a TPM.
 cold="$dir/cold"
