@@ -168,7 +168,19 @@ Status TpmContext::EnsureConnectedLocked() {
   TSS2_RC rc = OpenTcti(tcti_, &tcti_ctx_);
   if (rc != TSS2_RC_SUCCESS) {
     tcti_ctx_ = nullptr;
-    return Error(Layer::kTcti, "cannot reach the TPM at TCTI \"" + tcti_ + "\"", rc);
+    std::string why;
+    if (tcti_.rfind("device:", 0) == 0 || tcti_ == "device") {
+      // tpm2-tss reports only an I/O failure; the usual cause is a missing device node or
+      // missing permission on it.
+      std::string path = tcti_ == "device" ? "/dev/tpmrm0" : tcti_.substr(7);
+      if (path.empty()) path = "/dev/tpmrm0";
+      if (access(path.c_str(), F_OK) != 0) {
+        why = " (" + path + " does not exist: no TPM, or its driver is not loaded)";
+      } else if (access(path.c_str(), R_OK | W_OK) != 0) {
+        why = " (" + path + ": permission denied; the tss group or root may use it)";
+      }
+    }
+    return Error(Layer::kTcti, "cannot reach the TPM at TCTI \"" + tcti_ + "\"" + why, rc);
   }
   rc = Esys_Initialize(&esys_, tcti_ctx_, nullptr);
   if (rc != TSS2_RC_SUCCESS) {

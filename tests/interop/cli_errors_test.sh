@@ -67,6 +67,9 @@ if "$W" wpt --help >/dev/null 2>&1; then
   fi
 fi
 
+expect_error "missing TPM device" "/dev/wimse-no-tpm0 does not exist" -- \
+  "$W" --tcti device:/dev/wimse-no-tpm0 keygen --out "$dir/nodev.pem"
+expect_nothing_written "$dir/nodev.pem" "missing TPM device"
 expect_error "TPM key as WIT issuer key" "is a TPM key; the issuer signs with a software key" -- \
   "$W" wit issue --issuer-key "$dir/key.pem" --sub spiffe://example.org/w --key "$dir/key.pem" \
   --ttl 60
