@@ -8,11 +8,13 @@
 // Registered for EC, RSA and RSA-PSS. The SPKI is assembled without fetching anything, so
 // encoding can never recurse into another provider's encoders (or ours).
 #include <openssl/core_names.h>
+#include <openssl/params.h>
 #include <openssl/pem.h>
 
 #include <cinttypes>
 #include <cstring>
 #include <new>
+#include <string>
 
 #include "crypto/public_key.h"
 #include "keyfile/tss2_key.h"
@@ -98,7 +100,33 @@ enum class Format { kDer, kPem, kText, kTss2Der, kTss2Pem };
 struct EncoderCtx {
   ProviderContext* prov = nullptr;
   Format format = Format::kDer;
+  std::string cipher;  // asked for by `openssl pkey -aes256` and the like (OSSL_ENCODER_PARAM_CIPHER)
 };
+
+// A TSS2 key file has no pass-phrase encryption (its private part is wrapped by the TPM), so a
+// request to encrypt it must fail rather than write the file unencrypted while reporting success.
+int SetCtxParams(void* vctx, const OSSL_PARAM params[]) noexcept {
+  auto* ctx = static_cast<EncoderCtx*>(vctx);
+  const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_ENCODER_PARAM_CIPHER);
+  if (p != nullptr) {
+    const char* name = nullptr;
+    if (!OSSL_PARAM_get_utf8_string_ptr(p, &name)) return 0;
+    try {
+      ctx->cipher = name != nullptr ? name : "";
+    } catch (...) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+const OSSL_PARAM kSettableCtxParams[] = {
+    OSSL_PARAM_utf8_string(OSSL_ENCODER_PARAM_CIPHER, nullptr, 0),
+    OSSL_PARAM_utf8_string(OSSL_ENCODER_PARAM_PROPERTIES, nullptr, 0),
+    OSSL_PARAM_END,
+};
+
+const OSSL_PARAM* SettableCtxParams(void* /*provctx*/) noexcept { return kSettableCtxParams; }
 
 template <Format F>
 void* NewCtx(void* provctx) noexcept {
@@ -197,6 +225,14 @@ int Encode(void* vctx, OSSL_CORE_BIO* cout, const void* obj_raw,
                            "an imported public key has no TSS2 key file");
           return 0;
         }
+        if (!ctx->cipher.empty()) {
+          WIMSE_PROV_RAISE(ctx->prov, kReasonPrivateExportRefused,
+                           "a TSS2 key file cannot be encrypted with a pass phrase (%s): its "
+                           "private part is already wrapped by the TPM; give the key an auth "
+                           "value at keygen instead",
+                           ctx->cipher.c_str());
+          return 0;
+        }
         if (key->persistent_handle != 0) {
           WIMSE_PROV_RAISE(ctx->prov, kReasonPrivateExportRefused,
                            "persistent key 0x%08x has no key file; refer to it as "
@@ -285,6 +321,9 @@ Result<Bytes> SubjectPublicKeyInfoDer(const ProviderKey& key) {
       {OSSL_FUNC_ENCODER_FREECTX, reinterpret_cast<void (*)()>(FreeCtx)},                \
       {OSSL_FUNC_ENCODER_DOES_SELECTION, reinterpret_cast<void (*)()>(does_selection)},  \
       {OSSL_FUNC_ENCODER_ENCODE, reinterpret_cast<void (*)()>(Encode)},                  \
+      {OSSL_FUNC_ENCODER_SET_CTX_PARAMS, reinterpret_cast<void (*)()>(SetCtxParams)},    \
+      {OSSL_FUNC_ENCODER_SETTABLE_CTX_PARAMS,                                            \
+       reinterpret_cast<void (*)()>(SettableCtxParams)},                                 \
       {0, nullptr},                                                                      \
   }
 

@@ -53,6 +53,17 @@ cmp -s key.pem key-again.pem || fail "openssl pkey -out did not write the same T
 openssl pkey "${P[@]}" -in key.pem -text -noout >key.txt
 grep -q "Private-Key: held in the TPM (not exportable)" key.txt || fail "pkey -text"
 if grep -q "priv:" key.txt; then fail "pkey -text printed a private key"; fi
+# ... and the public point it prints is the key's (same hex block as the software SPKI's -text).
+openssl pkey -pubin -in key.pub -noout -text | sed -n '/^pub:/,/^ASN1 OID/p' >pub-sw.txt
+sed -n '/^pub:/,/^ASN1 OID/p' key.txt >pub-tpm.txt
+[ -s pub-sw.txt ] && cmp -s pub-sw.txt pub-tpm.txt ||
+  { diff pub-sw.txt pub-tpm.txt; fail "pkey -text: public point differs from the SPKI's"; }
+# A pass-phrase-encrypted TSS2 file does not exist: -aes256 fails with our reason instead of
+# writing the file unencrypted and exiting 0.
+if openssl pkey "${P[@]}" -in key.pem -aes256 -passout pass:x -out enc.pem 2>err.txt; then
+  fail "pkey -aes256 succeeded (the TSS2 file was written unencrypted)"
+fi
+grep -q "cannot be encrypted with a pass phrase" err.txt || { cat err.txt; fail "-aes256 reason"; }
 if openssl pkey "${P[@]}" -in key.pem -traditional -out /dev/null 2>/dev/null; then
   fail "openssl pkey wrote a traditional (software) private key"
 fi
