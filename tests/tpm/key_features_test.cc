@@ -507,6 +507,47 @@ TEST_F(KeyFeaturesTest, SlotPressureAcrossProcessesIsTransparent) {
   }
 }
 
+// Threads × keys × sessions at once: 6 threads share 4 keys (two with auth values, so the
+// salted session is started, used and dropped as keys are evicted) through one context; the
+// cache holds one key, so almost every signature evicts another thread's key. Every signature
+// must verify under the key it was asked of.
+TEST_F(KeyFeaturesTest, ThreadsSigningWithSeveralKeysAndAuthValues) {
+  std::vector<std::shared_ptr<tpm::WorkloadKey>> keys;
+  for (int i = 0; i < 4; ++i) {
+    auto k = (i % 2 == 1) ? tpm::WorkloadKey::Create(ctx_, i == 1 ? KeyAlg::kEcP256 : KeyAlg::kEcP384,
+                                                     SecretBytes(AsBytes("thr" + std::to_string(i))))
+                          : tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256);
+    ASSERT_TRUE(k.ok()) << k.error().ToString();
+    keys.push_back(*k);
+  }
+  std::atomic<int> valid{0};
+  std::atomic<int> failed{0};
+  std::mutex first_error_mu;
+  std::string first_error;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      for (int n = 0; n < 30; ++n) {
+        auto& key = keys[(t + n) % keys.size()];
+        HashAlg hash = key->alg() == KeyAlg::kEcP384 ? HashAlg::kSha384 : HashAlg::kSha256;
+        std::string msg = "thread " + std::to_string(t) + " sig " + std::to_string(n);
+        Bytes digest = TestDigest(hash, msg.c_str());
+        auto sig = key->SignDigest(hash, digest);
+        if (!sig.ok()) {
+          ++failed;
+          std::lock_guard<std::mutex> lock(first_error_mu);
+          if (first_error.empty()) first_error = sig.error().ToString();
+          continue;
+        }
+        if (VerifyDigest(key->public_key(), hash, digest, *sig).ok()) ++valid;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failed.load(), 0) << first_error;
+  EXPECT_EQ(valid.load(), 6 * 30);
+}
+
 TEST_F(KeyFeaturesTest, FullTpmSaysWhoseObjectsFillIt) {
   // Helper-1 trial: a killed process left an object in a TPM without a resource manager and
   // later commands failed with a bare 0x902. The error now counts the foreign objects and says
