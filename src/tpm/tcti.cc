@@ -37,6 +37,8 @@ constexpr size_t kMaxMessage = 4096;
 constexpr int kDefaultIdleMs = 5;
 constexpr int kMaxIdleMs = 60000;
 constexpr int kConnectTimeoutMs = 10000;
+constexpr int kDefaultResponseTimeoutMs = 120000;
+constexpr int kMaxResponseTimeoutMs = 3600000;
 
 struct Address {
   sockaddr_storage storage{};
@@ -326,9 +328,13 @@ TSS2_RC Receive(TSS2_TCTI_CONTEXT* ctx, size_t* size, uint8_t* response, int32_t
   size_t got = t->got;
   lock.unlock();
   std::optional<Clock::time_point> deadline;
-  if (timeout != TSS2_TCTI_TIMEOUT_BLOCK) {
-    deadline = Clock::now() + std::chrono::milliseconds(timeout);
-  }
+  // A blocking receive still has a limit: a peer that accepted the connection but never
+  // answers (a hung or impostor endpoint) would otherwise hold the caller, and the context
+  // lock with it, forever. The limit is far beyond any swtpm command (RSA-3072 key
+  // generation takes seconds).
+  bool hard_limit = timeout == TSS2_TCTI_TIMEOUT_BLOCK;
+  deadline = Clock::now() +
+             std::chrono::milliseconds(hard_limit ? SwtpmResponseTimeoutMilliseconds() : timeout);
 
   // One response is in flight and swtpm sends nothing else, so one recv of up to the buffer
   // size normally returns all of it.
@@ -346,6 +352,13 @@ TSS2_RC Receive(TSS2_TCTI_CONTEXT* ctx, size_t* size, uint8_t* response, int32_t
       if (got == expected) break;
     }
     if (!WaitReadable(fd, deadline)) {
+      if (hard_limit) {
+        failure = TSS2_TCTI_RC_IO_ERROR;
+        why = "no response from " + t->endpoint + " within " +
+              std::to_string(SwtpmResponseTimeoutMilliseconds() / 1000) +
+              " s (WIMSE_SWTPM_TIMEOUT_MS)";
+        break;
+      }
       lock.lock();
       t->got = got;
       return TSS2_TCTI_RC_TRY_AGAIN;  // still awaiting: call again
@@ -506,6 +519,15 @@ void SetIdleHook(TSS2_TCTI_CONTEXT* ctx, IdleHook hook, void* arg) {
   std::lock_guard<std::mutex> lock(t->mu);
   t->hook = hook;
   t->hook_arg = arg;
+}
+
+int SwtpmResponseTimeoutMilliseconds() {
+  const char* v = std::getenv("WIMSE_SWTPM_TIMEOUT_MS");
+  if (v == nullptr || *v == '\0') return kDefaultResponseTimeoutMs;
+  char* end = nullptr;
+  long ms = std::strtol(v, &end, 10);
+  if (*end != '\0' || ms < 100 || ms > kMaxResponseTimeoutMs) return kDefaultResponseTimeoutMs;
+  return static_cast<int>(ms);
 }
 
 int SwtpmIdleMilliseconds() {

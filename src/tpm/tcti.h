@@ -62,6 +62,11 @@ void SetIdleHook(TSS2_TCTI_CONTEXT* ctx, IdleHook hook, void* arg);
 // their prepare step first) calls this before its own pthread_atfork.
 void InstallTransportForkHandlers();
 
+// How long a command waits for swtpm's response before the connection is dropped with an I/O
+// error naming the endpoint: WIMSE_SWTPM_TIMEOUT_MS (default 120000, 100..3600000; values that
+// do not parse fall back to the default).
+int SwtpmResponseTimeoutMilliseconds();
+
 // The idle period in milliseconds from WIMSE_SWTPM_IDLE_MS (default 5, at most 60000; values that
 // do not parse fall back to the default).
 int SwtpmIdleMilliseconds();

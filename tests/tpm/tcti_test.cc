@@ -197,8 +197,9 @@ TEST_F(TctiTest, TheIdleThreadBlocksEverySignal) {
 // (empty: hang up without answering). Not a TPM: it stands for a transport that breaks.
 class BrokenEndpoint {
  public:
-  explicit BrokenEndpoint(std::vector<uint8_t> reply, bool close_after_reply = false)
-      : reply_(std::move(reply)), close_after_reply_(close_after_reply) {
+  explicit BrokenEndpoint(std::vector<uint8_t> reply, bool close_after_reply = false,
+                          bool silent = false)
+      : reply_(std::move(reply)), close_after_reply_(close_after_reply), silent_(silent) {
     char tmpl[] = "/tmp/wimse-tcti-XXXXXX";
     dir_ = mkdtemp(tmpl);
     path_ = dir_ + "/tpm.sock";
@@ -215,6 +216,10 @@ class BrokenEndpoint {
         uint8_t buf[4096];
         ssize_t n = read(fd, buf, sizeof(buf));
         if (n > 0) ++commands_;
+        if (n > 0 && silent_) {  // never answer; wait for the client to give up
+          ssize_t r = read(fd, buf, sizeof(buf));
+          (void)r;
+        }
         if (n > 0 && !reply_.empty()) {
           ssize_t w = write(fd, reply_.data(), reply_.size());
           (void)w;
@@ -242,6 +247,7 @@ class BrokenEndpoint {
  private:
   std::vector<uint8_t> reply_;
   bool close_after_reply_ = false;
+  bool silent_ = false;
   std::string dir_;
   std::string path_;
   int listener_ = -1;
@@ -263,6 +269,27 @@ TEST(TctiBrokenEndpoint, HangUpIsATctiErrorThatSaysSo) {
   EXPECT_NE(s.error().ToString().find("closed by the TPM"), std::string::npos)
       << s.error().ToString();
   EXPECT_EQ(e.commands(), 1);  // sent once, never retried: the command may have run
+}
+
+// Hostile review: an endpoint that accepts a command and never answers held the caller (and
+// the context lock) forever. A blocking receive now gives up after WIMSE_SWTPM_TIMEOUT_MS.
+TEST(TctiBrokenEndpoint, SilentPeerTimesOutWithAnErrorThatSaysSo) {
+  setenv("WIMSE_SWTPM_TIMEOUT_MS", "500", 1);
+  {
+    BrokenEndpoint e({}, false, /*silent=*/true);
+    tpm::TpmContext ctx(e.tcti());
+    auto start = std::chrono::steady_clock::now();
+    Status s = ctx.Connect();
+    double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.error().layer(), Layer::kTcti);
+    EXPECT_NE(s.error().ToString().find("no response from"), std::string::npos)
+        << s.error().ToString();
+    EXPECT_LT(waited, 30.0);  // bounded (the limit is 0.5 s; generous for a loaded machine)
+    EXPECT_EQ(e.commands(), 1);
+  }
+  unsetenv("WIMSE_SWTPM_TIMEOUT_MS");
+  EXPECT_EQ(tpm::SwtpmResponseTimeoutMilliseconds(), 120000);
 }
 
 TEST(TctiBrokenEndpoint, ResponseSizeOutOfRangeIsMalformed) {
