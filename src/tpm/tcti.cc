@@ -521,22 +521,26 @@ void SetIdleHook(TSS2_TCTI_CONTEXT* ctx, IdleHook hook, void* arg) {
   t->hook_arg = arg;
 }
 
-int SwtpmResponseTimeoutMilliseconds() {
-  const char* v = std::getenv("WIMSE_SWTPM_TIMEOUT_MS");
-  if (v == nullptr || *v == '\0') return kDefaultResponseTimeoutMs;
+namespace {
+// Milliseconds from environment variable `name`: `fallback` when unset, empty, not a whole
+// number, or outside [lo, hi].
+int EnvMilliseconds(const char* name, int fallback, long lo, long hi) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
   char* end = nullptr;
   long ms = std::strtol(v, &end, 10);
-  if (*end != '\0' || ms < 100 || ms > kMaxResponseTimeoutMs) return kDefaultResponseTimeoutMs;
+  if (*end != '\0' || ms < lo || ms > hi) return fallback;
   return static_cast<int>(ms);
+}
+}  // namespace
+
+int SwtpmResponseTimeoutMilliseconds() {
+  return EnvMilliseconds("WIMSE_SWTPM_TIMEOUT_MS", kDefaultResponseTimeoutMs, 100,
+                         kMaxResponseTimeoutMs);
 }
 
 int SwtpmIdleMilliseconds() {
-  const char* v = std::getenv("WIMSE_SWTPM_IDLE_MS");
-  if (v == nullptr || *v == '\0') return kDefaultIdleMs;
-  char* end = nullptr;
-  long ms = std::strtol(v, &end, 10);
-  if (*end != '\0' || ms < 0 || ms > kMaxIdleMs) return kDefaultIdleMs;
-  return static_cast<int>(ms);
+  return EnvMilliseconds("WIMSE_SWTPM_IDLE_MS", kDefaultIdleMs, 0, kMaxIdleMs);
 }
 
 TSS2_RC OpenTcti(const std::string& conf, TSS2_TCTI_CONTEXT** out) {

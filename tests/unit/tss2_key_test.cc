@@ -213,32 +213,31 @@ TEST(AuthSource, FileAndEnvNeverEmptyOrTooLongOrAmbiguous) {
 
 // New-user trial: a two-line (or NUL-bearing) auth file made a key that this CLI could use but
 // no OpenSSL program (`-passin file:` reads the first line only; C strings stop at the NUL).
-TEST(AuthSource, FileWithMoreThanOneLineOrANulIsRefused) {
-  for (const std::string& content : {std::string("line1\nline2\n"), std::string("ab\0cd\n", 6),
-                                     std::string("a\rb")}) {
-    char path[] = "/tmp/wimse-auth-XXXXXX";
-    int fd = mkstemp(path);
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(write(fd, content.data(), content.size()), static_cast<ssize_t>(content.size()));
-    close(fd);
-    AuthSource src;
-    src.file = path;
-    auto v = ReadAuthValue(src, "k");
-    unlink(path);
-    ASSERT_FALSE(v.ok());
-    EXPECT_NE(v.error().message().find("more than one line or a NUL byte"), std::string::npos)
-        << v.error().ToString();
-    EXPECT_EQ(v.error().message().find("line2"), std::string::npos);  // never echoed
-  }
-  char path[] = "/tmp/wimse-auth-XXXXXX";  // "\r\n" at the end is one line ending
+// The auth value read from a file holding exactly `content`.
+Result<SecretBytes> AuthFromFile(const std::string& content) {
+  char path[] = "/tmp/wimse-auth-XXXXXX";
   int fd = mkstemp(path);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(write(fd, "crlf\r\n", 6), 6);
+  if (fd < 0 || write(fd, content.data(), content.size()) != static_cast<ssize_t>(content.size())) {
+    return Error(Layer::kIo, "cannot write a temporary auth file");
+  }
   close(fd);
   AuthSource src;
   src.file = path;
   auto v = ReadAuthValue(src, "k");
   unlink(path);
+  return v;
+}
+
+TEST(AuthSource, FileWithMoreThanOneLineOrANulIsRefused) {
+  for (const std::string& content : {std::string("line1\nline2\n"), std::string("ab\0cd\n", 6),
+                                     std::string("a\rb")}) {
+    auto v = AuthFromFile(content);
+    ASSERT_FALSE(v.ok());
+    EXPECT_NE(v.error().message().find("more than one line or a NUL byte"), std::string::npos)
+        << v.error().ToString();
+    EXPECT_EQ(v.error().message().find("line2"), std::string::npos);  // never echoed
+  }
+  auto v = AuthFromFile("crlf\r\n");  // "\r\n" at the end is one line ending
   ASSERT_TRUE(v.ok()) << v.error().ToString();
   EXPECT_EQ(AsString(v->view()), "crlf");
 }
