@@ -259,11 +259,33 @@ openssl dgst -sha256 -verify akey.pub -signature amsg.sig amsg >/dev/null ||
   fail "signature with the auth key does not verify in software"
 openssl pkey "${P[@]}" -in akey.pem -pubout -passin pass: | cmp -s - akey.pub ||
   fail "the public part of an auth key is not readable without its auth value"
+# keygen writes an explicit emptyAuth FALSE (tpm2-openssl 1.1.1 reads an absent one as TRUE),
+# which tpm2_encodeobject 5.4 also writes for keys without auth: an empty pass phrase is tried
+# once (one dictionary-attack strike).
 if openssl dgst "${P[@]}" -sha256 -sign akey.pem -passin pass: -out none.sig amsg 2>err.txt; then
+  fail "signing with an empty auth value succeeded"
+fi
+grep -q "empty auth was tried once" err.txt ||
+  { cat err.txt; fail "empty auth value: no specific reason"; }
+tpm2_dictionarylockout -T "$WIMSE_TPM_TCTI" -c >/dev/null
+# A file without emptyAuth (as wimse-tpm wrote before) is refused before the TPM.
+/usr/bin/python3 - akey.pem akey-absent.pem <<'PY' || fail "strip emptyAuth"
+import base64, sys
+der = base64.b64decode("".join(open(sys.argv[1]).read().split("-----")[2].split()))
+assert der[0] == 0x30 and der[1] == 0x81 and der[11:16] == bytes([0xa0, 3, 1, 1, 0])
+body = der[3:11] + der[16:]
+der = bytes([0x30, 0x81, len(body)]) + body
+b64 = base64.b64encode(der).decode()
+open(sys.argv[2], "w").write("-----BEGIN TSS2 PRIVATE KEY-----\n" + "\n".join(
+    b64[i:i + 64] for i in range(0, len(b64), 64)) + "\n-----END TSS2 PRIVATE KEY-----\n")
+PY
+if openssl dgst "${P[@]}" -sha256 -sign akey-absent.pem -passin pass: -out none.sig amsg 2>err.txt; then
   fail "signing without the auth value succeeded"
 fi
 grep -q "says the key has an authorization value and none was given" err.txt ||
   { cat err.txt; fail "missing auth value: no specific reason"; }
+[ "$(tpm2_getcap -T "$WIMSE_TPM_TCTI" properties-variable | awk '/TPM2_PT_LOCKOUT_COUNTER/ {print $2}')" = 0x0 ] ||
+  fail "the refused signature counted a dictionary-attack strike"
 
 step "9. no transient objects left"
 left=$(tpm2_getcap -T "$WIMSE_TPM_TCTI" handles-transient)
