@@ -169,6 +169,24 @@ openssl pkeyutl -verify -pubin -inkey tk.pub -in msg.dgst -sigfile tk.sig >/dev/
 openssl pkeyutl -provider tpm2 -provider default -sign -inkey key.pem -in msg.dgst -out ours-by-tpm2.sig
 openssl pkeyutl -verify -pubin -inkey key.pub -in msg.dgst -sigfile ours-by-tpm2.sig \
   >/dev/null || fail "tpm2-openssl signature with our key does not verify"
+# Keys with an auth value, both ways: tpm2-openssl's (explicit emptyAuth FALSE) signs through
+# our provider with -passin; ours signs in tpm2-openssl with -passin (it needs the explicit
+# FALSE too: tpm2-openssl 1.1.1 reads an absent emptyAuth as TRUE and never asks).
+export T2O_PW=t2o-provider-pw
+openssl genpkey -provider tpm2 -algorithm EC -pkeyopt group:P-256 -pkeyopt user-auth:"$T2O_PW" \
+  -out tka.pem 2>/dev/null
+openssl pkey -provider tpm2 -provider default -in tka.pem -passin env:T2O_PW -pubout -out tka.pub
+openssl pkeyutl "${P[@]}" -sign -inkey tka.pem -passin env:T2O_PW -in msg.dgst -out tka.sig ||
+  fail "our provider cannot sign with a tpm2-openssl auth key"
+openssl pkeyutl -verify -pubin -inkey tka.pub -in msg.dgst -sigfile tka.sig >/dev/null ||
+  fail "our signature with a tpm2-openssl auth key does not verify"
+"$WIMSE_BUILD_ROOT/src/cli/wimse-tpm" keygen --out oka.pem --pubout oka.pub --auth-env T2O_PW \
+  >/dev/null || fail "keygen with --auth-env"
+openssl pkeyutl -provider tpm2 -provider default -propquery '?provider=tpm2' -sign -inkey oka.pem \
+  -passin env:T2O_PW -in msg.dgst -out oka-by-tpm2.sig ||
+  fail "tpm2-openssl cannot sign with our auth key and its pass phrase"
+openssl pkeyutl -verify -pubin -inkey oka.pub -in msg.dgst -sigfile oka-by-tpm2.sig >/dev/null ||
+  fail "tpm2-openssl signature with our auth key does not verify"
 
 step "5. genpkey in the TPM (EC P-384, RSA 2048), RSA PKCS#1 and PSS, DER key files"
 # tpm2-openssl #95: with the default provider active, an unqualified genpkey fetch goes to the
