@@ -194,9 +194,9 @@ bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* wha
                    OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg, bool defer_to_sign) {
   // emptyAuth FALSE or absent means "auth required", but tpm2-tools 5.4 writes an explicit
   // FALSE for password-less keys (tpm2-tools #3458): for those an empty answer means empty
-  // auth (tried once). When the field is absent (the draft's "auth required", what we and
-  // tpm2-openssl write) an empty answer is refused here, before the TPM could count a
-  // dictionary-attack strike. Asked once; never retried with guesses.
+  // auth (tried once). When the field is absent (the draft's "auth required"; files of
+  // wimse-tpm before it wrote an explicit FALSE) an empty answer is refused here, before the
+  // TPM could count a dictionary-attack strike. Asked once; never retried with guesses.
   char pass[256];
   size_t pass_len = 0;
   OSSL_PARAM info[] = {

@@ -155,8 +155,8 @@ Result<Bytes> EncodeTss2KeyDer(const Tss2KeyFile& key) {
   Bytes body;
   der::AppendElement(body, der::kOid, ByteView(kOidLoadableKey, sizeof(kOidLoadableKey)));
   if (key.empty_auth || key.empty_auth_present) {
-    // Writers SHOULD omit emptyAuth when auth is required; TRUE is encoded as DER 0xFF. An
-    // explicit FALSE is written only on request (peers' files, see empty_auth_present).
+    // TRUE is encoded as DER 0xFF. An explicit FALSE is written on request (empty_auth_present:
+    // our new keys, as tpm2-openssl reads them; peers' files), else the field is omitted.
     Bytes boolean;
     const uint8_t value = key.empty_auth ? 0xff : 0x00;
     der::AppendElement(boolean, der::kBoolean, ByteView(&value, 1));

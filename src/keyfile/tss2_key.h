@@ -35,9 +35,12 @@ struct Tss2KeyFile {
   bool empty_auth = true;
   // True when the file carries the emptyAuth field at all. An explicit FALSE is ambiguous in
   // the wild (tpm2_encodeobject 5.4 writes FALSE for keys WITHOUT auth, tpm2-tools #3458;
-  // tpm2-tss-engine writes FALSE for keys WITH auth); an absent field is the draft's "auth
-  // required" and is what we and tpm2-openssl write. Writers: with empty_auth false, an explicit
-  // FALSE is written only when this is true (to reproduce peers' files in tests).
+  // tpm2-openssl, tpm2-tss-engine and WorkloadKey::Create write FALSE for keys WITH auth); an
+  // absent field is the draft's "auth required" (wimse-tpm wrote that before, and so do some
+  // other writers), but tpm2-openssl <= 1.2.0 and tpm2-tss-engine read an absent field as TRUE
+  // and never ask for the pass phrase. Writers: with empty_auth false, an explicit FALSE is
+  // written only when this is true (WorkloadKey::Create sets it; a file read without the field
+  // is re-encoded without it).
   bool empty_auth_present = false;
   uint32_t parent = kOwnerHierarchyParent;
   bool rsa_parent = false;

@@ -164,6 +164,11 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Create(std::shared_ptr<TpmCont
     std::unique_ptr<TPM2B_PUBLIC, void (*)(void*)> pub_owner(out_public, Esys_Free);
     Tss2KeyFile file;
     file.empty_auth = auth.empty();
+    // Always write the field, FALSE included. tpm2-openssl up to 1.2.0 and tpm2-tss-engine read
+    // an absent emptyAuth as TRUE (their ASN1_BOOLEAN is -1 when absent and they test for
+    // non-zero): they never ask for the pass phrase and sign with empty auth, which the TPM
+    // refuses with TPM_RC_AUTH_FAIL and a dictionary-attack strike.
+    file.empty_auth_present = true;
     file.parent = kOwnerHierarchyParent;
     WIMSE_ASSIGN_OR_RETURN(file.public_blob, MarshalTpm2bPublic(*out_public));
     WIMSE_ASSIGN_OR_RETURN(file.private_blob, MarshalPrivate(*out_private));

@@ -42,7 +42,8 @@ class WorkloadKey {
                                                      KeyAlg alg);
   // Like Create, with an auth value (1..32 bytes) the key will demand. TPM2_Create runs in the
   // salted, encrypted session so the auth value in TPM2B_SENSITIVE_CREATE is encrypted on the
-  // bus. The returned key carries `auth` (SetAuth) and its file has emptyAuth absent.
+  // bus. The returned key carries `auth` (SetAuth); its file has emptyAuth (TRUE without an auth
+  // value, an explicit FALSE with one, as tpm2-openssl writes it: see Create in the .cc).
   static Result<std::shared_ptr<WorkloadKey>> Create(std::shared_ptr<TpmContext> ctx,
                                                      KeyAlg alg, const SecretBytes& auth);
   // Wraps an existing key file (no TPM I/O until the first use).

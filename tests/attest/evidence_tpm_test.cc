@@ -15,6 +15,7 @@
 #include "attest/verifier.h"
 #include "crypto/public_key.h"
 #include "crypto/tpm_public.h"
+#include "keyfile/tss2_key.h"
 #include "tests/support/tpm_admin.h"
 #include "tpm/attestation.h"
 #include "tpm/context.h"
@@ -126,7 +127,8 @@ TEST_F(EvidenceTpmTest, BadNoncesAreRefusedBeforeTheTpm) {
 TEST_F(EvidenceTpmTest, KeyWithAuthValueIsCertifiedWithItsAuth) {
   // TPM2_Certify needs the certified key's authorization: with an auth value it goes in the
   // salted, encrypted session; a wrong one is one dictionary-attack strike and a clear reason;
-  // none at all (emptyAuth absent in the file) is refused before the TPM.
+  // none at all for a file without emptyAuth (as wimse-tpm wrote before it wrote an explicit
+  // FALSE) is refused before the TPM.
   SecretBytes auth(AsBytes("certify me"));
   auto key = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256, auth);
   ASSERT_TRUE(key.ok()) << key.error().ToString();
@@ -140,7 +142,10 @@ TEST_F(EvidenceTpmTest, KeyWithAuthValueIsCertifiedWithItsAuth) {
   char dir[] = "/tmp/wimse-ev-auth-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);
   std::string path = std::string(dir) + "/k.pem";
-  ASSERT_TRUE((*key)->Save(path).ok());
+  Tss2KeyFile absent = (*key)->key_file();
+  EXPECT_TRUE(absent.empty_auth_present) << "Create writes an explicit emptyAuth FALSE";
+  absent.empty_auth_present = false;
+  ASSERT_TRUE(WriteTss2KeyFile(path, absent).ok());
   uint32_t before = testing::LockoutCounter(*ctx_);
   auto wrong = tpm::OpenKey(ctx_, path);
   ASSERT_TRUE(wrong.ok());

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Key files move between wimse-tpm, tpm2-openssl (Debian's provider "tpm2") and tpm2-tools:
-#   1. a key from `openssl genpkey -provider tpm2` signs with `wimse-tpm sign`;
+#   1. a key from `openssl genpkey -provider tpm2` signs with `wimse-tpm sign`, with and
+#      without an auth value (user-auth);
 #   2. a key from tpm2_create + tpm2_encodeobject (5.4: inverted emptyAuth flag) signs with
 #      wimse-tpm, with and without an auth value, under the H-2 primary and under a persistent
 #      parent;
-#   3. our key files load in tpm2-openssl (openssl pkeyutl -sign) and in tpm2_sign (tpm2_load
-#      under a tpm2_createprimary with the H-2 template);
+#   3. our key files load in tpm2-openssl (openssl pkeyutl -sign, also a key with an auth value
+#      and -passin) and in tpm2_sign (tpm2_load under a tpm2_createprimary with the H-2
+#      template);
 #   4. keygen --alg rsa-2048 --persist, handle: references in pubkey/sign, evict, --auth-env.
 # Every signature is verified in software by openssl. Runs under tests/with_swtpm.sh.
 set -uo pipefail
@@ -52,6 +54,14 @@ check "tpm2-openssl genpkey EC P-256" openssl genpkey -provider tpm2 -provider d
 check "wimse-tpm pubkey of a tpm2-openssl key" sh -c "'$W' pubkey --key '$dir/t2o.pem' >'$dir/t2o.pub'"
 check "wimse-tpm sign with a tpm2-openssl key" "$W" sign --key "$dir/t2o.pem" --in "$dir/msg" --out "$dir/t2o.sig"
 check "verify tpm2-openssl key signature" verify "$dir/t2o.pub" "$dir/t2o.sig"
+# tpm2-openssl's auth key (its file has an explicit emptyAuth FALSE) signs through our CLI.
+export T2O_AUTH=t2o-s3cr3t-pw
+check "tpm2-openssl genpkey EC P-256 with user-auth" openssl genpkey -provider tpm2 -provider default \
+  -algorithm EC -pkeyopt group:P-256 -pkeyopt user-auth:"$T2O_AUTH" -out "$dir/t2oa.pem"
+check "wimse-tpm sign --auth-env with a tpm2-openssl auth key" sh -c \
+  "'$W' pubkey --key '$dir/t2oa.pem' >'$dir/t2oa.pub' && '$W' sign --key '$dir/t2oa.pem' --auth-env T2O_AUTH --in '$dir/msg' --out '$dir/t2oa.sig'"
+check "verify tpm2-openssl auth key signature" verify "$dir/t2oa.pub" "$dir/t2oa.sig"
+tpm2_dictionarylockout -Q -c -p "" >/dev/null 2>&1 || true
 
 # 2. tpm2-tools -> wimse-tpm
 check "tpm2_createprimary H-2" h2_primary "$dir/h2.ctx"
@@ -95,6 +105,23 @@ openssl dgst -sha256 -binary -out "$dir/msg.sha256" "$dir/msg"
 check "tpm2-openssl signs with our key" openssl pkeyutl -sign -provider tpm2 -provider default \
   -propquery '?provider=tpm2' -inkey "$dir/ours.pem" -in "$dir/msg.sha256" -out "$dir/ours.t2o.sig"
 check "verify tpm2-openssl signature with our key" verify "$dir/ours.pub" "$dir/ours.t2o.sig"
+# Our key with an auth value signs in tpm2-openssl with the right pass phrase. tpm2-openssl up
+# to 1.2.0 reads an absent emptyAuth as TRUE (the ASN1_BOOLEAN is -1, "undefined", and it tests
+# only for non-zero), never asks for the pass phrase and signs with empty auth: TPM_RC_AUTH_FAIL
+# and a dictionary-attack strike. Our files therefore carry an explicit emptyAuth FALSE.
+export OURS_AUTH=s3cr3t-pw
+check "wimse-tpm keygen --auth-env" "$W" keygen --out "$dir/oursa.pem" --pubout "$dir/oursa.pub" \
+  --auth-env OURS_AUTH
+check "tpm2-openssl signs with our auth key (-passin)" openssl pkeyutl -sign -provider tpm2 \
+  -provider default -propquery '?provider=tpm2' -inkey "$dir/oursa.pem" -passin env:OURS_AUTH \
+  -in "$dir/msg.sha256" -out "$dir/oursa.t2o.sig"
+check "openssl pkeyutl -verify: tpm2-openssl signature with our auth key" openssl pkeyutl -verify \
+  -pubin -inkey "$dir/oursa.pub" -in "$dir/msg.sha256" -sigfile "$dir/oursa.t2o.sig"
+check "tpm2-openssl dgst -sign with our auth key" openssl dgst -sha256 -provider tpm2 \
+  -provider default -propquery '?provider=tpm2' -sign "$dir/oursa.pem" -passin env:OURS_AUTH \
+  -out "$dir/oursa.dgst.sig" "$dir/msg"
+check "verify tpm2-openssl dgst signature with our auth key" verify "$dir/oursa.pub" "$dir/oursa.dgst.sig"
+tpm2_dictionarylockout -Q -c -p "" >/dev/null 2>&1 || true
 # tpm2_load needs the TPM2B blobs: the two OCTET STRINGs at the end of the TSS2 key.
 /usr/bin/python3 - "$dir/ours.pem" "$dir/ours.tpub" "$dir/ours.tpriv" <<'PY' || fail "extract blobs"
 import base64, sys

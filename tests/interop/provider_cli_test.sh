@@ -180,6 +180,24 @@ openssl pkeyutl -verify -pubin -inkey tk.pub -in msg.dgst -sigfile tk.sig >/dev/
 openssl pkeyutl -provider tpm2 -provider default -sign -inkey key.pem -in msg.dgst -out ours-by-tpm2.sig
 openssl pkeyutl -verify -pubin -inkey key.pub -in msg.dgst -sigfile ours-by-tpm2.sig \
   >/dev/null || fail "tpm2-openssl signature with our key does not verify"
+# Keys with an auth value, both ways: tpm2-openssl's (explicit emptyAuth FALSE) signs through
+# our provider with -passin; ours signs in tpm2-openssl with -passin (it needs the explicit
+# FALSE too: tpm2-openssl 1.1.1 reads an absent emptyAuth as TRUE and never asks).
+export T2O_PW=t2o-provider-pw
+openssl genpkey -provider tpm2 -algorithm EC -pkeyopt group:P-256 -pkeyopt user-auth:"$T2O_PW" \
+  -out tka.pem 2>/dev/null
+openssl pkey -provider tpm2 -provider default -in tka.pem -passin env:T2O_PW -pubout -out tka.pub
+openssl pkeyutl "${P[@]}" -sign -inkey tka.pem -passin env:T2O_PW -in msg.dgst -out tka.sig ||
+  fail "our provider cannot sign with a tpm2-openssl auth key"
+openssl pkeyutl -verify -pubin -inkey tka.pub -in msg.dgst -sigfile tka.sig >/dev/null ||
+  fail "our signature with a tpm2-openssl auth key does not verify"
+"$WIMSE_BUILD_ROOT/src/cli/wimse-tpm" keygen --out oka.pem --pubout oka.pub --auth-env T2O_PW \
+  >/dev/null || fail "keygen with --auth-env"
+openssl pkeyutl -provider tpm2 -provider default -propquery '?provider=tpm2' -sign -inkey oka.pem \
+  -passin env:T2O_PW -in msg.dgst -out oka-by-tpm2.sig ||
+  fail "tpm2-openssl cannot sign with our auth key and its pass phrase"
+openssl pkeyutl -verify -pubin -inkey oka.pub -in msg.dgst -sigfile oka-by-tpm2.sig >/dev/null ||
+  fail "tpm2-openssl signature with our auth key does not verify"
 
 step "5. genpkey in the TPM (EC P-384, RSA 2048), RSA PKCS#1 and PSS, DER key files"
 # tpm2-openssl #95: with the default provider active, an unqualified genpkey fetch goes to the
@@ -280,11 +298,33 @@ openssl dgst -sha256 -verify akey.pub -signature amsg.sig amsg >/dev/null ||
   fail "signature with the auth key does not verify in software"
 openssl pkey "${P[@]}" -in akey.pem -pubout -passin pass: | cmp -s - akey.pub ||
   fail "the public part of an auth key is not readable without its auth value"
+# keygen writes an explicit emptyAuth FALSE (tpm2-openssl 1.1.1 reads an absent one as TRUE),
+# which tpm2_encodeobject 5.4 also writes for keys without auth: an empty pass phrase is tried
+# once (one dictionary-attack strike).
 if openssl dgst "${P[@]}" -sha256 -sign akey.pem -passin pass: -out none.sig amsg 2>err.txt; then
+  fail "signing with an empty auth value succeeded"
+fi
+grep -q "empty auth was tried once" err.txt ||
+  { cat err.txt; fail "empty auth value: no specific reason"; }
+tpm2_dictionarylockout -T "$WIMSE_TPM_TCTI" -c >/dev/null
+# A file without emptyAuth (as wimse-tpm wrote before) is refused before the TPM.
+/usr/bin/python3 - akey.pem akey-absent.pem <<'PY' || fail "strip emptyAuth"
+import base64, sys
+der = base64.b64decode("".join(open(sys.argv[1]).read().split("-----")[2].split()))
+assert der[0] == 0x30 and der[1] == 0x81 and der[11:16] == bytes([0xa0, 3, 1, 1, 0])
+body = der[3:11] + der[16:]
+der = bytes([0x30, 0x81, len(body)]) + body
+b64 = base64.b64encode(der).decode()
+open(sys.argv[2], "w").write("-----BEGIN TSS2 PRIVATE KEY-----\n" + "\n".join(
+    b64[i:i + 64] for i in range(0, len(b64), 64)) + "\n-----END TSS2 PRIVATE KEY-----\n")
+PY
+if openssl dgst "${P[@]}" -sha256 -sign akey-absent.pem -passin pass: -out none.sig amsg 2>err.txt; then
   fail "signing without the auth value succeeded"
 fi
 grep -q "says the key has an authorization value and none was given" err.txt ||
   { cat err.txt; fail "missing auth value: no specific reason"; }
+[ "$(tpm2_getcap -T "$WIMSE_TPM_TCTI" properties-variable | awk '/TPM2_PT_LOCKOUT_COUNTER/ {print $2}')" = 0x0 ] ||
+  fail "the refused signature counted a dictionary-attack strike"
 
 step "9. no transient objects left"
 left=$(tpm2_getcap -T "$WIMSE_TPM_TCTI" handles-transient)

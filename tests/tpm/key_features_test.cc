@@ -135,21 +135,41 @@ TEST_F(KeyFeaturesTest, AuthValueKeySignsOnlyWithItsAuthAndNeverRetries) {
   auto file = ReadTss2KeyFile(path);
   ASSERT_TRUE(file.ok());
   EXPECT_FALSE(file->empty_auth);
+  // An explicit FALSE: tpm2-openssl <= 1.2.0 reads an absent field as TRUE and never asks.
+  EXPECT_TRUE(file->empty_auth_present);
 
   uint32_t before = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER);
-  // No auth given for a key whose file says it needs one (emptyAuth absent): refused before
-  // the TPM sees anything, so no dictionary-attack strike.
-  auto reopened = tpm::OpenKey(ctx_, path);
-  ASSERT_TRUE(reopened.ok());
-  EXPECT_TRUE((*reopened)->needs_auth());
-  EXPECT_TRUE((*reopened)->auth_required_by_file());
-  auto no_auth = (*reopened)->SignDigest(HashAlg::kSha256, digest);
+  // No auth given for a key whose file says it needs one by omitting emptyAuth (as wimse-tpm
+  // wrote it before): refused before the TPM sees anything, so no dictionary-attack strike.
+  Tss2KeyFile absent = *file;
+  absent.empty_auth_present = false;
+  std::string absent_path = TempDir() + "/auth-absent.pem";
+  ASSERT_TRUE(WriteTss2KeyFile(absent_path, absent).ok());
+  auto old_file = tpm::OpenKey(ctx_, absent_path);
+  ASSERT_TRUE(old_file.ok());
+  EXPECT_TRUE((*old_file)->needs_auth());
+  EXPECT_TRUE((*old_file)->auth_required_by_file());
+  auto no_auth = (*old_file)->SignDigest(HashAlg::kSha256, digest);
   ASSERT_FALSE(no_auth.ok());
   EXPECT_EQ(no_auth.error().layer(), Layer::kUsage) << no_auth.error().ToString();
-  EXPECT_NE(no_auth.error().message().find("key " + path + " needs an auth value"),
+  EXPECT_NE(no_auth.error().message().find("key " + absent_path + " needs an auth value"),
             std::string::npos)
       << no_auth.error().ToString();
   EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before);
+
+  // The file as written (explicit FALSE, ambiguous because of tpm2-tools #3458): without an
+  // auth value, empty auth is tried exactly once and the error says so.
+  auto reopened = tpm::OpenKey(ctx_, path);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_TRUE((*reopened)->needs_auth());
+  EXPECT_FALSE((*reopened)->auth_required_by_file());
+  auto empty_try = (*reopened)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_FALSE(empty_try.ok());
+  EXPECT_NE(empty_try.error().message().find("empty auth was tried once"), std::string::npos)
+      << empty_try.error().ToString();
+  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before + 1);
+  ASSERT_TRUE(ResetDictionaryAttack(*ctx_).ok());
+  before = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER);
 
   (*reopened)->SetAuth(SecretBytes(AsBytes("wrong horse")));
   auto wrong = (*reopened)->SignDigest(HashAlg::kSha256, digest);
