@@ -18,6 +18,7 @@
 #include <new>
 
 #include "crypto/tpm_public.h"
+#include "keyfile/auth_source.h"
 #include "keyfile/tss2_key.h"
 #include "provider/provider.h"
 
@@ -197,7 +198,9 @@ bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* wha
   // auth (tried once). When the field is absent (the draft's "auth required", what we and
   // tpm2-openssl write) an empty answer is refused here, before the TPM could count a
   // dictionary-attack strike. Asked once; never retried with guesses.
-  char pass[256];
+  // Longer than any auth value (kMaxAuthValueSize) by far, so an over-long answer is refused
+  // with its real length (WorkloadKey::CheckAuthUsable) rather than cut by the callback.
+  char pass[1024];
   size_t pass_len = 0;
   OSSL_PARAM info[] = {
       OSSL_PARAM_construct_utf8_string(OSSL_PASSPHRASE_PARAM_INFO, const_cast<char*>(what), 0),
@@ -205,8 +208,8 @@ bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* wha
   };
   bool answered =
       pw_cb != nullptr && pw_cb(pass, sizeof(pass), &pass_len, info, pw_cbarg) == 1;
-  if (defer_to_sign &&
-      (!answered || (pass_len == 0 && key->auth_required_by_file()))) {
+  bool empty_refused = pass_len == 0 && key->auth_required_by_file();
+  if (defer_to_sign && (!answered || empty_refused)) {
     OPENSSL_cleanse(pass, sizeof(pass));
     return true;  // no auth value set: the first signature says what is missing
   }
@@ -218,13 +221,22 @@ bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* wha
                      what);
     return false;
   }
-  if (pass_len == 0 && key->auth_required_by_file()) {
+  if (empty_refused) {
     OPENSSL_cleanse(pass, sizeof(pass));
     WIMSE_PROV_RAISE(prov, kReasonAuthFailure,
                      "the %s requires an authorization value (no emptyAuth field) and the "
                      "passphrase given was empty; nothing was sent to the TPM",
                      what);
     return false;
+  }
+  if (!defer_to_sign) {
+    // Deferred keys keep the value and refuse it at their first signature with this error
+    // (OpenSSL 3.0's decoder chain would print only "unsupported" for an error raised here).
+    if (Status size = CheckAuthValueSize(pass_len); !size.ok()) {
+      OPENSSL_cleanse(pass, sizeof(pass));
+      WIMSE_PROV_RAISE_ERROR(prov, kReasonAuthFailure, size.error());
+      return false;
+    }
   }
   key->SetAuth(SecretBytes(ByteView(reinterpret_cast<const uint8_t*>(pass), pass_len)));
   OPENSSL_cleanse(pass, sizeof(pass));

@@ -8,6 +8,7 @@
 #include "crypto/ecdsa.h"
 #include "crypto/public_key.h"
 #include "crypto/tpm_public.h"
+#include "keyfile/auth_source.h"
 #include "keyfile/key_ref.h"
 #include "tpm/attestation.h"
 #include "tpm/hmac_session.h"
@@ -128,9 +129,7 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Create(std::shared_ptr<TpmCont
                                                          KeyAlg alg, const SecretBytes& auth) {
   WIMSE_ASSIGN_OR_RETURN(TPM2B_PUBLIC in_public, WorkloadKeyTemplate(alg));
   TPM2B_SENSITIVE_CREATE sensitive{};
-  if (auth.size() > 32) {
-    return Error(Layer::kUsage, "the auth value is longer than 32 bytes (SHA-256 nameAlg)");
-  }
+  WIMSE_RETURN_IF_ERROR(CheckAuthValueSize(auth.size()));
   sensitive.sensitive.userAuth.size = static_cast<UINT16>(auth.size());
   std::copy(auth.view().begin(), auth.view().end(), sensitive.sensitive.userAuth.buffer);
   KeyCreation creation;  // creationData/Hash/Ticket, for TPM2_CertifyCreation later
@@ -230,6 +229,7 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::OpenPersistent(std::shared_ptr
 
 void WorkloadKey::SetAuth(SecretBytes auth) {
   auth_ = std::make_shared<SecretBytes>(std::move(auth));
+  auth_rejected_rc_.store(0);  // a new value gets its one try
 }
 
 Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Persist(uint32_t handle) const {
@@ -257,6 +257,7 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Persist(uint32_t handle) const
   if (!s.ok()) return std::move(s).error().WithContext(label_);
   WIMSE_ASSIGN_OR_RETURN(auto key, OpenPersistent(ctx_, handle));
   key->auth_ = auth_;
+  key->auth_rejected_rc_.store(auth_rejected_rc_.load());
   return key;
 }
 
@@ -347,9 +348,37 @@ Error WorkloadKey::MissingAuthError() const {
                "TPM: no dictionary-attack strike)");
 }
 
+Error WorkloadKey::RejectedAuthError() const {
+  return Error(Layer::kTpm,
+               "key " + label_ +
+                   ": auth value was rejected by the TPM earlier; not retried to protect the "
+                   "dictionary-attack counter; give the correct auth value (nothing was sent to "
+                   "the TPM)",
+               auth_rejected_rc_.load());
+}
+
+Status WorkloadKey::CheckAuthUsable() const {
+  if (!auth_ && auth_required_by_file()) {
+    return MissingAuthError();
+  }
+  if (auth_) {
+    Status size = CheckAuthValueSize(auth_->size());
+    if (!size.ok()) {
+      return std::move(size).error().WithContext("key " + label_);
+    }
+  }
+  if (auth_rejected()) {
+    return RejectedAuthError();
+  }
+  return OkStatus();
+}
+
 Error WorkloadKey::AuthorizationError(const char* what, TSS2_RC rc) const {
   bool secure = auth_ && !auth_->empty();
   if (IsAuthFailure(rc)) {
+    // Whatever the caller does next (a TLS server retries on every handshake), this auth value
+    // gets no second try: CheckAuthUsable refuses until SetAuth.
+    auth_rejected_rc_.store(rc);
     std::string hint = secure ? " (wrong auth value; not retried: every failure counts toward the "
                                 "TPM's dictionary-attack lockout)"
                               : (file_.empty_auth
@@ -375,10 +404,8 @@ Error WorkloadKey::AuthorizationError(const char* what, TSS2_RC rc) const {
 
 Result<ESYS_TR> WorkloadKey::AuthorizeLocked(ESYS_CONTEXT* esys, ESYS_TR tr,
                                              bool encrypt_response) const {
+  WIMSE_RETURN_IF_ERROR(CheckAuthUsable());
   const SecretBytes* auth = auth_ ? auth_.get() : nullptr;
-  if (auth == nullptr && auth_required_by_file()) {
-    return MissingAuthError();
-  }
   SetTrAuth(esys, tr, auth);
   if (auth == nullptr || auth->empty()) {
     return ESYS_TR_PASSWORD;
@@ -390,6 +417,9 @@ Result<ESYS_TR> WorkloadKey::AuthorizeLocked(ESYS_CONTEXT* esys, ESYS_TR tr,
 
 Result<Bytes> WorkloadKey::SignLocked(ESYS_CONTEXT* esys, const TPM2B_DIGEST& digest,
                                       const TPMT_SIG_SCHEME& scheme) const {
+  // Checked again under the context lock: of several threads signing with a wrong auth value,
+  // only the first reaches the TPM.
+  WIMSE_RETURN_IF_ERROR(CheckAuthUsable());
   TPMT_TK_HASHCHECK validation{};
   validation.tag = TPM2_ST_HASHCHECK;
   validation.hierarchy = TPM2_RH_NULL;
@@ -464,9 +494,7 @@ Result<Bytes> WorkloadKey::SignDigestRsa(HashAlg hash, ByteView digest, RsaSchem
                                     " bytes; " + HashName(hash) + " needs " +
                                     std::to_string(HashSize(hash)));
   }
-  if (!auth_ && auth_required_by_file()) {
-    return MissingAuthError();
-  }
+  WIMSE_RETURN_IF_ERROR(CheckAuthUsable());
   TPM2B_DIGEST in{};
   in.size = static_cast<UINT16>(digest.size());
   std::copy(digest.begin(), digest.end(), in.buffer);

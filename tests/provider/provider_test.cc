@@ -38,6 +38,7 @@
 #include "crypto/public_key.h"
 #include "crypto/tpm_public.h"
 #include "keyfile/tss2_key.h"
+#include "support/tpm_admin.h"
 #include "tpm/context.h"
 #include "tpm/workload_key.h"
 #include "util/file.h"
@@ -221,6 +222,61 @@ class ProviderTest : public ::testing::Test {
     }
     sig.resize(len);
     return sig;
+  }
+
+  // PEM_read_bio_PrivateKey_ex with a pass-phrase callback answering `value` and counting its
+  // calls (`calls` stays 0 when the provider never asks).
+  struct PassPhrase {
+    std::string value;
+    int calls = 0;
+  };
+  static int AnswerPassPhrase(char* buf, int size, int /*rwflag*/, void* u) {
+    auto* pass = static_cast<PassPhrase*>(u);
+    ++pass->calls;
+    if (pass->value.size() > static_cast<size_t>(size)) {
+      return -1;
+    }
+    std::memcpy(buf, pass->value.data(), pass->value.size());
+    return static_cast<int>(pass->value.size());
+  }
+  EvpPkeyPtr LoadKeyWithPassPhrase(const std::string& path, PassPhrase* pass) {
+    BioPtr bio(BIO_new_file(path.c_str(), "r"));
+    if (!bio) {
+      return nullptr;
+    }
+    return EvpPkeyPtr(
+        PEM_read_bio_PrivateKey_ex(bio.get(), nullptr, AnswerPassPhrase, pass, libctx_, nullptr));
+  }
+
+  // The TPM's dictionary-attack failure counter, read on a connection of its own (the
+  // provider's idle connection is closed after WIMSE_SWTPM_IDLE_MS).
+  static uint32_t LockoutCounter() {
+    tpm::TpmContext ctx(*tcti_);
+    return testing::LockoutCounter(ctx);
+  }
+  static void ResetLockout() {
+    tpm::TpmContext ctx(*tcti_);
+    EXPECT_TRUE(testing::ResetDictionaryAttack(ctx).ok());
+  }
+
+  // Makes a key in the TPM on a context of its own (closed before the provider uses the TPM)
+  // and writes its TSS2 file; `edit` may change the file first. Returns its SPKI DER.
+  static Bytes MakeKeyFile(const std::string& path, KeyAlg alg, const SecretBytes& auth,
+                           const std::function<void(Tss2KeyFile&)>& edit = nullptr) {
+    auto ctx = std::make_shared<tpm::TpmContext>(*tcti_);
+    auto key = tpm::WorkloadKey::Create(ctx, alg, auth);
+    EXPECT_TRUE(key.ok()) << key.error().ToString();
+    if (!key.ok()) {
+      return {};
+    }
+    Tss2KeyFile file = (*key)->key_file();
+    if (edit) {
+      edit(file);
+    }
+    EXPECT_TRUE(WriteTss2KeyFile(path, file).ok());
+    auto der = PublicKeyToDer((*key)->public_key());
+    ctx->FlushCache();
+    return der.ok() ? *der : Bytes();
   }
 
   uint64_t ProviderCounter(const char* name) {
@@ -1116,6 +1172,68 @@ TEST(ProviderLazyConnectTest, LoadsWithoutTpmAndFailsAtFirstUse) {
   OSSL_LIB_CTX_free(libctx);
   unlink(key_path.c_str());
   EXPECT_EQ(TransientObjects(saved), 0u);
+}
+
+// --- Authorization values through the provider ---------------------------------------------
+
+TEST_F(ProviderTest, WrongPassPhraseCostsOneDictionaryAttackStrikeAcrossSignatures) {
+  // `openssl s_server -key auth.pem -pass env:BAD`: the key is loaded once and signs once per
+  // handshake. Only the first signature may reach the TPM.
+  std::string path = *dir_ + "/auth-da.pem";
+  Bytes spki = MakeKeyFile(path, KeyAlg::kEcP256, SecretBytes(AsBytes("right pass")));
+  ASSERT_FALSE(spki.empty());
+  uint32_t before = LockoutCounter();
+  PassPhrase wrong{"wrong pass"};
+  EvpPkeyPtr key = LoadKeyWithPassPhrase(path, &wrong);
+  ASSERT_TRUE(key) << OpenSslErrors();
+  EXPECT_EQ(wrong.calls, 1);
+  const uint8_t msg[] = "handshake";
+  constexpr int kHandshakes = 5;
+  for (int i = 0; i < kHandshakes; ++i) {
+    EXPECT_TRUE(DigestSign(key.get(), "SHA256", ByteView(msg, sizeof(msg))).empty());
+    std::string errors = OpenSslErrors();
+    if (i == 0) {
+      EXPECT_NE(errors.find("TPM key authorization failed"), std::string::npos) << errors;
+      EXPECT_NE(errors.find("TPM_RC_AUTH_FAIL"), std::string::npos) << errors;
+    } else {
+      EXPECT_NE(errors.find("auth value was rejected by the TPM earlier; not retried to protect "
+                            "the dictionary-attack counter; give the correct auth value"),
+                std::string::npos)
+          << errors;
+    }
+  }
+  EXPECT_EQ(ProviderCounter("tpm-signatures"), 0u);
+  key.reset();
+  EXPECT_EQ(LockoutCounter(), before + 1) << kHandshakes << " signatures with a wrong pass phrase";
+
+  // The right pass phrase (a new auth value) signs.
+  PassPhrase right{"right pass"};
+  key = LoadKeyWithPassPhrase(path, &right);
+  ASSERT_TRUE(key) << OpenSslErrors();
+  Bytes sig = DigestSign(key.get(), "SHA256", ByteView(msg, sizeof(msg)));
+  ASSERT_FALSE(sig.empty()) << OpenSslErrors();
+  EXPECT_TRUE(VerifyWith(spki, "SHA256", ByteView(msg, sizeof(msg)), sig));
+  EXPECT_EQ(LockoutCounter(), before + 1);
+  ResetLockout();
+}
+
+TEST_F(ProviderTest, OverLongPassPhraseIsRefusedWithoutATpmCommand) {
+  // `openssl dgst -sign auth.pem -passin env:LONG` with 100 bytes: the CLI's refusal, locally.
+  std::string path = *dir_ + "/auth-long.pem";
+  ASSERT_FALSE(MakeKeyFile(path, KeyAlg::kEcP256, SecretBytes(AsBytes("short"))).empty());
+  uint32_t before = LockoutCounter();
+  PassPhrase long_pass{std::string(100, 'x')};
+  EvpPkeyPtr key = LoadKeyWithPassPhrase(path, &long_pass);
+  ASSERT_TRUE(key) << OpenSslErrors();  // the public part stays usable
+  const uint8_t msg[] = "long";
+  EXPECT_TRUE(DigestSign(key.get(), "SHA256", ByteView(msg, sizeof(msg))).empty());
+  std::string errors = OpenSslErrors();
+  EXPECT_NE(errors.find("the auth value is 100 bytes; the TPM accepts at most 32"),
+            std::string::npos)
+      << errors;
+  EXPECT_EQ(ProviderCounter("tpm-signatures"), 0u);
+  key.reset();
+  EXPECT_EQ(LockoutCounter(), before);
 }
 
 }  // namespace
