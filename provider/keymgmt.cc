@@ -104,6 +104,11 @@ Result<std::unique_ptr<ProviderKey>> ProviderKey::FromKeyFile(ProviderContext* p
     *reason = kReasonRestrictedKey;
     return Error(Layer::kPolicy, "key has the restricted attribute (attestation key)");
   }
+  if ((pub2b.publicArea.objectAttributes & TPMA_OBJECT_USERWITHAUTH) == 0) {
+    // Policy-only key: TPM2_Sign would fail with TPM_RC_AUTH_UNAVAILABLE on every signature.
+    *reason = kReasonPolicyOnlyKey;
+    return Error(Layer::kPolicy, "the key's userWithAuth attribute is clear");
+  }
   uint32_t parent = file.parent;
   auto wk = tpm::WorkloadKey::FromKeyFile(prov->Tpm(), std::move(file));
   if (!wk.ok()) {
@@ -175,6 +180,10 @@ Result<std::unique_ptr<ProviderKey>> ProviderKey::FromWorkloadKey(
   if ((pub.objectAttributes & TPMA_OBJECT_RESTRICTED) != 0) {
     *reason = kReasonRestrictedKey;
     return Error(Layer::kPolicy, "key has the restricted attribute (attestation key)");
+  }
+  if ((pub.objectAttributes & TPMA_OBJECT_USERWITHAUTH) == 0) {
+    *reason = kReasonPolicyOnlyKey;
+    return Error(Layer::kPolicy, "the key's userWithAuth attribute is clear");
   }
   if ((pub.objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT) == 0) {
     return Error(Layer::kPolicy, "key lacks the sign attribute");

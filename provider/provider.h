@@ -54,6 +54,7 @@ enum Reason : int {
   kReasonPublicKeyOnly = 21,
   kReasonPrivateImportRefused = 22,
   kReasonOptionMismatch = 23,
+  kReasonPolicyOnlyKey = 24,
 };
 
 // Per-provider-instance state (the provctx). Created in OSSL_provider_init, freed in teardown.

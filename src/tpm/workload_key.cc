@@ -72,6 +72,12 @@ void SetSecureAttributes(ESYS_CONTEXT* esys, ESYS_TR session, bool encrypt_respo
   Esys_TRSess_SetAttributes(esys, session, attrs, 0xff);
 }
 
+// TPM2_Sign and TPM2_Certify need USER role authorization of the key: with userWithAuth clear
+// that is a policy session only (TPM 2.0 Part 1, 19.7.3), which we do not build. Without this
+// check such a key loads and every signature fails with a bare TPM_RC_AUTH_UNAVAILABLE (0x12f).
+constexpr char kPolicyOnlyKey[] =
+    "key requires a policy session (userWithAuth clear); not supported";
+
 std::string NameLabel(const Bytes& name) {
   std::string hex = HexEncode(name);
   return "TPM key " + hex.substr(0, std::min<size_t>(hex.size(), 20)) + "...";
@@ -90,6 +96,9 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::FromKeyFile(std::shared_ptr<Tp
   if ((area.objectAttributes & TPMA_OBJECT_RESTRICTED) != 0) {
     return Error(Layer::kPolicy,
                  "the key is restricted (an attestation key); it cannot sign arbitrary digests");
+  }
+  if ((area.objectAttributes & TPMA_OBJECT_USERWITHAUTH) == 0) {
+    return Error(Layer::kPolicy, kPolicyOnlyKey);
   }
   bool permanent_owner = file.parent == kOwnerHierarchyParent && !file.rsa_parent;
   bool persistent = (file.parent >> 24) == TPM2_HT_PERSISTENT;
@@ -207,6 +216,9 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::OpenPersistent(std::shared_ptr
   if ((a.objectAttributes & TPMA_OBJECT_RESTRICTED) != 0) {
     return Error(Layer::kPolicy, label + ": the key is restricted (an attestation key); it "
                                          "cannot sign arbitrary digests");
+  }
+  if ((a.objectAttributes & TPMA_OBJECT_USERWITHAUTH) == 0) {
+    return Error(Layer::kPolicy, label + ": " + kPolicyOnlyKey);
   }
   auto key = std::shared_ptr<WorkloadKey>(new WorkloadKey());
   key->ctx_ = std::move(ctx);

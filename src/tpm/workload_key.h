@@ -13,6 +13,9 @@
 // refuses every further use locally (no TPM command) until SetAuth gives a new value: a server
 // whose key was configured with a wrong pass phrase would otherwise spend one strike per TLS
 // handshake, and any unauthenticated client could drive the TPM into lockout.
+//
+// Keys whose public area needs a policy session (userWithAuth clear) or that are restricted
+// (attestation keys) are refused when they are opened.
 #ifndef WIMSE_TPM_WORKLOAD_KEY_H_
 #define WIMSE_TPM_WORKLOAD_KEY_H_
 

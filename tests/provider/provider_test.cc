@@ -38,6 +38,7 @@
 #include "crypto/public_key.h"
 #include "crypto/tpm_public.h"
 #include "keyfile/tss2_key.h"
+#include "support/key_files.h"
 #include "support/tpm_admin.h"
 #include "tpm/context.h"
 #include "tpm/workload_key.h"
@@ -1234,6 +1235,22 @@ TEST_F(ProviderTest, OverLongPassPhraseIsRefusedWithoutATpmCommand) {
   EXPECT_EQ(ProviderCounter("tpm-signatures"), 0u);
   key.reset();
   EXPECT_EQ(LockoutCounter(), before);
+}
+
+TEST_F(ProviderTest, PolicyOnlyKeyIsRefusedAtLoad) {
+  std::string path = *dir_ + "/policy-only.pem";
+  {
+    tpm::TpmContext ctx(*tcti_);
+    Tss2KeyFile file = testing::PolicyOnlyKeyFile(ctx);
+    ASSERT_FALSE(file.public_blob.empty());
+    ASSERT_TRUE(WriteTss2KeyFile(path, file).ok());
+  }
+  EvpPkeyPtr key = LoadKey(path);
+  EXPECT_FALSE(key) << "loaded; TPM2_Sign would fail with TPM_RC_AUTH_UNAVAILABLE (0x12f)";
+  std::string errors = OpenSslErrors();
+  EXPECT_NE(errors.find("key requires a policy session (userWithAuth clear); not supported"),
+            std::string::npos)
+      << errors;
 }
 
 }  // namespace

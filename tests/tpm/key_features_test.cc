@@ -22,6 +22,7 @@
 #include "keyfile/key_ref.h"
 #include "keyfile/tss2_key.h"
 #include "support/bus_recorder.h"
+#include "support/key_files.h"
 #include "support/shell.h"
 #include "support/tpm_admin.h"
 #include "support/tpm_fixture.h"
@@ -246,6 +247,21 @@ TEST_F(KeyFeaturesTest, OverLongAuthValueIsRefusedBeforeTheTpm) {
   EXPECT_NE(
       create33.error().message().find("the auth value is 33 bytes; the TPM accepts at most 32"),
       std::string::npos);
+}
+
+TEST_F(KeyFeaturesTest, PolicyOnlyKeyIsRefusedAtLoad) {
+  Tss2KeyFile file = testing::PolicyOnlyKeyFile(*ctx_);
+  ASSERT_FALSE(file.public_blob.empty());
+  std::string path = TempDir() + "/policy-only.pem";
+  ASSERT_TRUE(WriteTss2KeyFile(path, file).ok());
+  auto key = tpm::OpenKey(ctx_, path);
+  ASSERT_FALSE(key.ok()) << "loaded; its signature would fail with TPM_RC_AUTH_UNAVAILABLE";
+  EXPECT_EQ(key.error().layer(), Layer::kPolicy);
+  EXPECT_NE(key.error().message().find(
+                "key requires a policy session (userWithAuth clear); not supported"),
+            std::string::npos)
+      << key.error().ToString();
+  EXPECT_NE(key.error().message().find(path), std::string::npos);
 }
 
 TEST_F(KeyFeaturesTest, ExhaustedDictionaryAttackCounterIsALockoutError) {
