@@ -7,7 +7,9 @@
 //
 // Anything that is not ours leaves the decoder empty-handed (return 1, no callback, no error
 // left on the queue): with the provider active process-wide, failing here would break loading
-// every other key. Decoding does no TPM I/O; the TPM is first touched when the key signs.
+// every other key. Decoding does no TPM I/O (the TPM is first touched when the key signs),
+// except for a key file with an explicit emptyAuth FALSE, whose empty auth is tried once at
+// decode before the pass phrase is asked for (ObtainKeyAuth).
 #include <openssl/core_names.h>
 #include <openssl/core_object.h>
 #include <openssl/err.h>
@@ -194,10 +196,23 @@ std::unique_ptr<ProviderKey> KeyFromTss2File(ProviderContext* prov, Tss2KeyFile 
 bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* what,
                    OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg, bool defer_to_sign) {
   // emptyAuth FALSE or absent means "auth required", but tpm2-tools 5.4 writes an explicit
-  // FALSE for password-less keys (tpm2-tools #3458): for those an empty answer means empty
-  // auth (tried once). When the field is absent (the draft's "auth required", what we and
+  // FALSE for password-less keys (tpm2-tools #3458). For those, as the CLI does, empty auth is
+  // tried once (one TPM2_Sign now) and the pass phrase is asked for only if the TPM rejected
+  // it; the rejection costs one dictionary-attack strike and an empty answer is then not
+  // tried again. When the field is absent (the draft's "auth required", what we and
   // tpm2-openssl write) an empty answer is refused here, before the TPM could count a
   // dictionary-attack strike. Asked once; never retried with guesses.
+  bool empty_rejected = false;
+  if (!key->has_auth() && key->key_file().empty_auth_present && !key->key_file().empty_auth) {
+    SoftwareCtxScope software(prov);  // the PSS salt self-check builds EVP_PKEYs
+    Result<bool> empty_ok = key->TryEmptyAuth();
+    if (empty_ok.ok() && *empty_ok) {
+      return true;  // no auth value: nothing to ask
+    }
+    // Rejected: ask. The TPM could not be asked (unreachable, lockout): ask as if the file
+    // were unambiguous, so a key that does have an auth value gets it.
+    empty_rejected = empty_ok.ok();
+  }
   // Longer than any auth value (kMaxAuthValueSize) by far, so an over-long answer is refused
   // with its real length (WorkloadKey::CheckAuthUsable) rather than cut by the callback.
   char pass[1024];
@@ -208,7 +223,7 @@ bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* wha
   };
   bool answered =
       pw_cb != nullptr && pw_cb(pass, sizeof(pass), &pass_len, info, pw_cbarg) == 1;
-  bool empty_refused = pass_len == 0 && key->auth_required_by_file();
+  bool empty_refused = pass_len == 0 && (key->auth_required_by_file() || empty_rejected);
   if (defer_to_sign && (!answered || empty_refused)) {
     OPENSSL_cleanse(pass, sizeof(pass));
     return true;  // no auth value set: the first signature says what is missing
@@ -224,9 +239,9 @@ bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* wha
   if (empty_refused) {
     OPENSSL_cleanse(pass, sizeof(pass));
     WIMSE_PROV_RAISE(prov, kReasonAuthFailure,
-                     "the %s requires an authorization value (no emptyAuth field) and the "
-                     "passphrase given was empty; nothing was sent to the TPM",
-                     what);
+                     "the %s requires an authorization value (%s) and the passphrase given was "
+                     "empty; nothing was sent to the TPM",
+                     what, empty_rejected ? "the TPM rejected empty auth" : "no emptyAuth field");
     return false;
   }
   if (!defer_to_sign) {

@@ -532,6 +532,36 @@ Result<Bytes> WorkloadKey::SignDigestRsa(HashAlg hash, ByteView digest, RsaSchem
   return sig;
 }
 
+Result<bool> WorkloadKey::TryEmptyAuth() const {
+  if (auth_ || !file_.empty_auth_present || file_.empty_auth) {
+    return Error(Layer::kUsage,
+                 "TryEmptyAuth is for key files with an explicit emptyAuth "
+                 "FALSE and no auth value set (" +
+                     label_ + ")");
+  }
+  // The key's own scheme and hash when its public area fixes them (the TPM refuses others).
+  const TPMT_PUBLIC& a = public_area_;
+  TPM2_ALG_ID fixed_scheme = a.type == TPM2_ALG_ECC ? a.parameters.eccDetail.scheme.scheme
+                                                    : a.parameters.rsaDetail.scheme.scheme;
+  TPM2_ALG_ID fixed_hash = a.type == TPM2_ALG_ECC
+                               ? a.parameters.eccDetail.scheme.details.anySig.hashAlg
+                               : a.parameters.rsaDetail.scheme.details.anySig.hashAlg;
+  HashAlg hash = alg_ == KeyAlg::kEcP384 ? HashAlg::kSha384 : HashAlg::kSha256;
+  if (fixed_scheme != TPM2_ALG_NULL) {
+    WIMSE_ASSIGN_OR_RETURN(hash, HashAlgFromTpm(fixed_hash));
+  }
+  RsaScheme rsa = fixed_scheme == TPM2_ALG_RSAPSS ? RsaScheme::kPss : RsaScheme::kPkcs1v15;
+  Bytes zero(HashSize(hash), 0);
+  auto sig = SignDigestRsa(hash, zero, rsa);
+  if (sig.ok()) {
+    return true;
+  }
+  if (auth_rejected()) {
+    return false;  // this very try was the TPM's TPM_RC_AUTH_FAIL
+  }
+  return std::move(sig).error();
+}
+
 Result<std::shared_ptr<WorkloadKey>> OpenKey(std::shared_ptr<TpmContext> ctx,
                                              const std::string& ref) {
   WIMSE_ASSIGN_OR_RETURN(KeyRef parsed, ParseKeyRef(ref));

@@ -125,6 +125,14 @@ class WorkloadKey {
   bool auth_required_by_file() const { return !file_.empty_auth && !file_.empty_auth_present; }
   // True once SetAuth was called (with any value, empty included).
   bool has_auth() const { return auth_ != nullptr; }
+  // For a key file whose emptyAuth is an explicit FALSE (what tpm2_encodeobject 5.4 writes for
+  // keys WITHOUT auth, tpm2-tools #3458) and no auth value set: tries empty auth once by
+  // signing an all-zero digest (key loaded through the context cache, one TPM2_Sign with the
+  // key's own scheme and hash). True when the key signed: it has no auth value. False when the
+  // TPM rejected empty auth: that cost one dictionary-attack strike, and the key refuses every
+  // use until SetAuth (auth_rejected). Any other failure (TPM unreachable, lockout) is an
+  // error. Usage error for any other key. Thread-safe.
+  Result<bool> TryEmptyAuth() const;
 
   // A key made persistent at `handle` (0x81xxxxxx): no key file; loaded with
   // Esys_TR_FromTPMPublic; its public area is read with TPM2_ReadPublic (one TPM command).

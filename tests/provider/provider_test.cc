@@ -39,6 +39,7 @@
 #include "crypto/tpm_public.h"
 #include "keyfile/tss2_key.h"
 #include "support/key_files.h"
+#include "support/shell.h"
 #include "support/tpm_admin.h"
 #include "tpm/context.h"
 #include "tpm/workload_key.h"
@@ -1237,6 +1238,45 @@ TEST_F(ProviderTest, OverLongPassPhraseIsRefusedWithoutATpmCommand) {
   EXPECT_EQ(LockoutCounter(), before);
 }
 
+TEST_F(ProviderTest, ExplicitFalseEmptyAuthKeySignsWithoutAskingForAPassPhrase) {
+  // What tpm2_encodeobject 5.4 writes for a key WITHOUT auth (tpm2-tools #3458): one try with
+  // empty auth, and the pass phrase is asked for only if the TPM rejects it.
+  auto explicit_false = [](Tss2KeyFile& f) {
+    f.empty_auth = false;
+    f.empty_auth_present = true;
+  };
+  std::string path = *dir_ + "/explicit-false.pem";
+  Bytes spki = MakeKeyFile(path, KeyAlg::kEcP256, SecretBytes(), explicit_false);
+  ASSERT_FALSE(spki.empty());
+  uint32_t before = LockoutCounter();
+  PassPhrase never{"must not be asked"};
+  EvpPkeyPtr key = LoadKeyWithPassPhrase(path, &never);
+  ASSERT_TRUE(key) << OpenSslErrors();
+  EXPECT_EQ(never.calls, 0);
+  const uint8_t msg[] = "no auth";
+  Bytes sig = DigestSign(key.get(), "SHA256", ByteView(msg, sizeof(msg)));
+  ASSERT_FALSE(sig.empty()) << OpenSslErrors();
+  EXPECT_TRUE(VerifyWith(spki, "SHA256", ByteView(msg, sizeof(msg)), sig));
+  key.reset();
+  EXPECT_EQ(LockoutCounter(), before);
+
+  // The same flag on a key that has an auth value: one strike for the empty try, then asked.
+  std::string auth_path = *dir_ + "/explicit-false-auth.pem";
+  Bytes auth_spki =
+      MakeKeyFile(auth_path, KeyAlg::kEcP256, SecretBytes(AsBytes("asked")), explicit_false);
+  ASSERT_FALSE(auth_spki.empty());
+  PassPhrase asked{"asked"};
+  key = LoadKeyWithPassPhrase(auth_path, &asked);
+  ASSERT_TRUE(key) << OpenSslErrors();
+  EXPECT_EQ(asked.calls, 1);
+  sig = DigestSign(key.get(), "SHA256", ByteView(msg, sizeof(msg)));
+  ASSERT_FALSE(sig.empty()) << OpenSslErrors();
+  EXPECT_TRUE(VerifyWith(auth_spki, "SHA256", ByteView(msg, sizeof(msg)), sig));
+  key.reset();
+  EXPECT_EQ(LockoutCounter(), before + 1);
+  ResetLockout();
+}
+
 TEST_F(ProviderTest, PolicyOnlyKeyIsRefusedAtLoad) {
   std::string path = *dir_ + "/policy-only.pem";
   {
@@ -1251,6 +1291,55 @@ TEST_F(ProviderTest, PolicyOnlyKeyIsRefusedAtLoad) {
   EXPECT_NE(errors.find("key requires a policy session (userWithAuth clear); not supported"),
             std::string::npos)
       << errors;
+}
+
+TEST_F(ProviderTest, Tpm2ToolsRsaPssKeySignsPssThroughTheProvider) {
+  // tpm2_create -G rsa2048:rsapss (restricted clear: tpm2-tools' default attributes) under the
+  // H-2 primary, encoded by tpm2_encodeobject 5.4 (emptyAuth FALSE for a key without auth).
+  // tpm2-tools 5.4 needs the symmetric part spelled out (":null"): without it TPM2_Create
+  // answers TPM_RC_SYMMETRIC (0x2d6) under this parent.
+  std::string d = *dir_ + "/tools-pss";
+  std::string tools = "TPM2TOOLS_TCTI='" + *tcti_ + "'; export TPM2TOOLS_TCTI; ";
+  std::string out = testing::Shell(
+      tools + "mkdir -p " + d + " && cd " + d +
+      " && tpm2_createprimary -Q -C o -g sha256 -G ecc256:null:aes128cfb -a "
+      "'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt' -c h2.ctx"
+      " && tpm2_create -Q -C h2.ctx -G rsa2048:rsapss:null -u k.pub -r k.priv"
+      " && tpm2_encodeobject -C h2.ctx -u k.pub -r k.priv -o k.pem"
+      " && tpm2_print -t TPM2B_PUBLIC k.pub; echo rc=$?;"
+      " tpm2_flushcontext -t >/dev/null 2>&1; tpm2_flushcontext -l >/dev/null 2>&1;"
+      " tpm2_flushcontext -s >/dev/null 2>&1");
+  ASSERT_NE(out.find("rc=0"), std::string::npos) << out;
+  EXPECT_NE(out.find("rsapss"), std::string::npos) << out;
+  auto file = ReadTss2KeyFile(d + "/k.pem");
+  ASSERT_TRUE(file.ok()) << file.error().ToString();
+  EXPECT_TRUE(file->empty_auth_present);
+  EXPECT_FALSE(file->empty_auth);
+  auto pub = UnmarshalTpm2bPublic(file->public_blob);
+  ASSERT_TRUE(pub.ok());
+  EXPECT_EQ(pub->publicArea.objectAttributes & TPMA_OBJECT_RESTRICTED, 0u);
+  EXPECT_EQ(pub->publicArea.parameters.rsaDetail.scheme.scheme, TPM2_ALG_RSAPSS);
+  auto sw = PublicKeyFromTpmPublic(pub->publicArea);
+  ASSERT_TRUE(sw.ok());
+  auto spki = PublicKeyToDer(sw->get());
+  ASSERT_TRUE(spki.ok());
+
+  uint32_t before = LockoutCounter();
+  PassPhrase never{"must not be asked"};
+  EvpPkeyPtr key = LoadKeyWithPassPhrase(d + "/k.pem", &never);
+  ASSERT_TRUE(key) << OpenSslErrors();
+  EXPECT_EQ(never.calls, 0);
+  EXPECT_TRUE(EVP_PKEY_is_a(key.get(), "RSA-PSS"));
+  const uint8_t msg[] = "tpm2-tools rsapss key";
+  Bytes sig = DigestSign(key.get(), "SHA256", ByteView(msg, sizeof(msg)), [](EVP_PKEY_CTX* c) {
+    return EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PSS_PADDING) == 1 &&
+           EVP_PKEY_CTX_set_rsa_pss_saltlen(c, RSA_PSS_SALTLEN_DIGEST) == 1;
+  });
+  ASSERT_EQ(sig.size(), 256u) << OpenSslErrors();
+  EXPECT_TRUE(VerifyWith(*spki, "SHA256", ByteView(msg, sizeof(msg)), sig, 32));
+  EXPECT_FALSE(VerifyWith(*spki, "SHA256", ByteView(msg, sizeof(msg)), sig, 222));
+  key.reset();
+  EXPECT_EQ(LockoutCounter(), before);
 }
 
 }  // namespace

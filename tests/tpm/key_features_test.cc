@@ -224,6 +224,45 @@ TEST_F(KeyFeaturesTest, RejectedAuthValueCostsOneStrikeThenIsRefusedLocally) {
   ASSERT_TRUE(ResetDictionaryAttack(*ctx_).ok());
 }
 
+TEST_F(KeyFeaturesTest, EmptyAuthRejectedForAnExplicitFalseFileIsTriedOnce) {
+  // emptyAuth FALSE on a key that does have an auth value: empty auth is tried once (the
+  // CLI's rule for tpm2-tools 5.4 files), then refused locally until an auth value is given.
+  auto created = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256, SecretBytes(AsBytes("pw")));
+  ASSERT_TRUE(created.ok()) << created.error().ToString();
+  Tss2KeyFile file = (*created)->key_file();
+  file.empty_auth = false;
+  file.empty_auth_present = true;
+  std::string path = TempDir() + "/false.pem";
+  ASSERT_TRUE(WriteTss2KeyFile(path, file).ok());
+  auto key = tpm::OpenKey(ctx_, path);
+  ASSERT_TRUE(key.ok());
+  uint32_t before = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER);
+  auto tried = (*key)->TryEmptyAuth();
+  ASSERT_TRUE(tried.ok()) << tried.error().ToString();
+  EXPECT_FALSE(*tried);
+  Bytes digest = TestDigest(HashAlg::kSha256, "explicit false");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_FALSE((*key)->SignDigest(HashAlg::kSha256, digest).ok());
+  }
+  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before + 1);
+  (*key)->SetAuth(SecretBytes(AsBytes("pw")));
+  EXPECT_TRUE((*key)->SignDigest(HashAlg::kSha256, digest).ok());
+  ASSERT_TRUE(ResetDictionaryAttack(*ctx_).ok());
+
+  // The same file for a key without auth: the try signs, nothing counted.
+  auto plain = tpm::WorkloadKey::Create(ctx_, KeyAlg::kRsa2048);
+  ASSERT_TRUE(plain.ok());
+  Tss2KeyFile pf = (*plain)->key_file();
+  pf.empty_auth = false;
+  pf.empty_auth_present = true;
+  auto pkey = tpm::WorkloadKey::FromKeyFile(ctx_, pf);
+  ASSERT_TRUE(pkey.ok());
+  auto ok = (*pkey)->TryEmptyAuth();
+  ASSERT_TRUE(ok.ok()) << ok.error().ToString();
+  EXPECT_TRUE(*ok);
+  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), 0u);
+}
+
 TEST_F(KeyFeaturesTest, OverLongAuthValueIsRefusedBeforeTheTpm) {
   auto key = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256, SecretBytes(AsBytes("short")));
   ASSERT_TRUE(key.ok()) << key.error().ToString();
