@@ -10,10 +10,12 @@
 // provider is used, and each test unloads the provider (which finalizes its connection) before
 // counting transient objects with a fresh context.
 #include <gtest/gtest.h>
+#include <openssl/core_dispatch.h>
 #include <openssl/core_names.h>
 #include <openssl/decoder.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/provider.h>
 #include <openssl/rand.h>
@@ -25,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <functional>
@@ -1291,6 +1294,172 @@ TEST_F(ProviderTest, PolicyOnlyKeyIsRefusedAtLoad) {
   EXPECT_NE(errors.find("key requires a policy session (userWithAuth clear); not supported"),
             std::string::npos)
       << errors;
+}
+
+// --- keymgmt parameters, import and operation names ----------------------------------------
+
+TEST_F(ProviderTest, GettableParamsListWhatGetParamsReturns) {
+  struct Case {
+    const std::string* path;
+    const Bytes* spki;
+    int bits, security_bits, max_size;
+    const char* digest;
+    const char* group;  // nullptr for RSA
+  };
+  for (const Case& c : {Case{key_path_, spki_der_, 256, 128, 72, "SHA256", "prime256v1"},
+                        Case{p384_path_, p384_spki_, 384, 192, 104, "SHA384", "secp384r1"},
+                        Case{rsa_path_, rsa_spki_, 2048, 112, 256, "SHA256", nullptr}}) {
+    SCOPED_TRACE(*c.path);
+    EvpPkeyPtr key = LoadKey(*c.path);
+    ASSERT_TRUE(key) << OpenSslErrors();
+    const OSSL_PARAM* gettable = EVP_PKEY_gettable_params(key.get());
+    ASSERT_NE(gettable, nullptr);
+    std::vector<std::string> listed;
+    for (const OSSL_PARAM* p = gettable; p->key != nullptr; ++p) {
+      listed.emplace_back(p->key);
+    }
+    auto has = [&](const char* name) {
+      return std::find(listed.begin(), listed.end(), name) != listed.end();
+    };
+    for (const char* name : {OSSL_PKEY_PARAM_BITS, OSSL_PKEY_PARAM_SECURITY_BITS,
+                             OSSL_PKEY_PARAM_MAX_SIZE, OSSL_PKEY_PARAM_DEFAULT_DIGEST}) {
+      EXPECT_TRUE(has(name)) << name;
+    }
+    if (c.group != nullptr) {
+      EXPECT_TRUE(has(OSSL_PKEY_PARAM_GROUP_NAME));
+      EXPECT_TRUE(has(OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY));
+      EXPECT_TRUE(has(OSSL_PKEY_PARAM_PUB_KEY));
+    } else {
+      EXPECT_TRUE(has(OSSL_PKEY_PARAM_RSA_N));
+      EXPECT_TRUE(has(OSSL_PKEY_PARAM_RSA_E));
+    }
+    // Every listed parameter is answered (mandatory-digest only for a key whose TPM scheme
+    // fixes the hash; ours have scheme NULL), with the key's real values.
+    for (const OSSL_PARAM* g = gettable; g->key != nullptr; ++g) {
+      SCOPED_TRACE(g->key);
+      unsigned char buf[1024] = {};
+      OSSL_PARAM one[2] = {OSSL_PARAM_END, OSSL_PARAM_END};
+      one[0].key = g->key;
+      one[0].data_type = g->data_type;
+      one[0].data = buf;
+      one[0].data_size = g->data_type == OSSL_PARAM_INTEGER ? sizeof(int) : sizeof(buf);
+      one[0].return_size = OSSL_PARAM_UNMODIFIED;
+      ASSERT_EQ(EVP_PKEY_get_params(key.get(), one), 1) << OpenSslErrors();
+      if (std::strcmp(g->key, OSSL_PKEY_PARAM_MANDATORY_DIGEST) == 0) {
+        EXPECT_FALSE(OSSL_PARAM_modified(&one[0]));
+        continue;
+      }
+      EXPECT_TRUE(OSSL_PARAM_modified(&one[0]));
+    }
+    int bits = 0, security_bits = 0, max_size = 0;
+    char digest[32] = {}, group[32] = {};
+    unsigned char encoded[133] = {};
+    std::vector<OSSL_PARAM> q = {
+        OSSL_PARAM_construct_int(OSSL_PKEY_PARAM_BITS, &bits),
+        OSSL_PARAM_construct_int(OSSL_PKEY_PARAM_SECURITY_BITS, &security_bits),
+        OSSL_PARAM_construct_int(OSSL_PKEY_PARAM_MAX_SIZE, &max_size),
+        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_DEFAULT_DIGEST, digest, sizeof(digest)),
+    };
+    if (c.group != nullptr) {
+      q.push_back(
+          OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group)));
+      q.push_back(OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, encoded,
+                                                    sizeof(encoded)));
+    }
+    q.push_back(OSSL_PARAM_construct_end());
+    ASSERT_EQ(EVP_PKEY_get_params(key.get(), q.data()), 1);
+    EXPECT_EQ(bits, c.bits);
+    EXPECT_EQ(security_bits, c.security_bits);
+    EXPECT_EQ(max_size, c.max_size);
+    EXPECT_STREQ(digest, c.digest);
+    if (c.group != nullptr) {
+      EXPECT_STREQ(group, c.group);
+      auto sw = PublicKeyFromDer(*c.spki);
+      ASSERT_TRUE(sw.ok());
+      auto point = EcPublicPoint(sw->get());
+      ASSERT_TRUE(point.ok());
+      EXPECT_EQ(Bytes(encoded, encoded + q[5].return_size), *point);
+    }
+  }
+}
+
+TEST_F(ProviderTest, FromdataWithAPrivateKeyIsRefusedWithTheReason) {
+  for (const char* type : {"EC", "RSA"}) {
+    SCOPED_TRACE(type);
+    // A software key pair's parameters, private part included.
+    EvpPkeyCtxPtr gen(EVP_PKEY_CTX_new_from_name(libctx_, type, "provider=default"));
+    ASSERT_TRUE(gen);
+    ASSERT_EQ(EVP_PKEY_keygen_init(gen.get()), 1);
+    if (std::strcmp(type, "EC") == 0) {
+      ASSERT_EQ(EVP_PKEY_CTX_set_group_name(gen.get(), "P-256"), 1);
+    } else {
+      ASSERT_EQ(EVP_PKEY_CTX_set_rsa_keygen_bits(gen.get(), 2048), 1);
+    }
+    EVP_PKEY* raw = nullptr;
+    ASSERT_EQ(EVP_PKEY_generate(gen.get(), &raw), 1);
+    EvpPkeyPtr software(raw);
+    OSSL_PARAM* params = nullptr;
+    ASSERT_EQ(EVP_PKEY_todata(software.get(), EVP_PKEY_KEYPAIR, &params), 1);
+    OsslParamPtr owned(params);
+
+    EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(libctx_, type, "provider=wimsetpm"));
+    ASSERT_TRUE(ctx);
+    ASSERT_EQ(EVP_PKEY_fromdata_init(ctx.get()), 1);
+    ERR_clear_error();
+    EVP_PKEY* imported = nullptr;
+    for (int selection : {EVP_PKEY_KEYPAIR, EVP_PKEY_PRIVATE_KEY}) {
+      EXPECT_NE(EVP_PKEY_fromdata(ctx.get(), &imported, selection, params), 1);
+      EXPECT_EQ(imported, nullptr);
+      std::string errors = OpenSslErrors();
+      EXPECT_NE(errors.find("private keys cannot be imported into the TPM provider"),
+                std::string::npos)
+          << errors;
+    }
+    // The public half alone imports (what EVP_PKEY_eq with a certificate's key needs).
+    OSSL_PARAM* public_params = nullptr;
+    ASSERT_EQ(EVP_PKEY_todata(software.get(), EVP_PKEY_PUBLIC_KEY, &public_params), 1);
+    OsslParamPtr public_owned(public_params);
+    ASSERT_EQ(EVP_PKEY_fromdata(ctx.get(), &imported, EVP_PKEY_PUBLIC_KEY, public_params), 1)
+        << OpenSslErrors();
+    EvpPkeyPtr pub(imported);
+    EXPECT_EQ(EVP_PKEY_eq(pub.get(), software.get()), 1);
+    ERR_clear_error();
+  }
+}
+
+TEST_F(ProviderTest, QueryOperationNameNamesOurOwnSignatures) {
+  // Each keymgmt's query_operation_name, called straight from the dispatch table the provider
+  // hands the core: the signature it names must exist in this provider (OpenSSL fetches it by
+  // that name when a key of ours signs).
+  int no_cache = 0;
+  const OSSL_ALGORITHM* keymgmt =
+      OSSL_PROVIDER_query_operation(wimsetpm_, OSSL_OP_KEYMGMT, &no_cache);
+  ASSERT_NE(keymgmt, nullptr);
+  std::vector<std::pair<std::string, std::string>> seen;
+  for (const OSSL_ALGORITHM* a = keymgmt; a->algorithm_names != nullptr; ++a) {
+    OSSL_FUNC_keymgmt_query_operation_name_fn* query = nullptr;
+    for (const OSSL_DISPATCH* d = a->implementation; d->function_id != 0; ++d) {
+      if (d->function_id == OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME) {
+        query = OSSL_FUNC_keymgmt_query_operation_name(d);
+      }
+    }
+    ASSERT_NE(query, nullptr) << a->algorithm_names;
+    const char* sig_name = query(OSSL_OP_SIGNATURE);
+    ASSERT_NE(sig_name, nullptr) << a->algorithm_names;
+    std::string first(a->algorithm_names, std::strcspn(a->algorithm_names, ":"));
+    seen.emplace_back(first, sig_name);
+    EVP_SIGNATURE* sig = EVP_SIGNATURE_fetch(libctx_, sig_name, "provider=wimsetpm");
+    ASSERT_NE(sig, nullptr) << sig_name;
+    EXPECT_STREQ(OSSL_PROVIDER_get0_name(EVP_SIGNATURE_get0_provider(sig)), "wimsetpm");
+    EVP_SIGNATURE_free(sig);
+    // Operations the provider does not implement for TPM keys are not named.
+    for (int op : {OSSL_OP_KEYEXCH, OSSL_OP_ASYM_CIPHER, OSSL_OP_KEM}) {
+      EXPECT_EQ(query(op), nullptr) << a->algorithm_names << " op " << op;
+    }
+  }
+  std::vector<std::pair<std::string, std::string>> expected = {
+      {"EC", "ECDSA"}, {"RSA", "RSA"}, {"RSA-PSS", "RSA"}};
+  EXPECT_EQ(seen, expected);
 }
 
 TEST_F(ProviderTest, Tpm2ToolsRsaPssKeySignsPssThroughTheProvider) {
