@@ -510,9 +510,31 @@ TEST_F(ProviderTest, ExportRefusesPrivateKey) {
   EvpPkeyPtr key = LoadKey(*key_path_);
   ASSERT_TRUE(key);
   OSSL_PARAM* params = nullptr;
+  ERR_clear_error();
   EXPECT_EQ(EVP_PKEY_todata(key.get(), EVP_PKEY_KEYPAIR, &params), 0);
   EXPECT_EQ(params, nullptr);
-  ERR_clear_error();
+  std::string errors = OpenSslErrors();
+  EXPECT_NE(errors.find("private key cannot leave the TPM: the private key exists only inside "
+                        "the TPM"),
+            std::string::npos)
+      << errors;
+  // OpenSSL's own export probes of a key pair leave nothing on the queue: signing, comparing
+  // with the software public key both ways, dup, and installing the key in an SSL_CTX.
+  const uint8_t msg[] = "queue";
+  EXPECT_FALSE(DigestSign(key.get(), "SHA256", ByteView(msg, sizeof(msg))).empty());
+  EXPECT_EQ(ERR_peek_error(), 0u) << "sign: " << OpenSslErrors();
+  EvpPkeyPtr sw = SoftwarePublicKey();
+  EXPECT_EQ(EVP_PKEY_eq(key.get(), sw.get()), 1);
+  EXPECT_EQ(EVP_PKEY_eq(sw.get(), key.get()), 1);
+  EXPECT_EQ(ERR_peek_error(), 0u) << "eq: " << OpenSslErrors();
+  EvpPkeyPtr dup(EVP_PKEY_dup(key.get()));
+  EXPECT_TRUE(dup);
+  EXPECT_EQ(ERR_peek_error(), 0u) << "dup: " << OpenSslErrors();
+  SSL_CTX* ssl_ctx = SSL_CTX_new_ex(libctx_, nullptr, TLS_client_method());
+  ASSERT_NE(ssl_ctx, nullptr);
+  EXPECT_EQ(SSL_CTX_use_PrivateKey(ssl_ctx, key.get()), 1);
+  SSL_CTX_free(ssl_ctx);
+  EXPECT_EQ(ERR_peek_error(), 0u) << "SSL_CTX_use_PrivateKey: " << OpenSslErrors();
   ASSERT_EQ(EVP_PKEY_todata(key.get(), EVP_PKEY_PUBLIC_KEY, &params), 1);
   OsslParamPtr owned(params);
   const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_PUB_KEY);
@@ -843,10 +865,22 @@ TEST_F(ProviderTest, PrivatePartNeverLeaves) {
     EvpPkeyPtr key = LoadKey(*path);
     ASSERT_TRUE(key);
     OSSL_PARAM* params = nullptr;
-    EXPECT_EQ(EVP_PKEY_todata(key.get(), EVP_PKEY_KEYPAIR, &params), 0);
-    EXPECT_EQ(params, nullptr);
-    EXPECT_EQ(EVP_PKEY_todata(key.get(), EVP_PKEY_PRIVATE_KEY, &params), 0);
+    for (int selection : {EVP_PKEY_KEYPAIR, EVP_PKEY_PRIVATE_KEY}) {
+      ERR_clear_error();
+      EXPECT_EQ(EVP_PKEY_todata(key.get(), selection, &params), 0);
+      EXPECT_EQ(params, nullptr);
+      std::string errors = OpenSslErrors();
+      EXPECT_NE(errors.find("private key cannot leave the TPM"), std::string::npos)
+          << selection << ": " << errors;
+    }
+    // EVP_PKEY_export (the callback form) is refused the same way.
     ERR_clear_error();
+    EXPECT_EQ(EVP_PKEY_export(
+                  key.get(), EVP_PKEY_KEYPAIR, [](const OSSL_PARAM[], void*) -> int { return 1; },
+                  nullptr),
+              0);
+    std::string errors = OpenSslErrors();
+    EXPECT_NE(errors.find("private key cannot leave the TPM"), std::string::npos) << errors;
     // `openssl pkey -text` prints through EVP_PKEY_print_private: public part and a note.
     BioPtr mem(BIO_new(BIO_s_mem()));
     ASSERT_EQ(EVP_PKEY_print_private(mem.get(), key.get(), 0, nullptr), 1);
