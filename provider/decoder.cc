@@ -18,6 +18,7 @@
 #include <new>
 
 #include "crypto/tpm_public.h"
+#include "keyfile/auth_source.h"
 #include "keyfile/tss2_key.h"
 #include "provider/provider.h"
 
@@ -193,11 +194,16 @@ std::unique_ptr<ProviderKey> KeyFromTss2File(ProviderContext* prov, Tss2KeyFile 
 bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* what,
                    OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg, bool defer_to_sign) {
   // emptyAuth FALSE or absent means "auth required", but tpm2-tools 5.4 writes an explicit
-  // FALSE for password-less keys (tpm2-tools #3458): for those an empty answer means empty
-  // auth (tried once). When the field is absent (the draft's "auth required"; files of
-  // wimse-tpm before it wrote an explicit FALSE) an empty answer is refused here, before the
-  // TPM could count a dictionary-attack strike. Asked once; never retried with guesses.
-  char pass[256];
+  // FALSE for password-less keys (tpm2-tools #3458), and tpm2-openssl and wimse-tpm write an
+  // explicit FALSE for keys that have one. So for an explicit FALSE the pass phrase is asked
+  // for, and an empty answer (or none) means empty auth, used at the first signature. Nothing
+  // is tried against the TPM at load: a probe with empty auth would cost a dictionary-attack
+  // strike on every load of a key that has an auth value. When the field is absent (the
+  // draft's "auth required"; files of wimse-tpm before it wrote an explicit FALSE) an empty
+  // answer is refused here, before the TPM could count a strike. Asked once; never retried.
+  // Longer than any auth value (kMaxAuthValueSize) by far, so an over-long answer is refused
+  // with its real length (WorkloadKey::CheckAuthUsable) rather than cut by the callback.
+  char pass[1024];
   size_t pass_len = 0;
   OSSL_PARAM info[] = {
       OSSL_PARAM_construct_utf8_string(OSSL_PASSPHRASE_PARAM_INFO, const_cast<char*>(what), 0),
@@ -205,8 +211,14 @@ bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* wha
   };
   bool answered =
       pw_cb != nullptr && pw_cb(pass, sizeof(pass), &pass_len, info, pw_cbarg) == 1;
-  if (defer_to_sign &&
-      (!answered || (pass_len == 0 && key->auth_required_by_file()))) {
+  bool empty_refused = pass_len == 0 && key->auth_required_by_file();
+  if (!answered && !key->auth_required_by_file()) {
+    // Explicit FALSE and nobody to ask (an application without a pass-phrase callback):
+    // empty auth, which the first signature sends once.
+    OPENSSL_cleanse(pass, sizeof(pass));
+    return true;
+  }
+  if (defer_to_sign && (!answered || empty_refused)) {
     OPENSSL_cleanse(pass, sizeof(pass));
     return true;  // no auth value set: the first signature says what is missing
   }
@@ -218,13 +230,22 @@ bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* wha
                      what);
     return false;
   }
-  if (pass_len == 0 && key->auth_required_by_file()) {
+  if (empty_refused) {
     OPENSSL_cleanse(pass, sizeof(pass));
     WIMSE_PROV_RAISE(prov, kReasonAuthFailure,
                      "the %s requires an authorization value (no emptyAuth field) and the "
                      "passphrase given was empty; nothing was sent to the TPM",
                      what);
     return false;
+  }
+  if (!defer_to_sign) {
+    // Deferred keys keep the value and refuse it at their first signature with this error
+    // (OpenSSL 3.0's decoder chain would print only "unsupported" for an error raised here).
+    if (Status size = CheckAuthValueSize(pass_len); !size.ok()) {
+      OPENSSL_cleanse(pass, sizeof(pass));
+      WIMSE_PROV_RAISE_ERROR(prov, kReasonAuthFailure, size.error());
+      return false;
+    }
   }
   key->SetAuth(SecretBytes(ByteView(reinterpret_cast<const uint8_t*>(pass), pass_len)));
   OPENSSL_cleanse(pass, sizeof(pass));

@@ -104,6 +104,11 @@ Result<std::unique_ptr<ProviderKey>> ProviderKey::FromKeyFile(ProviderContext* p
     *reason = kReasonRestrictedKey;
     return Error(Layer::kPolicy, "key has the restricted attribute (attestation key)");
   }
+  if ((pub2b.publicArea.objectAttributes & TPMA_OBJECT_USERWITHAUTH) == 0) {
+    // Policy-only key: TPM2_Sign would fail with TPM_RC_AUTH_UNAVAILABLE on every signature.
+    *reason = kReasonPolicyOnlyKey;
+    return Error(Layer::kPolicy, "the key's userWithAuth attribute is clear");
+  }
   uint32_t parent = file.parent;
   auto wk = tpm::WorkloadKey::FromKeyFile(prov->Tpm(), std::move(file));
   if (!wk.ok()) {
@@ -175,6 +180,10 @@ Result<std::unique_ptr<ProviderKey>> ProviderKey::FromWorkloadKey(
   if ((pub.objectAttributes & TPMA_OBJECT_RESTRICTED) != 0) {
     *reason = kReasonRestrictedKey;
     return Error(Layer::kPolicy, "key has the restricted attribute (attestation key)");
+  }
+  if ((pub.objectAttributes & TPMA_OBJECT_USERWITHAUTH) == 0) {
+    *reason = kReasonPolicyOnlyKey;
+    return Error(Layer::kPolicy, "the key's userWithAuth attribute is clear");
   }
   if ((pub.objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT) == 0) {
     return Error(Layer::kPolicy, "key lacks the sign attribute");
@@ -460,14 +469,20 @@ const OSSL_PARAM kRsaGettableParams[] = {
 const OSSL_PARAM* EcGettableParams(void* /*provctx*/) noexcept { return kEcGettableParams; }
 const OSSL_PARAM* RsaGettableParams(void* /*provctx*/) noexcept { return kRsaGettableParams; }
 
-// Public half only. Refusing a private selection raises no error: OpenSSL tries an export with
-// SELECT_ALL on every signature init to see whether another provider could do the work, and
-// an error left on the queue would surface in unrelated places (libssl checks the queue). The
-// private-key refusal that users see is raised by the encoders and by EVP_PKEY_todata's
-// caller-visible failure (tested).
+// Public half only. A selection with the private key is refused with
+// kReasonPrivateExportRefused on the error queue, so EVP_PKEY_todata / EVP_PKEY_export of a key
+// pair say why they failed. OpenSSL 3.0's own export probes (signature init, EVP_PKEY_eq, dup,
+// SSL_CTX_use_PrivateKey) leave no error behind with this (ExportRefusesPrivateKey checks the
+// queue after each), so the reason does not surface in unrelated places.
 int Export(void* keydata, int selection, OSSL_CALLBACK* param_cb, void* cbarg) noexcept {
   const auto* key = static_cast<const ProviderKey*>(keydata);
-  if (key == nullptr || (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0) {
+  if (key == nullptr) {
+    return 0;
+  }
+  if ((selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0) {
+    WIMSE_PROV_RAISE(key->prov, kReasonPrivateExportRefused,
+                     "the private key exists only inside the TPM; only the public part can be "
+                     "exported (EVP_PKEY_PUBLIC_KEY)");
     return 0;
   }
   try {

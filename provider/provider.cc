@@ -58,6 +58,8 @@ const OSSL_ITEM kReasonStrings[] = {
     {kReasonPrivateImportRefused,
      const_cast<char*>("private keys cannot be imported into the TPM provider")},
     {kReasonOptionMismatch, const_cast<char*>("option does not apply to this key")},
+    {kReasonPolicyOnlyKey,
+     const_cast<char*>("key requires a policy session (userWithAuth clear); not supported")},
     {0, nullptr},
 };
 

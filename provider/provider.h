@@ -54,6 +54,7 @@ enum Reason : int {
   kReasonPublicKeyOnly = 21,
   kReasonPrivateImportRefused = 22,
   kReasonOptionMismatch = 23,
+  kReasonPolicyOnlyKey = 24,
 };
 
 // Per-provider-instance state (the provctx). Created in OSSL_provider_init, freed in teardown.
@@ -204,11 +205,12 @@ struct ProviderKey {
 // caller's pointer; whoever still holds a non-null pointer afterwards deletes it.
 using KeyReference = ProviderKey*;
 
-// Parses TSS2 DER and builds a key, asking `pw_cb` when the file says auth is required (an
-// empty answer means empty auth, tpm2-tools #3458 writes emptyAuth FALSE for password-less
-// keys). Returns nullptr with *not_ours true when the input is not a TSS2 key at all (caller
-// stays empty-handed), or nullptr with an error raised when it is a TSS2 key we refuse.
-// `want` restricts the key type (decoders are registered per type); nullopt accepts any.
+// Parses TSS2 DER and builds a key, asking `pw_cb` when the file says auth is required
+// (ObtainKeyAuth: an explicit emptyAuth FALSE, which tpm2-tools #3458 writes for password-less
+// keys, is first tried with empty auth). Returns nullptr with *not_ours true when the input is not
+// a TSS2 key at all (caller stays empty-handed), or nullptr with an error raised when it is a TSS2
+// key we refuse. `want` restricts the key type (decoders are registered per type); nullopt accepts
+// any.
 std::unique_ptr<ProviderKey> DecodeTss2Key(ProviderContext* prov, ByteView der,
                                            OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg,
                                            std::optional<KeyType> want, bool* not_ours);
@@ -220,12 +222,16 @@ std::unique_ptr<ProviderKey> KeyFromTss2File(ProviderContext* prov, Tss2KeyFile 
 
 // Asks `pw_cb` for the key's authorization value (one prompt, never retried: failed auth
 // counts towards the TPM's dictionary-attack lockout) and sets it on the key. An empty answer
-// means empty auth. When no callback can answer (or the answer is empty for a key file that
-// requires auth): with `defer_to_sign` the key loads without an auth value and its first
-// signature fails before any TPM command with the reason (WorkloadKey::MissingAuthError;
-// OpenSSL 3.0's decoder chain discards errors raised inside a decoder and printed only
-// "unsupported"), and its public part stays usable; otherwise returns false with the error
-// raised.
+// means empty auth. For a key file with an explicit emptyAuth FALSE (tpm2-tools 5.4 writes it
+// for keys without auth; tpm2-openssl and wimse-tpm for keys with one) a callback that cannot
+// answer also means empty auth; nothing is sent to the TPM here (a probe would cost a
+// dictionary-attack strike per load of a key with auth). When no callback can answer a key
+// whose file has no emptyAuth field (or the answer is empty for it): with `defer_to_sign` the key
+// loads without an auth value and its first signature fails before any TPM command with the
+// reason (WorkloadKey::CheckAuthUsable; OpenSSL 3.0's decoder chain discards errors raised
+// inside a decoder and printed only "unsupported"), and its public part stays usable;
+// otherwise returns false with the error raised. An answer longer than the TPM accepts is
+// refused the same way, without a TPM command.
 bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* what,
                    OSSL_PASSPHRASE_CALLBACK* pw_cb, void* pw_cbarg, bool defer_to_sign = false);
 

@@ -379,6 +379,13 @@ int SignDigestInto(SignatureCtx* ctx, HashAlg hash, ByteView digest, unsigned ch
                      "callback); nothing was sent to the TPM");
     return 0;
   }
+  // An auth value the TPM cannot accept (too long) or already rejected: refused here, so a
+  // TLS server with a wrong pass phrase does not spend a dictionary-attack strike per
+  // handshake (WorkloadKey checks again under the TPM lock).
+  if (Status usable = key.key->CheckAuthUsable(); !usable.ok()) {
+    WIMSE_PROV_RAISE_ERROR(ctx->prov, kReasonAuthFailure, usable.error());
+    return 0;
+  }
   SoftwareCtxScope software(ctx->prov);
   Result<Bytes> out = Error(Layer::kInternal, "unset");
   if (key.is_rsa()) {

@@ -108,6 +108,9 @@ std::unique_ptr<ProviderKey> LoadPersistent(StoreCtx* ctx, OSSL_PASSPHRASE_CALLB
     if (wk.error().layer() == Layer::kPolicy &&
         wk.error().message().find("restricted") != std::string::npos) {
       reason = kReasonRestrictedKey;  // C05: an AK behind handle: is refused at load
+    } else if (wk.error().layer() == Layer::kPolicy &&
+               wk.error().message().find("userWithAuth clear") != std::string::npos) {
+      reason = kReasonPolicyOnlyKey;
     }
     WIMSE_PROV_RAISE_ERROR(ctx->prov, reason, wk.error());
     return nullptr;

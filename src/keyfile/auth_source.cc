@@ -14,8 +14,6 @@ namespace wimse {
 
 namespace {
 
-constexpr size_t kMaxAuthSize = 32;  // TPM: authValue <= digest size of the nameAlg (SHA-256)
-
 void CutNewline(std::string& s) {
   if (!s.empty() && s.back() == '\n') s.pop_back();
   if (!s.empty() && s.back() == '\r') s.pop_back();
@@ -55,6 +53,15 @@ Result<std::string> ReadTty(const std::string& what) {
 }
 
 }  // namespace
+
+Status CheckAuthValueSize(size_t size) {
+  if (size > kMaxAuthValueSize) {
+    return Error(Layer::kUsage, "the auth value is " + std::to_string(size) +
+                                    " bytes; the TPM accepts at most " +
+                                    std::to_string(kMaxAuthValueSize));
+  }
+  return OkStatus();
+}
 
 Result<SecretBytes> ReadAuthValue(const AuthSource& src, const std::string& what) {
   int sources = (src.file.empty() ? 0 : 1) + (src.env.empty() ? 0 : 1) + (src.prompt ? 1 : 0);
@@ -98,11 +105,9 @@ Result<SecretBytes> ReadAuthValue(const AuthSource& src, const std::string& what
   if (value.empty()) {
     return Error(Layer::kUsage, "the auth value is empty (omit the --auth-* option for none)");
   }
-  if (value.size() > kMaxAuthSize) {
-    size_t n = value.size();
+  if (Status size = CheckAuthValueSize(value.size()); !size.ok()) {
     Wipe(value);
-    return Error(Layer::kUsage, "the auth value is " + std::to_string(n) +
-                                    " bytes; the TPM accepts at most 32");
+    return size.error();
   }
   SecretBytes out(AsBytes(value));
   Wipe(value);

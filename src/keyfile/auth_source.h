@@ -3,6 +3,7 @@
 #ifndef WIMSE_KEYFILE_AUTH_SOURCE_H_
 #define WIMSE_KEYFILE_AUTH_SOURCE_H_
 
+#include <cstddef>
 #include <string>
 
 #include "util/bytes.h"
@@ -18,6 +19,17 @@ struct AuthSource {
   // True when any source is set.
   bool any() const { return !file.empty() || !env.empty() || prompt; }
 };
+
+// The longest auth value a key may have: the TPM accepts at most the digest size of the key's
+// nameAlg (TPM 2.0 Part 1, 19.6.4), SHA-256 for every key we make.
+inline constexpr size_t kMaxAuthValueSize = 32;
+
+// The one check of an auth value's length, shared by every path that takes one (the CLI's
+// --auth-* options, the provider's pass-phrase callback through WorkloadKey::SetAuth): longer
+// than kMaxAuthValueSize is a usage error "the auth value is N bytes; the TPM accepts at most
+// 32", raised before any TPM command (a value the TPM cannot accept would only cost a
+// dictionary-attack strike). The error never contains the value.
+Status CheckAuthValueSize(size_t size);
 
 // Reads the auth value from the one source set in `src` (more than one is a usage error).
 // `what` names the key in the prompt. An empty value is an error (use no source for no auth).

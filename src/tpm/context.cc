@@ -108,10 +108,12 @@ void TpmContext::ReleaseWhenIdle(void* self) {
   std::unique_lock<std::mutex> lock(ctx->mu_, std::try_to_lock);
   if (!lock.owns_lock() || ctx->esys_ == nullptr || ctx->pid_ != getpid()) return;
   if (ctx->cache_.empty() && ctx->session_ == ESYS_TR_NONE && !ctx->hmac_session_) return;
+  ctx->releasing_ = true;
   ctx->FlushCacheLocked(ctx->esys_);
   ctx->DropSecureSessionLocked(ctx->esys_);
   ctx->DropHmacSessionLocked(ctx->esys_);
   ++ctx->idle_releases_;
+  ctx->releasing_ = false;
 }
 
 uint64_t TpmContext::idle_releases() {
@@ -130,7 +132,11 @@ TpmContext::~TpmContext() {
 
 void TpmContext::FlushCacheIfIdle() {
   // At exit another thread may still be inside Run(); never block the exiting thread on it.
+  // The transport's idle thread releasing our objects is different: it finishes in a few
+  // commands, and an exit in the middle of it would leave a session or key loaded in a TPM
+  // without a resource manager. Wait for it.
   std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock() && releasing_.load()) lock.lock();
   if (!lock.owns_lock()) return;
   if (esys_ != nullptr && pid_ == getpid()) {
     FlushCacheLocked(esys_);

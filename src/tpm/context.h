@@ -24,6 +24,7 @@
 #include <tss2/tss2_esys.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -218,6 +219,7 @@ class TpmContext {
   std::unique_ptr<HmacSession> hmac_session_;  // our own salted HMAC session, if any
   std::map<TPM2_HANDLE, ESYS_TR> persistent_;  // ESYS_TRs of persistent objects (no slot)
   uint64_t idle_releases_ = 0;
+  std::atomic<bool> releasing_{false};  // the idle hook holds mu_ and is flushing
 };
 
 // A primary key just created, with its marshalled TPM2B_PUBLIC (the TPM's own bytes).

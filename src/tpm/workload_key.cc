@@ -8,6 +8,7 @@
 #include "crypto/ecdsa.h"
 #include "crypto/public_key.h"
 #include "crypto/tpm_public.h"
+#include "keyfile/auth_source.h"
 #include "keyfile/key_ref.h"
 #include "tpm/attestation.h"
 #include "tpm/hmac_session.h"
@@ -71,6 +72,12 @@ void SetSecureAttributes(ESYS_CONTEXT* esys, ESYS_TR session, bool encrypt_respo
   Esys_TRSess_SetAttributes(esys, session, attrs, 0xff);
 }
 
+// TPM2_Sign and TPM2_Certify need USER role authorization of the key: with userWithAuth clear
+// that is a policy session only (TPM 2.0 Part 1, 19.7.3), which we do not build. Without this
+// check such a key loads and every signature fails with a bare TPM_RC_AUTH_UNAVAILABLE (0x12f).
+constexpr char kPolicyOnlyKey[] =
+    "key requires a policy session (userWithAuth clear); not supported";
+
 std::string NameLabel(const Bytes& name) {
   std::string hex = HexEncode(name);
   return "TPM key " + hex.substr(0, std::min<size_t>(hex.size(), 20)) + "...";
@@ -89,6 +96,9 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::FromKeyFile(std::shared_ptr<Tp
   if ((area.objectAttributes & TPMA_OBJECT_RESTRICTED) != 0) {
     return Error(Layer::kPolicy,
                  "the key is restricted (an attestation key); it cannot sign arbitrary digests");
+  }
+  if ((area.objectAttributes & TPMA_OBJECT_USERWITHAUTH) == 0) {
+    return Error(Layer::kPolicy, kPolicyOnlyKey);
   }
   bool permanent_owner = file.parent == kOwnerHierarchyParent && !file.rsa_parent;
   bool persistent = (file.parent >> 24) == TPM2_HT_PERSISTENT;
@@ -128,9 +138,7 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Create(std::shared_ptr<TpmCont
                                                          KeyAlg alg, const SecretBytes& auth) {
   WIMSE_ASSIGN_OR_RETURN(TPM2B_PUBLIC in_public, WorkloadKeyTemplate(alg));
   TPM2B_SENSITIVE_CREATE sensitive{};
-  if (auth.size() > 32) {
-    return Error(Layer::kUsage, "the auth value is longer than 32 bytes (SHA-256 nameAlg)");
-  }
+  WIMSE_RETURN_IF_ERROR(CheckAuthValueSize(auth.size()));
   sensitive.sensitive.userAuth.size = static_cast<UINT16>(auth.size());
   std::copy(auth.view().begin(), auth.view().end(), sensitive.sensitive.userAuth.buffer);
   KeyCreation creation;  // creationData/Hash/Ticket, for TPM2_CertifyCreation later
@@ -214,6 +222,9 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::OpenPersistent(std::shared_ptr
     return Error(Layer::kPolicy, label + ": the key is restricted (an attestation key); it "
                                          "cannot sign arbitrary digests");
   }
+  if ((a.objectAttributes & TPMA_OBJECT_USERWITHAUTH) == 0) {
+    return Error(Layer::kPolicy, label + ": " + kPolicyOnlyKey);
+  }
   auto key = std::shared_ptr<WorkloadKey>(new WorkloadKey());
   key->ctx_ = std::move(ctx);
   key->public_area_ = a;
@@ -235,6 +246,7 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::OpenPersistent(std::shared_ptr
 
 void WorkloadKey::SetAuth(SecretBytes auth) {
   auth_ = std::make_shared<SecretBytes>(std::move(auth));
+  auth_rejected_rc_.store(0);  // a new value gets its one try
 }
 
 Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Persist(uint32_t handle) const {
@@ -262,6 +274,7 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Persist(uint32_t handle) const
   if (!s.ok()) return std::move(s).error().WithContext(label_);
   WIMSE_ASSIGN_OR_RETURN(auto key, OpenPersistent(ctx_, handle));
   key->auth_ = auth_;
+  key->auth_rejected_rc_.store(auth_rejected_rc_.load());
   return key;
 }
 
@@ -329,12 +342,20 @@ Result<ESYS_TR> WorkloadKey::LoadLocked(ESYS_CONTEXT* esys) const {
           return ctx_->ObjectSlotErrorLocked(e, "TPM2_Load (" + label_ + ")", rc,
                                              srk.get() != ESYS_TR_NONE ? 1 : 0);
         }
-        if (IsFmt1(rc, TPM2_RC_INTEGRITY) || IsFmt1(rc, TPM2_RC_BINDING) ||
-            IsFmt1(rc, TPM2_RC_SIZE)) {
-          // The private blob was wrapped by another TPM or parent.
+        if (IsFmt1(rc, TPM2_RC_SIZE)) {
+          // The TPM could not even unmarshal the private blob: damage, not another TPM.
+          return Error(Layer::kTpm,
+                       "TPM2_Load: " + label_ + " is damaged (the TPM cannot parse its private "
+                       "part)",
+                       rc);
+        }
+        if (IsFmt1(rc, TPM2_RC_INTEGRITY) || IsFmt1(rc, TPM2_RC_BINDING)) {
+          // The private blob was wrapped by another TPM or parent (or altered: the integrity
+          // HMAC cannot tell the two apart).
           return Error(Layer::kTpm,
                        "TPM2_Load: " + label_ + " does not belong to this TPM (its private part "
-                       "was wrapped by another TPM or parent " + HandleToString(file_.parent) + ")",
+                       "was wrapped by another TPM or parent " + HandleToString(file_.parent) +
+                       ", or was altered)",
                        rc);
         }
         if (rc != TSS2_RC_SUCCESS) return TpmError(("TPM2_Load (" + label_ + ")").c_str(), rc);
@@ -347,14 +368,42 @@ Error WorkloadKey::MissingAuthError() const {
   // dictionary-attack strike; refuse before the TPM sees anything. (An explicit FALSE is
   // ambiguous, tpm2-tools #3458: there empty auth is tried once, see AuthorizationError.)
   return Error(Layer::kUsage,
-               "key " + label_ + " needs an auth value (its key file has no emptyAuth field); "
+               KeyNoun() + " needs an auth value (its key file has no emptyAuth field); "
                "give it with --auth-file, --auth-env or --auth-prompt (nothing was sent to the "
                "TPM: no dictionary-attack strike)");
+}
+
+Error WorkloadKey::RejectedAuthError() const {
+  return Error(Layer::kTpm,
+               KeyNoun() +
+                   ": auth value was rejected by the TPM earlier; not retried to protect the "
+                   "dictionary-attack counter; give the correct auth value (nothing was sent to "
+                   "the TPM)",
+               auth_rejected_rc_.load());
+}
+
+Status WorkloadKey::CheckAuthUsable() const {
+  if (!auth_ && auth_required_by_file()) {
+    return MissingAuthError();
+  }
+  if (auth_) {
+    Status size = CheckAuthValueSize(auth_->size());
+    if (!size.ok()) {
+      return std::move(size).error().WithContext(KeyNoun());
+    }
+  }
+  if (auth_rejected()) {
+    return RejectedAuthError();
+  }
+  return OkStatus();
 }
 
 Error WorkloadKey::AuthorizationError(const char* what, TSS2_RC rc) const {
   bool secure = auth_ && !auth_->empty();
   if (IsAuthFailure(rc)) {
+    // Whatever the caller does next (a TLS server retries on every handshake), this auth value
+    // gets no second try: CheckAuthUsable refuses until SetAuth.
+    auth_rejected_rc_.store(rc);
     std::string hint = secure ? " (wrong auth value; not retried: every failure counts toward the "
                                 "TPM's dictionary-attack lockout)"
                               : (file_.empty_auth
@@ -364,14 +413,14 @@ Error WorkloadKey::AuthorizationError(const char* what, TSS2_RC rc) const {
                                        "auth was tried once; give one with --auth-file, "
                                        "--auth-env or --auth-prompt)");
     return Error(Layer::kTpm,
-                 std::string(what) + ": authorization failed for key " + label_ +
+                 std::string(what) + ": authorization failed for " + KeyNoun() +
                      ": TPM_RC_AUTH_FAIL" + hint,
                  rc);
   }
   if (IsLockout(rc)) {
     return Error(Layer::kTpm,
                  "the TPM is in dictionary-attack lockout (TPM_RC_LOCKOUT) and refuses "
-                 "authorization for key " + label_ +
+                 "authorization for " + KeyNoun() +
                      " until the lockout recovery time passes or the lockout is reset",
                  rc);
   }
@@ -380,10 +429,8 @@ Error WorkloadKey::AuthorizationError(const char* what, TSS2_RC rc) const {
 
 Result<ESYS_TR> WorkloadKey::AuthorizeLocked(ESYS_CONTEXT* esys, ESYS_TR tr,
                                              bool encrypt_response) const {
+  WIMSE_RETURN_IF_ERROR(CheckAuthUsable());
   const SecretBytes* auth = auth_ ? auth_.get() : nullptr;
-  if (auth == nullptr && auth_required_by_file()) {
-    return MissingAuthError();
-  }
   SetTrAuth(esys, tr, auth);
   if (auth == nullptr || auth->empty()) {
     return ESYS_TR_PASSWORD;
@@ -395,6 +442,9 @@ Result<ESYS_TR> WorkloadKey::AuthorizeLocked(ESYS_CONTEXT* esys, ESYS_TR tr,
 
 Result<Bytes> WorkloadKey::SignLocked(ESYS_CONTEXT* esys, const TPM2B_DIGEST& digest,
                                       const TPMT_SIG_SCHEME& scheme) const {
+  // Checked again under the context lock: of several threads signing with a wrong auth value,
+  // only the first reaches the TPM.
+  WIMSE_RETURN_IF_ERROR(CheckAuthUsable());
   TPMT_TK_HASHCHECK validation{};
   validation.tag = TPM2_ST_HASHCHECK;
   validation.hierarchy = TPM2_RH_NULL;
@@ -469,9 +519,7 @@ Result<Bytes> WorkloadKey::SignDigestRsa(HashAlg hash, ByteView digest, RsaSchem
                                     " bytes; " + HashName(hash) + " needs " +
                                     std::to_string(HashSize(hash)));
   }
-  if (!auth_ && auth_required_by_file()) {
-    return MissingAuthError();
-  }
+  WIMSE_RETURN_IF_ERROR(CheckAuthUsable());
   TPM2B_DIGEST in{};
   in.size = static_cast<UINT16>(digest.size());
   std::copy(digest.begin(), digest.end(), in.buffer);

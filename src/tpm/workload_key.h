@@ -9,10 +9,17 @@
 // context's salted HMAC session with AES-128-CFB parameter encryption (TpmContext::
 // SecureSessionLocked), kept open across operations. A wrong auth value is one error naming
 // the key ("authorization failed for key ...: TPM_RC_AUTH_FAIL") and is never retried: each
-// failure counts toward the TPM's dictionary-attack lockout.
+// failure counts toward the TPM's dictionary-attack lockout. After such a failure the key
+// refuses every further use locally (no TPM command) until SetAuth gives a new value: a server
+// whose key was configured with a wrong pass phrase would otherwise spend one strike per TLS
+// handshake, and any unauthenticated client could drive the TPM into lockout.
+//
+// Keys whose public area needs a policy session (userWithAuth clear) or that are restricted
+// (attestation keys) are refused when they are opened.
 #ifndef WIMSE_TPM_WORKLOAD_KEY_H_
 #define WIMSE_TPM_WORKLOAD_KEY_H_
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -77,12 +84,14 @@ class WorkloadKey {
   // password session for a key without an auth value; for a key with one, the context's salted
   // HMAC session (TpmContext::SecureSessionLocked) with parameter encryption of the first
   // command parameter (and of the response's, when `encrypt_response`). Sets the auth value
-  // ESAPI uses for `tr`. Fails before any TPM command when the key file says the key needs an
-  // auth value and none was set. After a failed command the caller reports the response code
-  // with AuthorizationError() and, if the session was not the password session, drops it.
+  // ESAPI uses for `tr`. Fails before any TPM command when CheckAuthUsable fails (the key file
+  // says the key needs an auth value and none was set, or the TPM rejected it earlier). After a
+  // failed command the caller reports the response code with AuthorizationError() and, if the
+  // session was not the password session, drops it.
   Result<ESYS_TR> AuthorizeLocked(ESYS_CONTEXT* esys, ESYS_TR tr, bool encrypt_response) const;
   // The error for a failed command `what` that used AuthorizeLocked: authorization failures and
   // lockout get the same reasons (and no retry) as signing; anything else is the decoded code.
+  // An authorization failure also marks the key's auth value as rejected (auth_rejected).
   Error AuthorizationError(const char* what, TSS2_RC rc) const;
 
   // --- Issue 3 extensions (declared here so the key layer and the provider agree) ---------
@@ -94,12 +103,30 @@ class WorkloadKey {
 
   // Sets the key's auth value (wiped on destruction, never printed). Every command that uses a
   // key with a non-empty auth value runs in a salted HMAC session with parameter encryption.
-  // Not thread-safe against concurrent signing: set it before the key is shared.
+  // Clears an earlier rejection (auth_rejected). A value longer than kMaxAuthValueSize
+  // (keyfile/auth_source.h) is kept but every use fails before any TPM command with
+  // CheckAuthValueSize's error. Not thread-safe against concurrent signing: set it before the
+  // key is shared.
   void SetAuth(SecretBytes auth);
+  // True once the TPM answered TPM_RC_AUTH_FAIL or TPM_RC_BAD_AUTH for this key's current auth
+  // value (empty included). Every later SignDigest/AuthorizeLocked then fails before any TPM
+  // command ("auth value was rejected by the TPM earlier; not retried ..."), so the key can
+  // cost the dictionary-attack counter one strike per auth value, whatever its callers do.
+  // Thread-safe. Shared with the key returned by Persist.
+  bool auth_rejected() const { return auth_rejected_rc_.load() != 0; }
+  // Whether the key can be used now without a TPM command being wasted on its authorization:
+  // the auth value the key file demands is set, is not too long, and was not rejected earlier.
+  // Called by SignDigest and AuthorizeLocked; callers may check first for their own message.
+  // No TPM I/O.
+  Status CheckAuthUsable() const;
   bool needs_auth() const { return !file_.empty_auth; }
   // True when the key file has no emptyAuth field (the draft's "auth required"), as opposed to
   // an explicit FALSE (ambiguous between peers, tpm2-tools #3458). Signing such a key without
   // SetAuth fails before any TPM command (no dictionary-attack strike).
+  // "key <path>" or "key handle:0x81...", or the label itself when it already says "TPM key".
+  std::string KeyNoun() const {
+    return label_.rfind("TPM key ", 0) == 0 ? label_ : "key " + label_;
+  }
   bool auth_required_by_file() const { return !file_.empty_auth && !file_.empty_auth_present; }
   // True once SetAuth was called (with any value, empty included).
   bool has_auth() const { return auth_ != nullptr; }
@@ -141,8 +168,11 @@ class WorkloadKey {
   std::shared_ptr<SecretBytes> auth_;
   std::string label_;
   std::optional<KeyCreation> creation_;
+  // The TPM's response code when it rejected the current auth value; 0 when it has not.
+  mutable std::atomic<uint32_t> auth_rejected_rc_{0};
 
   Error MissingAuthError() const;
+  Error RejectedAuthError() const;
   Result<Bytes> SignLocked(ESYS_CONTEXT* esys, const TPM2B_DIGEST& digest,
                            const TPMT_SIG_SCHEME& scheme) const;
 };

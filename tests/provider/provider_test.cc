@@ -10,10 +10,12 @@
 // provider is used, and each test unloads the provider (which finalizes its connection) before
 // counting transient objects with a fresh context.
 #include <gtest/gtest.h>
+#include <openssl/core_dispatch.h>
 #include <openssl/core_names.h>
 #include <openssl/decoder.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/provider.h>
 #include <openssl/rand.h>
@@ -25,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <functional>
@@ -38,6 +41,9 @@
 #include "crypto/public_key.h"
 #include "crypto/tpm_public.h"
 #include "keyfile/tss2_key.h"
+#include "support/key_files.h"
+#include "support/shell.h"
+#include "support/tpm_admin.h"
 #include "tpm/context.h"
 #include "tpm/workload_key.h"
 #include "util/file.h"
@@ -221,6 +227,61 @@ class ProviderTest : public ::testing::Test {
     }
     sig.resize(len);
     return sig;
+  }
+
+  // PEM_read_bio_PrivateKey_ex with a pass-phrase callback answering `value` and counting its
+  // calls (`calls` stays 0 when the provider never asks).
+  struct PassPhrase {
+    std::string value;
+    int calls = 0;
+  };
+  static int AnswerPassPhrase(char* buf, int size, int /*rwflag*/, void* u) {
+    auto* pass = static_cast<PassPhrase*>(u);
+    ++pass->calls;
+    if (pass->value.size() > static_cast<size_t>(size)) {
+      return -1;
+    }
+    std::memcpy(buf, pass->value.data(), pass->value.size());
+    return static_cast<int>(pass->value.size());
+  }
+  EvpPkeyPtr LoadKeyWithPassPhrase(const std::string& path, PassPhrase* pass) {
+    BioPtr bio(BIO_new_file(path.c_str(), "r"));
+    if (!bio) {
+      return nullptr;
+    }
+    return EvpPkeyPtr(
+        PEM_read_bio_PrivateKey_ex(bio.get(), nullptr, AnswerPassPhrase, pass, libctx_, nullptr));
+  }
+
+  // The TPM's dictionary-attack failure counter, read on a connection of its own (the
+  // provider's idle connection is closed after WIMSE_SWTPM_IDLE_MS).
+  static uint32_t LockoutCounter() {
+    tpm::TpmContext ctx(*tcti_);
+    return testing::LockoutCounter(ctx);
+  }
+  static void ResetLockout() {
+    tpm::TpmContext ctx(*tcti_);
+    EXPECT_TRUE(testing::ResetDictionaryAttack(ctx).ok());
+  }
+
+  // Makes a key in the TPM on a context of its own (closed before the provider uses the TPM)
+  // and writes its TSS2 file; `edit` may change the file first. Returns its SPKI DER.
+  static Bytes MakeKeyFile(const std::string& path, KeyAlg alg, const SecretBytes& auth,
+                           const std::function<void(Tss2KeyFile&)>& edit = nullptr) {
+    auto ctx = std::make_shared<tpm::TpmContext>(*tcti_);
+    auto key = tpm::WorkloadKey::Create(ctx, alg, auth);
+    EXPECT_TRUE(key.ok()) << key.error().ToString();
+    if (!key.ok()) {
+      return {};
+    }
+    Tss2KeyFile file = (*key)->key_file();
+    if (edit) {
+      edit(file);
+    }
+    EXPECT_TRUE(WriteTss2KeyFile(path, file).ok());
+    auto der = PublicKeyToDer((*key)->public_key());
+    ctx->FlushCache();
+    return der.ok() ? *der : Bytes();
   }
 
   uint64_t ProviderCounter(const char* name) {
@@ -449,9 +510,31 @@ TEST_F(ProviderTest, ExportRefusesPrivateKey) {
   EvpPkeyPtr key = LoadKey(*key_path_);
   ASSERT_TRUE(key);
   OSSL_PARAM* params = nullptr;
+  ERR_clear_error();
   EXPECT_EQ(EVP_PKEY_todata(key.get(), EVP_PKEY_KEYPAIR, &params), 0);
   EXPECT_EQ(params, nullptr);
-  ERR_clear_error();
+  std::string errors = OpenSslErrors();
+  EXPECT_NE(errors.find("private key cannot leave the TPM: the private key exists only inside "
+                        "the TPM"),
+            std::string::npos)
+      << errors;
+  // OpenSSL's own export probes of a key pair leave nothing on the queue: signing, comparing
+  // with the software public key both ways, dup, and installing the key in an SSL_CTX.
+  const uint8_t msg[] = "queue";
+  EXPECT_FALSE(DigestSign(key.get(), "SHA256", ByteView(msg, sizeof(msg))).empty());
+  EXPECT_EQ(ERR_peek_error(), 0u) << "sign: " << OpenSslErrors();
+  EvpPkeyPtr sw = SoftwarePublicKey();
+  EXPECT_EQ(EVP_PKEY_eq(key.get(), sw.get()), 1);
+  EXPECT_EQ(EVP_PKEY_eq(sw.get(), key.get()), 1);
+  EXPECT_EQ(ERR_peek_error(), 0u) << "eq: " << OpenSslErrors();
+  EvpPkeyPtr dup(EVP_PKEY_dup(key.get()));
+  EXPECT_TRUE(dup);
+  EXPECT_EQ(ERR_peek_error(), 0u) << "dup: " << OpenSslErrors();
+  SSL_CTX* ssl_ctx = SSL_CTX_new_ex(libctx_, nullptr, TLS_client_method());
+  ASSERT_NE(ssl_ctx, nullptr);
+  EXPECT_EQ(SSL_CTX_use_PrivateKey(ssl_ctx, key.get()), 1);
+  SSL_CTX_free(ssl_ctx);
+  EXPECT_EQ(ERR_peek_error(), 0u) << "SSL_CTX_use_PrivateKey: " << OpenSslErrors();
   ASSERT_EQ(EVP_PKEY_todata(key.get(), EVP_PKEY_PUBLIC_KEY, &params), 1);
   OsslParamPtr owned(params);
   const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_PUB_KEY);
@@ -782,10 +865,22 @@ TEST_F(ProviderTest, PrivatePartNeverLeaves) {
     EvpPkeyPtr key = LoadKey(*path);
     ASSERT_TRUE(key);
     OSSL_PARAM* params = nullptr;
-    EXPECT_EQ(EVP_PKEY_todata(key.get(), EVP_PKEY_KEYPAIR, &params), 0);
-    EXPECT_EQ(params, nullptr);
-    EXPECT_EQ(EVP_PKEY_todata(key.get(), EVP_PKEY_PRIVATE_KEY, &params), 0);
+    for (int selection : {EVP_PKEY_KEYPAIR, EVP_PKEY_PRIVATE_KEY}) {
+      ERR_clear_error();
+      EXPECT_EQ(EVP_PKEY_todata(key.get(), selection, &params), 0);
+      EXPECT_EQ(params, nullptr);
+      std::string errors = OpenSslErrors();
+      EXPECT_NE(errors.find("private key cannot leave the TPM"), std::string::npos)
+          << selection << ": " << errors;
+    }
+    // EVP_PKEY_export (the callback form) is refused the same way.
     ERR_clear_error();
+    EXPECT_EQ(EVP_PKEY_export(
+                  key.get(), EVP_PKEY_KEYPAIR, [](const OSSL_PARAM[], void*) -> int { return 1; },
+                  nullptr),
+              0);
+    std::string errors = OpenSslErrors();
+    EXPECT_NE(errors.find("private key cannot leave the TPM"), std::string::npos) << errors;
     // `openssl pkey -text` prints through EVP_PKEY_print_private: public part and a note.
     BioPtr mem(BIO_new(BIO_s_mem()));
     ASSERT_EQ(EVP_PKEY_print_private(mem.get(), key.get(), 0, nullptr), 1);
@@ -1116,6 +1211,344 @@ TEST(ProviderLazyConnectTest, LoadsWithoutTpmAndFailsAtFirstUse) {
   OSSL_LIB_CTX_free(libctx);
   unlink(key_path.c_str());
   EXPECT_EQ(TransientObjects(saved), 0u);
+}
+
+// --- Authorization values through the provider ---------------------------------------------
+
+TEST_F(ProviderTest, WrongPassPhraseCostsOneDictionaryAttackStrikeAcrossSignatures) {
+  // `openssl s_server -key auth.pem -pass env:BAD`: the key is loaded once and signs once per
+  // handshake. Only the first signature may reach the TPM.
+  std::string path = *dir_ + "/auth-da.pem";
+  Bytes spki = MakeKeyFile(path, KeyAlg::kEcP256, SecretBytes(AsBytes("right pass")));
+  ASSERT_FALSE(spki.empty());
+  uint32_t before = LockoutCounter();
+  PassPhrase wrong{"wrong pass"};
+  EvpPkeyPtr key = LoadKeyWithPassPhrase(path, &wrong);
+  ASSERT_TRUE(key) << OpenSslErrors();
+  EXPECT_EQ(wrong.calls, 1);
+  const uint8_t msg[] = "handshake";
+  constexpr int kHandshakes = 5;
+  for (int i = 0; i < kHandshakes; ++i) {
+    EXPECT_TRUE(DigestSign(key.get(), "SHA256", ByteView(msg, sizeof(msg))).empty());
+    std::string errors = OpenSslErrors();
+    if (i == 0) {
+      EXPECT_NE(errors.find("TPM key authorization failed"), std::string::npos) << errors;
+      EXPECT_NE(errors.find("TPM_RC_AUTH_FAIL"), std::string::npos) << errors;
+    } else {
+      EXPECT_NE(errors.find("auth value was rejected by the TPM earlier; not retried to protect "
+                            "the dictionary-attack counter; give the correct auth value"),
+                std::string::npos)
+          << errors;
+    }
+  }
+  EXPECT_EQ(ProviderCounter("tpm-signatures"), 0u);
+  key.reset();
+  EXPECT_EQ(LockoutCounter(), before + 1) << kHandshakes << " signatures with a wrong pass phrase";
+
+  // The right pass phrase (a new auth value) signs.
+  PassPhrase right{"right pass"};
+  key = LoadKeyWithPassPhrase(path, &right);
+  ASSERT_TRUE(key) << OpenSslErrors();
+  Bytes sig = DigestSign(key.get(), "SHA256", ByteView(msg, sizeof(msg)));
+  ASSERT_FALSE(sig.empty()) << OpenSslErrors();
+  EXPECT_TRUE(VerifyWith(spki, "SHA256", ByteView(msg, sizeof(msg)), sig));
+  EXPECT_EQ(LockoutCounter(), before + 1);
+  ResetLockout();
+}
+
+TEST_F(ProviderTest, OverLongPassPhraseIsRefusedWithoutATpmCommand) {
+  // `openssl dgst -sign auth.pem -passin env:LONG` with 100 bytes: the CLI's refusal, locally.
+  std::string path = *dir_ + "/auth-long.pem";
+  ASSERT_FALSE(MakeKeyFile(path, KeyAlg::kEcP256, SecretBytes(AsBytes("short"))).empty());
+  uint32_t before = LockoutCounter();
+  PassPhrase long_pass{std::string(100, 'x')};
+  EvpPkeyPtr key = LoadKeyWithPassPhrase(path, &long_pass);
+  ASSERT_TRUE(key) << OpenSslErrors();  // the public part stays usable
+  const uint8_t msg[] = "long";
+  EXPECT_TRUE(DigestSign(key.get(), "SHA256", ByteView(msg, sizeof(msg))).empty());
+  std::string errors = OpenSslErrors();
+  EXPECT_NE(errors.find("the auth value is 100 bytes; the TPM accepts at most 32"),
+            std::string::npos)
+      << errors;
+  EXPECT_EQ(ProviderCounter("tpm-signatures"), 0u);
+  key.reset();
+  EXPECT_EQ(LockoutCounter(), before);
+}
+
+TEST_F(ProviderTest, ExplicitFalseKeyIsAskedOnceAndAnEmptyAnswerMeansEmptyAuth) {
+  // An explicit emptyAuth FALSE is what tpm2_encodeobject 5.4 writes for a key WITHOUT auth
+  // (tpm2-tools #3458) and what tpm2-openssl and wimse-tpm write for a key WITH one. The pass
+  // phrase is asked for once; an empty answer, or a callback that cannot answer, means empty
+  // auth. Nothing is tried against the TPM at load: a probe with empty auth would cost a
+  // dictionary-attack strike on every load of a key that has an auth value.
+  auto explicit_false = [](Tss2KeyFile& f) {
+    f.empty_auth = false;
+    f.empty_auth_present = true;
+  };
+  std::string path = *dir_ + "/explicit-false.pem";
+  Bytes spki = MakeKeyFile(path, KeyAlg::kEcP256, SecretBytes(), explicit_false);
+  ASSERT_FALSE(spki.empty());
+  uint32_t before = LockoutCounter();
+  const uint8_t msg[] = "explicit false";
+  for (const std::string& answer : {std::string(), std::string(5000, 'x')}) {
+    SCOPED_TRACE(answer.empty() ? "empty answer" : "callback fails");
+    PassPhrase pass{answer};
+    EvpPkeyPtr key = LoadKeyWithPassPhrase(path, &pass);
+    ASSERT_TRUE(key) << OpenSslErrors();
+    EXPECT_EQ(pass.calls, 1);
+    Bytes sig = DigestSign(key.get(), "SHA256", ByteView(msg, sizeof(msg)));
+    ASSERT_FALSE(sig.empty()) << OpenSslErrors();
+    EXPECT_TRUE(VerifyWith(spki, "SHA256", ByteView(msg, sizeof(msg)), sig));
+  }
+  EXPECT_EQ(LockoutCounter(), before);
+
+  // The same flag on a key that has an auth value (our own files and tpm2-openssl's): the
+  // answer is the auth value, no strike at load or at signing.
+  std::string auth_path = *dir_ + "/explicit-false-auth.pem";
+  Bytes auth_spki =
+      MakeKeyFile(auth_path, KeyAlg::kEcP256, SecretBytes(AsBytes("asked")), explicit_false);
+  ASSERT_FALSE(auth_spki.empty());
+  for (int load = 0; load < 4; ++load) {  // more loads than swtpm's 3 strikes
+    PassPhrase asked{"asked"};
+    EvpPkeyPtr key = LoadKeyWithPassPhrase(auth_path, &asked);
+    ASSERT_TRUE(key) << OpenSslErrors();
+    EXPECT_EQ(asked.calls, 1);
+    Bytes sig = DigestSign(key.get(), "SHA256", ByteView(msg, sizeof(msg)));
+    ASSERT_FALSE(sig.empty()) << OpenSslErrors();
+    EXPECT_TRUE(VerifyWith(auth_spki, "SHA256", ByteView(msg, sizeof(msg)), sig));
+  }
+  EXPECT_EQ(LockoutCounter(), before);
+}
+
+TEST_F(ProviderTest, PolicyOnlyKeyIsRefusedAtLoad) {
+  std::string path = *dir_ + "/policy-only.pem";
+  {
+    tpm::TpmContext ctx(*tcti_);
+    Tss2KeyFile file = testing::PolicyOnlyKeyFile(ctx);
+    ASSERT_FALSE(file.public_blob.empty());
+    ASSERT_TRUE(WriteTss2KeyFile(path, file).ok());
+  }
+  EvpPkeyPtr key = LoadKey(path);
+  EXPECT_FALSE(key) << "loaded; TPM2_Sign would fail with TPM_RC_AUTH_UNAVAILABLE (0x12f)";
+  std::string errors = OpenSslErrors();
+  EXPECT_NE(errors.find("key requires a policy session (userWithAuth clear); not supported"),
+            std::string::npos)
+      << errors;
+}
+
+// --- keymgmt parameters, import and operation names ----------------------------------------
+
+TEST_F(ProviderTest, GettableParamsListWhatGetParamsReturns) {
+  struct Case {
+    const std::string* path;
+    const Bytes* spki;
+    int bits, security_bits, max_size;
+    const char* digest;
+    const char* group;  // nullptr for RSA
+  };
+  for (const Case& c : {Case{key_path_, spki_der_, 256, 128, 72, "SHA256", "prime256v1"},
+                        Case{p384_path_, p384_spki_, 384, 192, 104, "SHA384", "secp384r1"},
+                        Case{rsa_path_, rsa_spki_, 2048, 112, 256, "SHA256", nullptr}}) {
+    SCOPED_TRACE(*c.path);
+    EvpPkeyPtr key = LoadKey(*c.path);
+    ASSERT_TRUE(key) << OpenSslErrors();
+    const OSSL_PARAM* gettable = EVP_PKEY_gettable_params(key.get());
+    ASSERT_NE(gettable, nullptr);
+    std::vector<std::string> listed;
+    for (const OSSL_PARAM* p = gettable; p->key != nullptr; ++p) {
+      listed.emplace_back(p->key);
+    }
+    auto has = [&](const char* name) {
+      return std::find(listed.begin(), listed.end(), name) != listed.end();
+    };
+    for (const char* name : {OSSL_PKEY_PARAM_BITS, OSSL_PKEY_PARAM_SECURITY_BITS,
+                             OSSL_PKEY_PARAM_MAX_SIZE, OSSL_PKEY_PARAM_DEFAULT_DIGEST}) {
+      EXPECT_TRUE(has(name)) << name;
+    }
+    if (c.group != nullptr) {
+      EXPECT_TRUE(has(OSSL_PKEY_PARAM_GROUP_NAME));
+      EXPECT_TRUE(has(OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY));
+      EXPECT_TRUE(has(OSSL_PKEY_PARAM_PUB_KEY));
+    } else {
+      EXPECT_TRUE(has(OSSL_PKEY_PARAM_RSA_N));
+      EXPECT_TRUE(has(OSSL_PKEY_PARAM_RSA_E));
+    }
+    // Every listed parameter is answered (mandatory-digest only for a key whose TPM scheme
+    // fixes the hash; ours have scheme NULL), with the key's real values.
+    for (const OSSL_PARAM* g = gettable; g->key != nullptr; ++g) {
+      SCOPED_TRACE(g->key);
+      unsigned char buf[1024] = {};
+      OSSL_PARAM one[2] = {OSSL_PARAM_END, OSSL_PARAM_END};
+      one[0].key = g->key;
+      one[0].data_type = g->data_type;
+      one[0].data = buf;
+      one[0].data_size = g->data_type == OSSL_PARAM_INTEGER ? sizeof(int) : sizeof(buf);
+      one[0].return_size = OSSL_PARAM_UNMODIFIED;
+      ASSERT_EQ(EVP_PKEY_get_params(key.get(), one), 1) << OpenSslErrors();
+      if (std::strcmp(g->key, OSSL_PKEY_PARAM_MANDATORY_DIGEST) == 0) {
+        EXPECT_FALSE(OSSL_PARAM_modified(&one[0]));
+        continue;
+      }
+      EXPECT_TRUE(OSSL_PARAM_modified(&one[0]));
+    }
+    int bits = 0, security_bits = 0, max_size = 0;
+    char digest[32] = {}, group[32] = {};
+    unsigned char encoded[133] = {};
+    std::vector<OSSL_PARAM> q = {
+        OSSL_PARAM_construct_int(OSSL_PKEY_PARAM_BITS, &bits),
+        OSSL_PARAM_construct_int(OSSL_PKEY_PARAM_SECURITY_BITS, &security_bits),
+        OSSL_PARAM_construct_int(OSSL_PKEY_PARAM_MAX_SIZE, &max_size),
+        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_DEFAULT_DIGEST, digest, sizeof(digest)),
+    };
+    if (c.group != nullptr) {
+      q.push_back(
+          OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group)));
+      q.push_back(OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, encoded,
+                                                    sizeof(encoded)));
+    }
+    q.push_back(OSSL_PARAM_construct_end());
+    ASSERT_EQ(EVP_PKEY_get_params(key.get(), q.data()), 1);
+    EXPECT_EQ(bits, c.bits);
+    EXPECT_EQ(security_bits, c.security_bits);
+    EXPECT_EQ(max_size, c.max_size);
+    EXPECT_STREQ(digest, c.digest);
+    if (c.group != nullptr) {
+      EXPECT_STREQ(group, c.group);
+      auto sw = PublicKeyFromDer(*c.spki);
+      ASSERT_TRUE(sw.ok());
+      auto point = EcPublicPoint(sw->get());
+      ASSERT_TRUE(point.ok());
+      EXPECT_EQ(Bytes(encoded, encoded + q[5].return_size), *point);
+    }
+  }
+}
+
+TEST_F(ProviderTest, FromdataWithAPrivateKeyIsRefusedWithTheReason) {
+  for (const char* type : {"EC", "RSA"}) {
+    SCOPED_TRACE(type);
+    // A software key pair's parameters, private part included.
+    EvpPkeyCtxPtr gen(EVP_PKEY_CTX_new_from_name(libctx_, type, "provider=default"));
+    ASSERT_TRUE(gen);
+    ASSERT_EQ(EVP_PKEY_keygen_init(gen.get()), 1);
+    if (std::strcmp(type, "EC") == 0) {
+      ASSERT_EQ(EVP_PKEY_CTX_set_group_name(gen.get(), "P-256"), 1);
+    } else {
+      ASSERT_EQ(EVP_PKEY_CTX_set_rsa_keygen_bits(gen.get(), 2048), 1);
+    }
+    EVP_PKEY* raw = nullptr;
+    ASSERT_EQ(EVP_PKEY_generate(gen.get(), &raw), 1);
+    EvpPkeyPtr software(raw);
+    OSSL_PARAM* params = nullptr;
+    ASSERT_EQ(EVP_PKEY_todata(software.get(), EVP_PKEY_KEYPAIR, &params), 1);
+    OsslParamPtr owned(params);
+
+    EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(libctx_, type, "provider=wimsetpm"));
+    ASSERT_TRUE(ctx);
+    ASSERT_EQ(EVP_PKEY_fromdata_init(ctx.get()), 1);
+    ERR_clear_error();
+    EVP_PKEY* imported = nullptr;
+    for (int selection : {EVP_PKEY_KEYPAIR, EVP_PKEY_PRIVATE_KEY}) {
+      EXPECT_NE(EVP_PKEY_fromdata(ctx.get(), &imported, selection, params), 1);
+      EXPECT_EQ(imported, nullptr);
+      std::string errors = OpenSslErrors();
+      EXPECT_NE(errors.find("private keys cannot be imported into the TPM provider"),
+                std::string::npos)
+          << errors;
+    }
+    // The public half alone imports (what EVP_PKEY_eq with a certificate's key needs).
+    OSSL_PARAM* public_params = nullptr;
+    ASSERT_EQ(EVP_PKEY_todata(software.get(), EVP_PKEY_PUBLIC_KEY, &public_params), 1);
+    OsslParamPtr public_owned(public_params);
+    ASSERT_EQ(EVP_PKEY_fromdata(ctx.get(), &imported, EVP_PKEY_PUBLIC_KEY, public_params), 1)
+        << OpenSslErrors();
+    EvpPkeyPtr pub(imported);
+    EXPECT_EQ(EVP_PKEY_eq(pub.get(), software.get()), 1);
+    ERR_clear_error();
+  }
+}
+
+TEST_F(ProviderTest, QueryOperationNameNamesOurOwnSignatures) {
+  // Each keymgmt's query_operation_name, called straight from the dispatch table the provider
+  // hands the core: the signature it names must exist in this provider (OpenSSL fetches it by
+  // that name when a key of ours signs).
+  int no_cache = 0;
+  const OSSL_ALGORITHM* keymgmt =
+      OSSL_PROVIDER_query_operation(wimsetpm_, OSSL_OP_KEYMGMT, &no_cache);
+  ASSERT_NE(keymgmt, nullptr);
+  std::vector<std::pair<std::string, std::string>> seen;
+  for (const OSSL_ALGORITHM* a = keymgmt; a->algorithm_names != nullptr; ++a) {
+    OSSL_FUNC_keymgmt_query_operation_name_fn* query = nullptr;
+    for (const OSSL_DISPATCH* d = a->implementation; d->function_id != 0; ++d) {
+      if (d->function_id == OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME) {
+        query = OSSL_FUNC_keymgmt_query_operation_name(d);
+      }
+    }
+    ASSERT_NE(query, nullptr) << a->algorithm_names;
+    const char* sig_name = query(OSSL_OP_SIGNATURE);
+    ASSERT_NE(sig_name, nullptr) << a->algorithm_names;
+    std::string first(a->algorithm_names, std::strcspn(a->algorithm_names, ":"));
+    seen.emplace_back(first, sig_name);
+    EVP_SIGNATURE* sig = EVP_SIGNATURE_fetch(libctx_, sig_name, "provider=wimsetpm");
+    ASSERT_NE(sig, nullptr) << sig_name;
+    EXPECT_STREQ(OSSL_PROVIDER_get0_name(EVP_SIGNATURE_get0_provider(sig)), "wimsetpm");
+    EVP_SIGNATURE_free(sig);
+    // Operations the provider does not implement for TPM keys are not named.
+    for (int op : {OSSL_OP_KEYEXCH, OSSL_OP_ASYM_CIPHER, OSSL_OP_KEM}) {
+      EXPECT_EQ(query(op), nullptr) << a->algorithm_names << " op " << op;
+    }
+  }
+  std::vector<std::pair<std::string, std::string>> expected = {
+      {"EC", "ECDSA"}, {"RSA", "RSA"}, {"RSA-PSS", "RSA"}};
+  EXPECT_EQ(seen, expected);
+}
+
+TEST_F(ProviderTest, Tpm2ToolsRsaPssKeySignsPssThroughTheProvider) {
+  // tpm2_create -G rsa2048:rsapss (restricted clear: tpm2-tools' default attributes) under the
+  // H-2 primary, encoded by tpm2_encodeobject 5.4 (emptyAuth FALSE for a key without auth).
+  // tpm2-tools 5.4 needs the symmetric part spelled out (":null"): without it TPM2_Create
+  // answers TPM_RC_SYMMETRIC (0x2d6) under this parent.
+  std::string d = *dir_ + "/tools-pss";
+  std::string tools = "TPM2TOOLS_TCTI='" + *tcti_ + "'; export TPM2TOOLS_TCTI; ";
+  std::string out = testing::Shell(
+      tools + "mkdir -p " + d + " && cd " + d +
+      " && tpm2_createprimary -Q -C o -g sha256 -G ecc256:null:aes128cfb -a "
+      "'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt' -c h2.ctx"
+      " && tpm2_create -Q -C h2.ctx -G rsa2048:rsapss:null -u k.pub -r k.priv"
+      " && tpm2_encodeobject -C h2.ctx -u k.pub -r k.priv -o k.pem"
+      " && tpm2_print -t TPM2B_PUBLIC k.pub; echo rc=$?;"
+      " tpm2_flushcontext -t >/dev/null 2>&1; tpm2_flushcontext -l >/dev/null 2>&1;"
+      " tpm2_flushcontext -s >/dev/null 2>&1");
+  ASSERT_NE(out.find("rc=0"), std::string::npos) << out;
+  EXPECT_NE(out.find("rsapss"), std::string::npos) << out;
+  auto file = ReadTss2KeyFile(d + "/k.pem");
+  ASSERT_TRUE(file.ok()) << file.error().ToString();
+  EXPECT_TRUE(file->empty_auth_present);
+  EXPECT_FALSE(file->empty_auth);
+  auto pub = UnmarshalTpm2bPublic(file->public_blob);
+  ASSERT_TRUE(pub.ok());
+  EXPECT_EQ(pub->publicArea.objectAttributes & TPMA_OBJECT_RESTRICTED, 0u);
+  EXPECT_EQ(pub->publicArea.parameters.rsaDetail.scheme.scheme, TPM2_ALG_RSAPSS);
+  auto sw = PublicKeyFromTpmPublic(pub->publicArea);
+  ASSERT_TRUE(sw.ok());
+  auto spki = PublicKeyToDer(sw->get());
+  ASSERT_TRUE(spki.ok());
+
+  uint32_t before = LockoutCounter();
+  PassPhrase empty{""};  // the key has no auth value: the pass-phrase prompt answered empty
+  EvpPkeyPtr key = LoadKeyWithPassPhrase(d + "/k.pem", &empty);
+  ASSERT_TRUE(key) << OpenSslErrors();
+  EXPECT_EQ(empty.calls, 1);
+  EXPECT_TRUE(EVP_PKEY_is_a(key.get(), "RSA-PSS"));
+  const uint8_t msg[] = "tpm2-tools rsapss key";
+  Bytes sig = DigestSign(key.get(), "SHA256", ByteView(msg, sizeof(msg)), [](EVP_PKEY_CTX* c) {
+    return EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PSS_PADDING) == 1 &&
+           EVP_PKEY_CTX_set_rsa_pss_saltlen(c, RSA_PSS_SALTLEN_DIGEST) == 1;
+  });
+  ASSERT_EQ(sig.size(), 256u) << OpenSslErrors();
+  EXPECT_TRUE(VerifyWith(*spki, "SHA256", ByteView(msg, sizeof(msg)), sig, 32));
+  EXPECT_FALSE(VerifyWith(*spki, "SHA256", ByteView(msg, sizeof(msg)), sig, 222));
+  key.reset();
+  EXPECT_EQ(LockoutCounter(), before);
 }
 
 }  // namespace

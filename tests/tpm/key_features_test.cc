@@ -22,6 +22,7 @@
 #include "keyfile/key_ref.h"
 #include "keyfile/tss2_key.h"
 #include "support/bus_recorder.h"
+#include "support/key_files.h"
 #include "support/shell.h"
 #include "support/tpm_admin.h"
 #include "support/tpm_fixture.h"
@@ -185,6 +186,144 @@ TEST_F(KeyFeaturesTest, AuthValueKeySignsOnlyWithItsAuthAndNeverRetries) {
   EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), 0u);
 }
 
+TEST_F(KeyFeaturesTest, RejectedAuthValueCostsOneStrikeThenIsRefusedLocally) {
+  // A TLS server configured with a wrong pass phrase signs once per handshake: only the first
+  // attempt may reach the TPM, or any client could drive the TPM into lockout.
+  SecretBytes right(AsBytes("right value"));
+  auto created = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256, right);
+  ASSERT_TRUE(created.ok()) << created.error().ToString();
+  std::string path = TempDir() + "/da.pem";
+  ASSERT_TRUE((*created)->Save(path).ok());
+  auto key = tpm::OpenKey(ctx_, path);
+  ASSERT_TRUE(key.ok());
+  (*key)->SetAuth(SecretBytes(AsBytes("wrong value")));
+  Bytes digest = TestDigest(HashAlg::kSha256, "da counter");
+  uint32_t before = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER);
+  constexpr int kAttempts = 6;
+  for (int i = 0; i < kAttempts; ++i) {
+    auto sig = (*key)->SignDigest(HashAlg::kSha256, digest);
+    ASSERT_FALSE(sig.ok());
+    const std::string& m = sig.error().message();
+    if (i == 0) {
+      EXPECT_NE(m.find("TPM_RC_AUTH_FAIL"), std::string::npos) << sig.error().ToString();
+    } else {
+      EXPECT_NE(m.find("auth value was rejected by the TPM earlier; not retried to protect the "
+                       "dictionary-attack counter; give the correct auth value"),
+                std::string::npos)
+          << sig.error().ToString();
+    }
+  }
+  EXPECT_TRUE((*key)->auth_rejected());
+  // Threads racing on the rejected key: none reaches the TPM either.
+  std::vector<std::thread> threads;
+  std::atomic<int> refused{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      if (!(*key)->SignDigest(HashAlg::kSha256, digest).ok()) ++refused;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(refused.load(), 4);
+  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before + 1)
+      << kAttempts + 4 << " signatures with a wrong auth value";
+  // TPM2_Certify's authorization goes through the same check.
+  auto auth_session = ctx_->Run([&](ESYS_CONTEXT* esys) -> Result<ESYS_TR> {
+    WIMSE_ASSIGN_OR_RETURN(ESYS_TR tr, (*key)->LoadLocked(esys));
+    return (*key)->AuthorizeLocked(esys, tr, true);
+  });
+  ASSERT_FALSE(auth_session.ok());
+  EXPECT_NE(auth_session.error().message().find("rejected by the TPM earlier"), std::string::npos);
+
+  // A new auth value gets its one try; the right one signs.
+  (*key)->SetAuth(SecretBytes(AsBytes("right value")));
+  EXPECT_FALSE((*key)->auth_rejected());
+  auto good = (*key)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_TRUE(good.ok()) << good.error().ToString();
+  EXPECT_TRUE(VerifyDigest((*key)->public_key(), HashAlg::kSha256, digest, *good).ok());
+  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before + 1);
+  ASSERT_TRUE(ResetDictionaryAttack(*ctx_).ok());
+}
+
+TEST_F(KeyFeaturesTest, EmptyAuthRejectedForAnExplicitFalseFileIsTriedOnce) {
+  // emptyAuth FALSE on a key that does have an auth value: empty auth is tried once (the
+  // CLI's rule for tpm2-tools 5.4 files), then refused locally until an auth value is given.
+  auto created = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256, SecretBytes(AsBytes("pw")));
+  ASSERT_TRUE(created.ok()) << created.error().ToString();
+  Tss2KeyFile file = (*created)->key_file();
+  file.empty_auth = false;
+  file.empty_auth_present = true;
+  std::string path = TempDir() + "/false.pem";
+  ASSERT_TRUE(WriteTss2KeyFile(path, file).ok());
+  auto key = tpm::OpenKey(ctx_, path);
+  ASSERT_TRUE(key.ok());
+  uint32_t before = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER);
+  Bytes digest = TestDigest(HashAlg::kSha256, "explicit false");
+  auto first = (*key)->SignDigest(HashAlg::kSha256, digest);  // empty auth, tried once
+  ASSERT_FALSE(first.ok());
+  EXPECT_NE(first.error().message().find("empty auth was tried once"), std::string::npos)
+      << first.error().ToString();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_FALSE((*key)->SignDigest(HashAlg::kSha256, digest).ok());
+  }
+  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before + 1);
+  (*key)->SetAuth(SecretBytes(AsBytes("pw")));
+  EXPECT_TRUE((*key)->SignDigest(HashAlg::kSha256, digest).ok());
+  ASSERT_TRUE(ResetDictionaryAttack(*ctx_).ok());
+
+  // The same file for a key without auth: the try signs, nothing counted.
+  auto plain = tpm::WorkloadKey::Create(ctx_, KeyAlg::kRsa2048);
+  ASSERT_TRUE(plain.ok());
+  Tss2KeyFile pf = (*plain)->key_file();
+  pf.empty_auth = false;
+  pf.empty_auth_present = true;
+  auto pkey = tpm::WorkloadKey::FromKeyFile(ctx_, pf);
+  ASSERT_TRUE(pkey.ok());
+  auto ok = (*pkey)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_TRUE(ok.ok()) << ok.error().ToString();
+  EXPECT_TRUE(VerifyDigest((*pkey)->public_key(), HashAlg::kSha256, digest, *ok).ok());
+  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), 0u);
+}
+
+TEST_F(KeyFeaturesTest, OverLongAuthValueIsRefusedBeforeTheTpm) {
+  auto key = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256, SecretBytes(AsBytes("short")));
+  ASSERT_TRUE(key.ok()) << key.error().ToString();
+  uint32_t before = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER);
+  (*key)->SetAuth(SecretBytes(Bytes(100, 'a')));
+  Bytes digest = TestDigest(HashAlg::kSha256, "long auth");
+  auto sig = (*key)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_FALSE(sig.ok());
+  EXPECT_EQ(sig.error().layer(), Layer::kUsage) << sig.error().ToString();
+  EXPECT_NE(sig.error().message().find("the auth value is 100 bytes; the TPM accepts at most 32"),
+            std::string::npos)
+      << sig.error().ToString();
+  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before);
+  EXPECT_FALSE((*key)->auth_rejected());  // refused here, not by the TPM
+  // 32 bytes is the limit, not an error.
+  auto create32 = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256, SecretBytes(Bytes(32, 'b')));
+  ASSERT_TRUE(create32.ok()) << create32.error().ToString();
+  EXPECT_TRUE((*create32)->SignDigest(HashAlg::kSha256, digest).ok());
+  auto create33 = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256, SecretBytes(Bytes(33, 'b')));
+  ASSERT_FALSE(create33.ok());
+  EXPECT_NE(
+      create33.error().message().find("the auth value is 33 bytes; the TPM accepts at most 32"),
+      std::string::npos);
+}
+
+TEST_F(KeyFeaturesTest, PolicyOnlyKeyIsRefusedAtLoad) {
+  Tss2KeyFile file = testing::PolicyOnlyKeyFile(*ctx_);
+  ASSERT_FALSE(file.public_blob.empty());
+  std::string path = TempDir() + "/policy-only.pem";
+  ASSERT_TRUE(WriteTss2KeyFile(path, file).ok());
+  auto key = tpm::OpenKey(ctx_, path);
+  ASSERT_FALSE(key.ok()) << "loaded; its signature would fail with TPM_RC_AUTH_UNAVAILABLE";
+  EXPECT_EQ(key.error().layer(), Layer::kPolicy);
+  EXPECT_NE(key.error().message().find(
+                "key requires a policy session (userWithAuth clear); not supported"),
+            std::string::npos)
+      << key.error().ToString();
+  EXPECT_NE(key.error().message().find(path), std::string::npos);
+}
+
 TEST_F(KeyFeaturesTest, ExhaustedDictionaryAttackCounterIsALockoutError) {
   uint32_t max_tries = TpmProperty(*ctx_, TPM2_PT_MAX_AUTH_FAIL);
   uint32_t interval = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_INTERVAL);
@@ -200,9 +339,10 @@ TEST_F(KeyFeaturesTest, ExhaustedDictionaryAttackCounterIsALockoutError) {
   ASSERT_TRUE(set_params(2, 1000, 1000).ok());
   auto key = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256, SecretBytes(AsBytes("right")));
   ASSERT_TRUE(key.ok()) << key.error().ToString();
-  (*key)->SetAuth(SecretBytes(AsBytes("wrong")));
   Bytes digest = TestDigest(HashAlg::kSha256, "lockout");
   for (int i = 0; i < 2; ++i) {
+    // A rejected value is not sent again: each strike needs a new SetAuth.
+    (*key)->SetAuth(SecretBytes(AsBytes(i == 0 ? "wrong" : "wrong again")));
     auto sig = (*key)->SignDigest(HashAlg::kSha256, digest);
     ASSERT_FALSE(sig.ok());
   }
