@@ -109,6 +109,7 @@ void TpmContext::ReleaseWhenIdle(void* self) {
   if (!lock.owns_lock() || ctx->esys_ == nullptr || ctx->pid_ != getpid()) return;
   if (ctx->cache_.empty() && ctx->session_ == ESYS_TR_NONE && !ctx->hmac_session_) return;
   ctx->releasing_ = true;
+  ctx->SaveCachedObjectsLocked(ctx->esys_);
   ctx->FlushCacheLocked(ctx->esys_);
   ctx->DropSecureSessionLocked(ctx->esys_);
   ctx->DropHmacSessionLocked(ctx->esys_);
@@ -152,6 +153,7 @@ void TpmContext::DisconnectLocked(bool touch_tpm) {
     if (hmac_session_) hmac_session_->Flush(esys_);
   }
   cache_.clear();
+  saved_.clear();
   session_ = ESYS_TR_NONE;
   hmac_session_.reset();  // after fork(): forgotten (and its key wiped), never flushed
   persistent_.clear();  // ESYS_TRs die with the ESYS context
@@ -293,9 +295,36 @@ Result<ESYS_TR> TpmContext::CachedObjectLocked(
     Esys_FlushContext(esys, cache_.back().tr);
     cache_.pop_back();
   }
+  for (auto it = saved_.begin(); it != saved_.end(); ++it) {
+    if (it->key.size() == cache_key.size() &&
+        std::equal(it->key.begin(), it->key.end(), cache_key.begin())) {
+      ESYS_TR tr = ESYS_TR_NONE;
+      TSS2_RC rc = Esys_ContextLoad(esys, &it->context, &tr);
+      Bytes key = std::move(it->key);
+      saved_.erase(it);  // loaded, or stale (TPM restarted): either way not kept
+      if (rc == TSS2_RC_SUCCESS) {
+        cache_.push_front(CachedObject{std::move(key), tr});
+        return tr;
+      }
+      break;  // load it the long way
+    }
+  }
   WIMSE_ASSIGN_OR_RETURN(ESYS_TR tr, load(esys));
   cache_.push_front(CachedObject{Bytes(cache_key.begin(), cache_key.end()), tr});
   return tr;
+}
+
+void TpmContext::SaveCachedObjectsLocked(ESYS_CONTEXT* esys) {
+  for (const CachedObject& obj : cache_) {
+    TPMS_CONTEXT* saved = nullptr;
+    if (Esys_ContextSave(esys, obj.tr, &saved) != TSS2_RC_SUCCESS || saved == nullptr) {
+      Esys_Free(saved);
+      continue;  // reloaded the long way next time
+    }
+    saved_.push_front(SavedObject{obj.key, *saved});
+    Esys_Free(saved);
+    while (saved_.size() > kMaxSavedObjects) saved_.pop_back();
+  }
 }
 
 void TpmContext::FlushCacheLocked(ESYS_CONTEXT* esys) {

@@ -16,8 +16,9 @@
 // sessions, then the transport closes the connection. swtpm serves one connection at a time, so
 // the next client (another process, or another context of this one) finds every slot that we
 // used free, however many processes share the TPM; a burst of commands keeps everything loaded.
-// The next operation after a release reloads its key (TPM2_ContextLoad of the SRK, TPM2_Load,
-// TPM2_FlushContext) and, for keys with an auth value, starts a new salted session.
+// A released key is saved first (TPM2_ContextSave, while idle), so the next operation after a
+// release reloads it with one TPM2_ContextLoad; keys with an auth value also start a new
+// salted session.
 #ifndef WIMSE_TPM_CONTEXT_H_
 #define WIMSE_TPM_CONTEXT_H_
 
@@ -199,6 +200,8 @@ class TpmContext {
   // The transport's idle hook: flushes cached objects and sessions unless a thread is inside
   // Run() (try_lock: never waits).
   static void ReleaseWhenIdle(void* self);
+  // Saves every cached object's context into saved_ (TPM2_ContextSave each; no slot used).
+  void SaveCachedObjectsLocked(ESYS_CONTEXT* esys);
   friend void PrepareContextsForFork();
   friend void UnlockContextsAfterFork();
 
@@ -215,6 +218,15 @@ class TpmContext {
     ESYS_TR tr;
   };
   std::list<CachedObject> cache_;  // front = most recently used
+  // Objects released to other clients when the connection went idle, as saved contexts
+  // (TPM2_ContextSave; no slot): the next use is one TPM2_ContextLoad instead of loading the
+  // SRK, TPM2_Load and flushing the SRK. Bounded; most recently released first.
+  struct SavedObject {
+    Bytes key;
+    TPMS_CONTEXT context;
+  };
+  std::list<SavedObject> saved_;
+  static constexpr size_t kMaxSavedObjects = 8;
   ESYS_TR session_ = ESYS_TR_NONE;  // the cached salted HMAC session (ESAPI), if any
   std::unique_ptr<HmacSession> hmac_session_;  // our own salted HMAC session, if any
   std::map<TPM2_HANDLE, ESYS_TR> persistent_;  // ESYS_TRs of persistent objects (no slot)

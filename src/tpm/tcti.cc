@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <tss2/tss2_tctildr.h>
 #include <unistd.h>
@@ -59,6 +60,7 @@ struct Transport {
   std::vector<Address> addresses;  // tried in order
   std::string endpoint;            // for error texts: "127.0.0.1:2321" or a socket path
   int idle_ms = kDefaultIdleMs;
+  int response_timeout_ms = kDefaultResponseTimeoutMs;
   pid_t owner = 0;
 
   std::mutex mu;  // guards everything below; never held during socket I/O
@@ -237,6 +239,10 @@ TSS2_RC ConnectLocked(Transport* t, std::unique_lock<std::mutex>& lock) {
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
+    timeval limit{};
+    limit.tv_sec = t->response_timeout_ms / 1000;
+    limit.tv_usec = (t->response_timeout_ms % 1000) * 1000;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
     t->last_use = Clock::now();
     ++t->stats.connections;
     StartCloserLocked(t);
@@ -328,13 +334,13 @@ TSS2_RC Receive(TSS2_TCTI_CONTEXT* ctx, size_t* size, uint8_t* response, int32_t
   size_t got = t->got;
   lock.unlock();
   std::optional<Clock::time_point> deadline;
-  // A blocking receive still has a limit: a peer that accepted the connection but never
-  // answers (a hung or impostor endpoint) would otherwise hold the caller, and the context
-  // lock with it, forever. The limit is far beyond any swtpm command (RSA-3072 key
-  // generation takes seconds).
-  bool hard_limit = timeout == TSS2_TCTI_TIMEOUT_BLOCK;
-  deadline = Clock::now() +
-             std::chrono::milliseconds(hard_limit ? SwtpmResponseTimeoutMilliseconds() : timeout);
+  // A blocking receive still has a limit (SO_RCVTIMEO, set at connect: no extra system call
+  // per response): a peer that accepted the connection but never answers (a hung or impostor
+  // endpoint) would otherwise hold the caller, and the context lock with it, forever. The
+  // limit is far beyond any swtpm command (RSA-3072 key generation takes seconds).
+  if (timeout != TSS2_TCTI_TIMEOUT_BLOCK) {
+    deadline = Clock::now() + std::chrono::milliseconds(timeout);
+  }
 
   // One response is in flight and swtpm sends nothing else, so one recv of up to the buffer
   // size normally returns all of it.
@@ -352,19 +358,18 @@ TSS2_RC Receive(TSS2_TCTI_CONTEXT* ctx, size_t* size, uint8_t* response, int32_t
       if (got == expected) break;
     }
     if (!WaitReadable(fd, deadline)) {
-      if (hard_limit) {
-        failure = TSS2_TCTI_RC_IO_ERROR;
-        why = "no response from " + t->endpoint + " within " +
-              std::to_string(SwtpmResponseTimeoutMilliseconds() / 1000) +
-              " s (WIMSE_SWTPM_TIMEOUT_MS)";
-        break;
-      }
       lock.lock();
       t->got = got;
       return TSS2_TCTI_RC_TRY_AGAIN;  // still awaiting: call again
     }
     ssize_t n = recv(fd, t->response + got, kMaxMessage - got, 0);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {  // SO_RCVTIMEO expired
+      failure = TSS2_TCTI_RC_IO_ERROR;
+      why = "no response from " + t->endpoint + " within " +
+            std::to_string(t->response_timeout_ms) + " ms (WIMSE_SWTPM_TIMEOUT_MS)";
+      break;
+    }
     if (n <= 0) {
       failure = TSS2_TCTI_RC_IO_ERROR;
       why = n == 0 ? "connection to " + t->endpoint + " closed by the TPM"
@@ -553,6 +558,7 @@ TSS2_RC OpenTcti(const std::string& conf, TSS2_TCTI_CONTEXT** out) {
   }
   InstallTransportForkHandlers();
   t->idle_ms = SwtpmIdleMilliseconds();
+  t->response_timeout_ms = SwtpmResponseTimeoutMilliseconds();
   t->owner = getpid();
   t->stats.persistent = true;
   TSS2_TCTI_CONTEXT_COMMON_V2& c = t->shim.common;

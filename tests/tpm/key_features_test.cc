@@ -618,6 +618,23 @@ TEST_F(KeyFeaturesTest, SlotPressureAcrossContextsOfOneProcessIsTransparent) {
   for (auto& c : contexts) c->Disconnect();
 }
 
+// A key released while the connection was idle comes back with one TPM2_ContextLoad of the
+// context saved at release (not SRK load + TPM2_Load + flush), and still signs as itself.
+TEST_F(KeyFeaturesTest, KeyReleasedWhenIdleComesBackFromItsSavedContext) {
+  auto key = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256);
+  ASSERT_TRUE(key.ok()) << key.error().ToString();
+  Bytes digest = TestDigest(HashAlg::kSha256, "saved context");
+  ASSERT_TRUE((*key)->SignDigest(HashAlg::kSha256, digest).ok());
+  uint64_t releases = ctx_->idle_releases();
+  for (int i = 0; i < 200 && ctx_->idle_releases() == releases; ++i) usleep(5000);
+  ASSERT_EQ(ctx_->idle_releases(), releases + 1) << "the idle connection released nothing";
+  uint64_t before = ctx_->transport_stats().commands;
+  auto sig = (*key)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_TRUE(sig.ok()) << sig.error().ToString();
+  EXPECT_TRUE(VerifyDigest((*key)->public_key(), HashAlg::kSha256, digest, *sig).ok());
+  EXPECT_EQ(ctx_->transport_stats().commands - before, 2u) << "TPM2_ContextLoad + TPM2_Sign";
+}
+
 // The same across processes sharing one swtpm: each child loads its own key and signs in
 // bursts interleaved with the others; every signature verifies and nothing is left loaded.
 TEST_F(KeyFeaturesTest, SlotPressureAcrossProcessesIsTransparent) {
