@@ -55,6 +55,9 @@ const OSSL_ITEM kReasonStrings[] = {
      const_cast<char*>("key belongs to another TPM or storage primary")},
     {kReasonPublicKeyOnly,
      const_cast<char*>("public key only: it has no TPM part and cannot sign")},
+    {kReasonPrivatePartNotExported,
+     const_cast<char*>("private key cannot leave the TPM: the private key exists only inside "
+                       "the TPM; only the public part can be exported (EVP_PKEY_PUBLIC_KEY)")},
     {kReasonPrivateImportRefused,
      const_cast<char*>("private keys cannot be imported into the TPM provider")},
     {kReasonOptionMismatch, const_cast<char*>("option does not apply to this key")},
@@ -144,6 +147,12 @@ void Teardown(void* provctx) noexcept {
     // the last reference finalizes ESYS and closes the TCTI.
     tpm->FlushCache();
     tpm.reset();
+  }
+  {
+    // The cached digests belong to the library contexts freed below: drop them first.
+    std::lock_guard<std::mutex> lock(prov->digests.mu);
+    for (auto& e : prov->digests.entries) EVP_MD_free(e.second);
+    prov->digests.entries.clear();
   }
   OSSL_LIB_CTX_free(prov->libctx);
   if (prov->swdefault != nullptr) {
@@ -337,6 +346,27 @@ SoftwareCtxScope::~SoftwareCtxScope() {
   if (previous_ != nullptr) {
     OSSL_LIB_CTX_set0_default(previous_);
   }
+}
+
+namespace {
+void RaiseV(const ProviderContext* prov, int reason, const char* file, int line,
+            const char* func, const char* fmt, ...) {
+  if (prov == nullptr || prov->core_new_error == nullptr ||
+      prov->core_set_error_debug == nullptr || prov->core_vset_error == nullptr) {
+    return;
+  }
+  prov->core_new_error(prov->handle);
+  prov->core_set_error_debug(prov->handle, file, line, func);
+  va_list args;
+  va_start(args, fmt);
+  prov->core_vset_error(prov->handle, static_cast<uint32_t>(reason), fmt, args);
+  va_end(args);
+}
+}  // namespace
+
+void RaiseReason(const ProviderContext* prov, int reason, const char* file, int line,
+                 const char* func) {
+  RaiseV(prov, reason, file, line, func, nullptr);  // no detail: nothing is formatted
 }
 
 void RaiseError(const ProviderContext* prov, int reason, const char* file, int line,

@@ -114,16 +114,32 @@ Bytes AlgorithmId(const SignatureCtx& ctx) {
 // Fetches `mdname` from the child context (never from us) and maps it to a TPM hash. SHA-1,
 // SHA-224, SHA-3 and the rest are refused: TLS 1.2/1.3 never need them with these keys.
 Result<std::pair<EvpMdPtr, HashAlg>> FetchDigest(ProviderContext* prov, const char* mdname) {
-  ERR_set_mark();
-  EvpMdPtr md(EVP_MD_fetch(prov->libctx, mdname, prov->fetch_propq.c_str()));
-  if (!md) {
-    // The application has no software digests (only wimsetpm loaded): use our own default
-    // provider rather than fail.
-    md.reset(EVP_MD_fetch(prov->swctx, mdname, nullptr));
+  EvpMdPtr md;
+  {
+    std::lock_guard<std::mutex> lock(prov->digests.mu);
+    for (auto& [name, cached] : prov->digests.entries) {
+      if (name == mdname && EVP_MD_up_ref(cached) == 1) {
+        md.reset(cached);
+        break;
+      }
+    }
   }
-  ERR_pop_to_mark();
   if (!md) {
-    return Error(Layer::kUsage, std::string("cannot fetch digest ") + mdname);
+    ERR_set_mark();
+    md.reset(EVP_MD_fetch(prov->libctx, mdname, prov->fetch_propq.c_str()));
+    if (!md) {
+      // The application has no software digests (only wimsetpm loaded): use our own default
+      // provider rather than fail.
+      md.reset(EVP_MD_fetch(prov->swctx, mdname, nullptr));
+    }
+    ERR_pop_to_mark();
+    if (!md) {
+      return Error(Layer::kUsage, std::string("cannot fetch digest ") + mdname);
+    }
+    std::lock_guard<std::mutex> lock(prov->digests.mu);
+    if (prov->digests.entries.size() < 16 && EVP_MD_up_ref(md.get()) == 1) {
+      prov->digests.entries.emplace_back(mdname, md.get());
+    }
   }
   switch (EVP_MD_get_type(md.get())) {
     case NID_sha256:

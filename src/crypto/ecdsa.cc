@@ -4,20 +4,65 @@
 
 namespace wimse {
 
+namespace {
+
+// Appends a DER length (short form below 128, else long form).
+void AppendDerLength(Bytes* out, size_t len) {
+  if (len < 0x80) {
+    out->push_back(static_cast<uint8_t>(len));
+    return;
+  }
+  uint8_t tmp[sizeof(size_t)];
+  size_t n = 0;
+  for (size_t v = len; v != 0; v >>= 8) tmp[n++] = static_cast<uint8_t>(v);
+  out->push_back(static_cast<uint8_t>(0x80 | n));
+  while (n > 0) out->push_back(tmp[--n]);
+}
+
+size_t DerLengthSize(size_t len) {
+  size_t n = 1;
+  if (len >= 0x80) {
+    for (size_t v = len; v != 0; v >>= 8) ++n;
+  }
+  return n;
+}
+
+// The minimal two's-complement content of the non-negative big-endian integer `v`: leading
+// zero bytes dropped (one kept for zero), a 0x00 added where the top bit would read as a sign.
+struct DerUnsigned {
+  ByteView digits;
+  bool pad;
+  size_t size() const { return digits.size() + (pad ? 1 : 0); }
+};
+DerUnsigned MinimalUnsigned(ByteView v) {
+  size_t i = 0;
+  while (i + 1 < v.size() && v[i] == 0) ++i;
+  ByteView digits = v.subspan(i);
+  return {digits, digits.empty() || (digits[0] & 0x80) != 0};
+}
+
+void AppendDerInteger(Bytes* out, const DerUnsigned& n) {
+  out->push_back(0x02);
+  AppendDerLength(out, n.size());
+  if (n.pad) out->push_back(0x00);
+  out->insert(out->end(), n.digits.begin(), n.digits.end());
+}
+
+}  // namespace
+
+// Encoded directly (SEQUENCE { INTEGER r, INTEGER s }, X9.62 / RFC 3279): the BIGNUM and
+// i2d_ECDSA_SIG round trip cost more client CPU than the rest of a provider signature.
 Result<Bytes> EcdsaRsToDer(ByteView r, ByteView s) {
-  BignumPtr br(BN_bin2bn(r.data(), static_cast<int>(r.size()), nullptr));
-  BignumPtr bs(BN_bin2bn(s.data(), static_cast<int>(s.size()), nullptr));
-  if (!br || !bs) return OpenSslError("BN_bin2bn");
-  EcdsaSigPtr sig(ECDSA_SIG_new());
-  if (!sig) return OpenSslError("ECDSA_SIG_new");
-  if (ECDSA_SIG_set0(sig.get(), br.get(), bs.get()) != 1) return OpenSslError("ECDSA_SIG_set0");
-  br.release();
-  bs.release();
-  int len = i2d_ECDSA_SIG(sig.get(), nullptr);
-  if (len <= 0) return OpenSslError("i2d_ECDSA_SIG");
-  Bytes out(static_cast<size_t>(len));
-  uint8_t* p = out.data();
-  if (i2d_ECDSA_SIG(sig.get(), &p) != len) return OpenSslError("i2d_ECDSA_SIG");
+  if (r.empty() || s.empty()) return Error(Layer::kParse, "ECDSA r or s is empty");
+  DerUnsigned dr = MinimalUnsigned(r);
+  DerUnsigned ds = MinimalUnsigned(s);
+  size_t body = 1 + DerLengthSize(dr.size()) + dr.size() + 1 + DerLengthSize(ds.size()) + ds.size();
+  Bytes out;
+  out.reserve(1 + DerLengthSize(body) + body);
+  out.push_back(0x30);
+  AppendDerLength(&out, body);
+  AppendDerInteger(&out, dr);
+  AppendDerInteger(&out, ds);
   return out;
 }
 

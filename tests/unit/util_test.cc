@@ -1,4 +1,6 @@
 #include <gtest/gtest.h>
+#include <openssl/bn.h>
+#include <openssl/ecdsa.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,6 +44,51 @@ TEST(Ecdsa, RawDerRoundTripMinimal) {
   Bytes trailing = *der;
   trailing.push_back(0);
   EXPECT_FALSE(EcdsaDerToRaw(trailing, 32).ok());
+}
+
+// The direct DER encoder against OpenSSL's i2d_ECDSA_SIG: random r and s of every curve size,
+// with runs of leading zero bytes and top bits set or clear, and the edge values 0 and 1.
+TEST(Ecdsa, DirectDerEncodingMatchesOpenSsl) {
+  std::mt19937 rng(20261204);
+  auto openssl_der = [](ByteView r, ByteView s) {
+    ECDSA_SIG* sig = ECDSA_SIG_new();
+    ECDSA_SIG_set0(sig, BN_bin2bn(r.data(), static_cast<int>(r.size()), nullptr),
+                   BN_bin2bn(s.data(), static_cast<int>(s.size()), nullptr));
+    int len = i2d_ECDSA_SIG(sig, nullptr);
+    Bytes out(static_cast<size_t>(len));
+    uint8_t* p = out.data();
+    i2d_ECDSA_SIG(sig, &p);
+    ECDSA_SIG_free(sig);
+    return out;
+  };
+  int cases = 0;
+  for (size_t field : {size_t{32}, size_t{48}, size_t{66}}) {
+    for (int i = 0; i < 2000; ++i) {
+      Bytes raw(2 * field);
+      for (auto& b : raw) b = static_cast<uint8_t>(rng());
+      // Leading zero bytes on either half, and forced top bits, in every combination.
+      size_t zr = rng() % 4 == 0 ? rng() % (field + 1) : 0;
+      size_t zs = rng() % 4 == 0 ? rng() % (field + 1) : 0;
+      std::fill(raw.begin(), raw.begin() + static_cast<long>(zr), 0);
+      std::fill(raw.begin() + static_cast<long>(field),
+                raw.begin() + static_cast<long>(field + zs), 0);
+      if (rng() % 3 == 0 && zr < field) raw[zr] |= 0x80;
+      ByteView r = ByteView(raw).subspan(0, field);
+      ByteView s = ByteView(raw).subspan(field);
+      auto ours = EcdsaRsToDer(r, s);
+      ASSERT_TRUE(ours.ok());
+      ASSERT_EQ(*ours, openssl_der(r, s)) << "field " << field << " case " << i;
+      auto back = EcdsaDerToRaw(*ours, field);
+      ASSERT_TRUE(back.ok());
+      EXPECT_EQ(*back, raw);
+      ++cases;
+    }
+  }
+  EXPECT_EQ(cases, 6000);
+  Bytes one = {0x01};
+  Bytes zero = {0x00, 0x00};
+  EXPECT_EQ(*EcdsaRsToDer(one, zero), openssl_der(one, zero));
+  EXPECT_FALSE(EcdsaRsToDer(ByteView(), one).ok());
 }
 
 TEST(SoftwareSigner, SignsAndVerifies) {
