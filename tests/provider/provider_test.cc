@@ -971,13 +971,19 @@ TEST_F(ProviderTest, ForkedChildSigns) {
     OSSL_LIB_CTX_free(libctx_);
     _exit(ok ? 0 : 1);
   }
-  key.reset();
-  OSSL_PROVIDER_unload(wimsetpm_);
-  wimsetpm_ = nullptr;
+  // The parent waits for the child before touching the TPM again (no race with its own
+  // teardown), then signs again: the child's connection and teardown did not disturb it.
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+  Bytes again = {'a', 'f', 't', 'e', 'r'};
+  Bytes after_sig = DigestSign(key.get(), "SHA256", again);
+  ASSERT_FALSE(after_sig.empty()) << OpenSslErrors();
+  EXPECT_TRUE(VerifyInSoftware("SHA256", again, after_sig));
+  key.reset();
+  OSSL_PROVIDER_unload(wimsetpm_);
+  wimsetpm_ = nullptr;
 }
 
 // C13: every ECDSA signature is minimal DER, no longer than the size query said, and verifies
