@@ -126,6 +126,9 @@ Result<Tss2KeyFile> ParseTss2KeyPem(std::string_view pem) {
   long len = 0;
   if (PEM_read_bio(bio.get(), &name, &header, &data, &len) != 1) {
     ERR_clear_error();
+    if (pem.find("-----BEGIN ") != std::string_view::npos) {
+      return KeyError("malformed PEM block (damaged base64 or a missing END line)");
+    }
     return KeyError("no PEM block found");
   }
   std::string label(name);

@@ -363,23 +363,34 @@ Result<ESYS_TR> WorkloadKey::LoadLocked(ESYS_CONTEXT* esys) const {
       });
 }
 
+namespace {
+// How a user gives an auth value, in the CLI and in OpenSSL programs (the provider shares
+// these errors).
+constexpr char kAuthOptions[] =
+    "wimse-tpm: --auth-file, --auth-env or --auth-prompt; openssl: -passin, or -pass for "
+    "s_client and s_server";
+}  // namespace
+
 Error WorkloadKey::MissingAuthError() const {
   // emptyAuth absent: the file says the key has an auth value. Trying empty auth would cost a
   // dictionary-attack strike; refuse before the TPM sees anything. (An explicit FALSE is
   // ambiguous, tpm2-tools #3458: there empty auth is tried once, see AuthorizationError.)
   return Error(Layer::kUsage,
                KeyNoun() + " needs an auth value (its key file has no emptyAuth field); "
-               "give it with --auth-file, --auth-env or --auth-prompt (nothing was sent to the "
-               "TPM: no dictionary-attack strike)");
+               "give it (" + std::string(kAuthOptions) + "; nothing was sent to the TPM: no "
+               "dictionary-attack strike)");
 }
 
 Error WorkloadKey::RejectedAuthError() const {
+  // No response code attached: this refusal sent nothing, and a decoded "DA counter
+  // incremented" would read as another strike. The earlier answer is named in the text.
+  char rc[16];
+  std::snprintf(rc, sizeof(rc), "0x%x", auth_rejected_rc_.load());
   return Error(Layer::kTpm,
-               KeyNoun() +
-                   ": auth value was rejected by the TPM earlier; not retried to protect the "
-                   "dictionary-attack counter; give the correct auth value (nothing was sent to "
-                   "the TPM)",
-               auth_rejected_rc_.load());
+               KeyNoun() + ": auth value was rejected by the TPM earlier (" + rc +
+                   ", TPM_RC_AUTH_FAIL); not retried to protect the dictionary-attack counter; "
+                   "give the correct auth value (" + kAuthOptions +
+                   "; nothing was sent to the TPM)");
 }
 
 Status WorkloadKey::CheckAuthUsable() const {
@@ -407,11 +418,11 @@ Error WorkloadKey::AuthorizationError(const char* what, TSS2_RC rc) const {
     std::string hint = secure ? " (wrong auth value; not retried: every failure counts toward the "
                                 "TPM's dictionary-attack lockout)"
                               : (file_.empty_auth
-                                     ? " (no auth value was given; if the key has one, give it "
-                                       "with --auth-file, --auth-env or --auth-prompt)"
+                                     ? " (no auth value was given; if the key has one, give it: " +
+                                           std::string(kAuthOptions) + ")"
                                      : " (the key file says the key needs an auth value; empty "
-                                       "auth was tried once; give one with --auth-file, "
-                                       "--auth-env or --auth-prompt)");
+                                       "auth was tried once; give one: " +
+                                           std::string(kAuthOptions) + ")");
     return Error(Layer::kTpm,
                  std::string(what) + ": authorization failed for " + KeyNoun() +
                      ": TPM_RC_AUTH_FAIL" + hint,

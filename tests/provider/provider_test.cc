@@ -1241,10 +1241,13 @@ TEST_F(ProviderTest, WrongPassPhraseCostsOneDictionaryAttackStrikeAcrossSignatur
       EXPECT_NE(errors.find("TPM key authorization failed"), std::string::npos) << errors;
       EXPECT_NE(errors.find("TPM_RC_AUTH_FAIL"), std::string::npos) << errors;
     } else {
-      EXPECT_NE(errors.find("auth value was rejected by the TPM earlier; not retried to protect "
-                            "the dictionary-attack counter; give the correct auth value"),
+      EXPECT_NE(errors.find("auth value was rejected by the TPM earlier (0x98e, TPM_RC_AUTH_FAIL); "
+                            "not retried to protect the dictionary-attack counter; give the "
+                            "correct auth value"),
                 std::string::npos)
           << errors;
+      // The refusal sent nothing: no decoded "DA counter incremented" that reads as a strike.
+      EXPECT_EQ(errors.find("DA counter incremented"), std::string::npos) << errors;
     }
   }
   EXPECT_EQ(ProviderCounter("tpm-signatures"), 0u);

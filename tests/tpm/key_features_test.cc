@@ -207,10 +207,12 @@ TEST_F(KeyFeaturesTest, RejectedAuthValueCostsOneStrikeThenIsRefusedLocally) {
     if (i == 0) {
       EXPECT_NE(m.find("TPM_RC_AUTH_FAIL"), std::string::npos) << sig.error().ToString();
     } else {
-      EXPECT_NE(m.find("auth value was rejected by the TPM earlier; not retried to protect the "
-                       "dictionary-attack counter; give the correct auth value"),
+      EXPECT_NE(m.find("auth value was rejected by the TPM earlier (0x98e, TPM_RC_AUTH_FAIL); not "
+                       "retried to protect the dictionary-attack counter; give the correct auth "
+                       "value"),
                 std::string::npos)
           << sig.error().ToString();
+      EXPECT_EQ(sig.error().tss2_rc(), 0u);  // nothing was sent: no response code of its own
     }
   }
   EXPECT_TRUE((*key)->auth_rejected());

@@ -154,6 +154,17 @@ TEST(Tss2Key, EveryTruncationIsAParseErrorNotACrash) {
   auto cut = ParseTss2KeyPem(pem->substr(0, pem->size() / 2));
   ASSERT_FALSE(cut.ok());
   EXPECT_EQ(cut.error().layer(), Layer::kParse);
+  // New-user trial: a block whose base64 was cut short (BEGIN and END present) was reported as
+  // "no PEM block found".
+  size_t body = pem->find('\n') + 1;
+  std::string damaged = pem->substr(0, body + 10) + "\n" + pem->substr(pem->find("-----END"));
+  auto bad = ParseTss2KeyPem(damaged);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message().find("malformed PEM block"), std::string::npos)
+      << bad.error().ToString();
+  auto none = ParseTss2KeyPem("just text\n");
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.error().message().find("no PEM block found"), std::string::npos);
 }
 
 TEST(KeyRef, HandlesAndPaths) {
