@@ -182,6 +182,26 @@ void RunPubkey(GlobalOptions& g, const PubkeyOptions& o) {
   }
 }
 
+struct BlobsOptions {
+  std::string key;
+  std::string pub;
+  std::string priv;
+};
+
+// The key file's TPM2B_PUBLIC and TPM2B_PRIVATE, as tpm2_load -u/-r reads them (tpm2-tools 5.4
+// cannot load a TSS2 PEM file itself). No TPM I/O; the private blob is wrapped by the TPM.
+void RunBlobs(GlobalOptions& g, const BlobsOptions& o) {
+  auto file = ReadTss2KeyFile(o.key);
+  if (!file.ok()) return Fail(g, "blobs", file.error());
+  auto s = WriteFileAtomic(o.pub, file->public_blob, 0644);
+  if (!s.ok()) return Fail(g, "blobs", s.error());
+  s = WriteFileAtomic(o.priv, file->private_blob, 0600);
+  if (!s.ok()) {
+    unlink(o.pub.c_str());
+    return Fail(g, "blobs", s.error());
+  }
+}
+
 struct SignOptions {
   std::string key;
   std::string in;
@@ -293,6 +313,14 @@ void RegisterKeyCommands(CLI::App& app, GlobalOptions& g) {
   pubkey->add_option("--format", po->format, "pem (SubjectPublicKeyInfo), jwk, or thumbprint")
       ->check(CLI::IsMember({"pem", "jwk", "thumbprint"}));
   pubkey->callback([&g, po] { RunPubkey(g, *po); });
+
+  auto* blobs = app.add_subcommand(
+      "blobs", "Write a key file's TPM2B_PUBLIC and TPM2B_PRIVATE for tpm2_load -u/-r");
+  auto bo = std::make_shared<BlobsOptions>();
+  blobs->add_option("--key", bo->key, "TSS2 key file")->required();
+  blobs->add_option("--public", bo->pub, "TPM2B_PUBLIC file to write")->required();
+  blobs->add_option("--private", bo->priv, "TPM2B_PRIVATE file to write (mode 0600)")->required();
+  blobs->callback([&g, bo] { RunBlobs(g, *bo); });
 
   auto* sign = app.add_subcommand(
       "sign", "Sign a file's SHA-256 (P-384, RSA-3072: SHA-384) in the TPM");

@@ -124,8 +124,11 @@ check "tpm2-openssl dgst -sign with our auth key" openssl dgst -sha256 -provider
   -out "$dir/oursa.dgst.sig" "$dir/msg"
 check "verify tpm2-openssl dgst signature with our auth key" verify "$dir/oursa.pub" "$dir/oursa.dgst.sig"
 tpm2_dictionarylockout -Q -c -p "" >/dev/null 2>&1 || true
-# tpm2_load needs the TPM2B blobs: the two OCTET STRINGs at the end of the TSS2 key.
-/usr/bin/python3 - "$dir/ours.pem" "$dir/ours.tpub" "$dir/ours.tpriv" <<'PY' || fail "extract blobs"
+# tpm2_load needs the TPM2B blobs (tpm2-tools 5.4 cannot read a TSS2 PEM): wimse-tpm blobs
+# writes them, and they must be the two OCTET STRINGs at the end of the file (checked here
+# against an independent extraction).
+check "wimse-tpm blobs" "$W" blobs --key "$dir/ours.pem" --public "$dir/ours.tpub" --private "$dir/ours.tpriv"
+/usr/bin/python3 - "$dir/ours.pem" "$dir/ours.tpub" "$dir/ours.tpriv" <<'PY' || fail "blobs differ from the file's OCTET STRINGs"
 import base64, sys
 pem = open(sys.argv[1]).read().split("-----")[2]
 der = base64.b64decode("".join(pem.split()))
@@ -139,7 +142,7 @@ i, items = 0, []
 while i < len(body):
     t, v, i = tlv(body, i); items.append((t, v))
 octets = [v for t, v in items if t == 0x04]
-open(sys.argv[2], "wb").write(octets[-2]); open(sys.argv[3], "wb").write(octets[-1])
+sys.exit(0 if open(sys.argv[2], "rb").read() == octets[-2] and open(sys.argv[3], "rb").read() == octets[-1] else 1)
 PY
 check "tpm2_load our key under H-2" tpm2_load -Q -C "$dir/h2.ctx" -u "$dir/ours.tpub" -r "$dir/ours.tpriv" -c "$dir/ours.ctx"
 check "tpm2_sign with our key" tpm2_sign -Q -c "$dir/ours.ctx" -g sha256 -f plain -o "$dir/ours.tss.sig" "$dir/msg"

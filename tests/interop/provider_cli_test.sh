@@ -201,8 +201,10 @@ openssl pkeyutl -verify -pubin -inkey oka.pub -in msg.dgst -sigfile oka-by-tpm2.
 
 step "5. genpkey in the TPM (EC P-384, RSA 2048), RSA PKCS#1 and PSS, DER key files"
 # tpm2-openssl #95: with the default provider active, an unqualified genpkey fetch goes to the
-# default provider (a software key). -propquery selects ours; the output must be TSS2.
-openssl genpkey "${P[@]}" -propquery '?provider=wimsetpm' -algorithm EC -pkeyopt group:P-384 \
+# default provider (a software key). -propquery provider=wimsetpm (mandatory, no "?": a
+# preference would fall back to a software key for what we do not offer) selects ours; the
+# output must be TSS2.
+openssl genpkey "${P[@]}" -propquery provider=wimsetpm -algorithm EC -pkeyopt group:P-384 \
   -out gen384.pem 2>/dev/null
 grep -q -- "-----BEGIN TSS2 PRIVATE KEY-----" gen384.pem || fail "genpkey EC did not write TSS2"
 openssl pkey "${P[@]}" -in gen384.pem -pubout -out gen384.pub
@@ -210,9 +212,15 @@ openssl pkey -pubin -in gen384.pub -noout -text | grep -q "NIST CURVE: P-384" ||
 openssl dgst "${P[@]}" -sha512 -sign gen384.pem -out gen384.sig msg.bin
 openssl dgst -sha512 -verify gen384.pub -signature gen384.sig msg.bin >/dev/null ||
   fail "P-384/SHA-512 signature does not verify"
-openssl genpkey "${P[@]}" -propquery '?provider=wimsetpm' -algorithm RSA \
+openssl genpkey "${P[@]}" -propquery provider=wimsetpm -algorithm RSA \
   -pkeyopt rsa_keygen_bits:2048 -out rsa.pem 2>/dev/null
 grep -q -- "-----BEGIN TSS2 PRIVATE KEY-----" rsa.pem || fail "genpkey RSA did not write TSS2"
+# An algorithm we do not offer fails instead of writing a software private key to disk.
+if openssl genpkey "${P[@]}" -propquery provider=wimsetpm -algorithm ED25519 -out ed.pem \
+  2>/dev/null; then
+  fail "genpkey ED25519 with provider=wimsetpm succeeded"
+fi
+[ ! -s ed.pem ] || fail "genpkey ED25519 wrote a key file"
 openssl pkey "${P[@]}" -in rsa.pem -pubout -out rsa.pub
 openssl dgst "${P[@]}" -sha256 -sign rsa.pem -out rsa.sig msg.bin
 openssl dgst -sha256 -verify rsa.pub -signature rsa.sig msg.bin >/dev/null || fail "RSA PKCS#1"
