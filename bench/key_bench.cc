@@ -162,38 +162,38 @@ void RunRaw(const std::string& path) {
   ctx->FlushCache();
 }
 
-// The key is loaded through our context (it stays loaded: no resource manager on swtpm, and
-// our cache keeps it), then signed with by TPM handle from a second ESYS context on tpm2-tss's
-// own TCTI. Our transport closes its idle connection, so the second one gets the TPM.
+// The key is loaded through our context and handed over as a saved context to a second ESYS
+// context on tpm2-tss's own TCTI, which loads it and signs with it.
 void RunRawTss(const std::string& path) {
-  // Our context must leave the key loaded for the other connection: with an idle period it
-  // would flush it when its connection goes idle (TpmContext's release to other clients);
-  // with 0 the transport closes after every response and releases nothing.
+  // Our context hands its objects back when its Run ends (idle 0) or its connection goes idle:
+  // the key is passed to the other connection as a saved context, which that connection loads
+  // itself. Idle 0: our transport closes after every response, so the other one gets swtpm.
   setenv("WIMSE_SWTPM_IDLE_MS", "0", 1);
   auto key = OpenKey(path);
   Bytes digest = BenchDigest();
   wimse::bench::RawSignInputs raw(digest);
   auto ctx = key->context();
-  auto handle = ctx->Run([&](ESYS_CONTEXT* esys) -> wimse::Result<TPM2_HANDLE> {
+  auto saved = ctx->Run([&](ESYS_CONTEXT* esys) -> wimse::Result<TPMS_CONTEXT> {
     auto tr = key->LoadLocked(esys);
     if (!tr.ok()) return tr.error();
-    TPM2_HANDLE h = 0;
-    TSS2_RC rc = Esys_TR_GetTpmHandle(esys, *tr, &h);
-    if (rc != TSS2_RC_SUCCESS) return wimse::tpm::TpmError("Esys_TR_GetTpmHandle", rc);
-    return h;
+    TPMS_CONTEXT* out = nullptr;
+    TSS2_RC rc = Esys_ContextSave(esys, *tr, &out);
+    if (rc != TSS2_RC_SUCCESS) return wimse::tpm::TpmError("Esys_ContextSave", rc);
+    TPMS_CONTEXT copy = *out;
+    Esys_Free(out);
+    return copy;
   });
-  if (!handle.ok()) Die(handle.error().ToString());
+  if (!saved.ok()) Die(saved.error().ToString());
   TSS2_TCTI_CONTEXT* tcti = nullptr;
   ESYS_CONTEXT* esys = nullptr;
   ESYS_TR k = ESYS_TR_NONE;
   if (Tss2_TctiLdr_Initialize(ctx->tcti().c_str(), &tcti) != TSS2_RC_SUCCESS ||
       Esys_Initialize(&esys, tcti, nullptr) != TSS2_RC_SUCCESS ||
-      Esys_TR_FromTPMPublic(esys, *handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &k) !=
-          TSS2_RC_SUCCESS) {
-    Die("tpm2-tss TCTI \"" + ctx->tcti() + "\": cannot reach the loaded key");
+      Esys_ContextLoad(esys, &*saved, &k) != TSS2_RC_SUCCESS) {
+    Die("tpm2-tss TCTI \"" + ctx->tcti() + "\": cannot load the saved key context");
   }
   MeasurePasswordSign("raw_esys_sign_password_tss_tcti", esys, k, raw);
-  Esys_TR_Close(esys, &k);
+  Esys_FlushContext(esys, k);
   Esys_Finalize(&esys);
   Tss2_TctiLdr_Finalize(&tcti);
   ctx->FlushCache();

@@ -103,18 +103,88 @@ TpmContext::TpmContext(std::string tcti) : tcti_(std::move(tcti)) {
   Registry().insert(this);
 }
 
-void TpmContext::ReleaseWhenIdle(void* self) {
+bool TpmContext::ReleaseWhenIdle(void* self) {
   auto* ctx = static_cast<TpmContext*>(self);
   std::unique_lock<std::mutex> lock(ctx->mu_, std::try_to_lock);
-  if (!lock.owns_lock() || ctx->esys_ == nullptr || ctx->pid_ != getpid()) return;
-  if (ctx->cache_.empty() && ctx->session_ == ESYS_TR_NONE && !ctx->hmac_session_) return;
+  if (!lock.owns_lock()) return false;  // inside an operation: keep the connection
+  if (ctx->esys_ == nullptr || ctx->pid_ != getpid() || ctx->needs_reset_) return true;
+  TransportState st = GetTransportState(ctx->tcti_ctx_);
+  if (st.connections != ctx->objects_connection_) {
+    ctx->ForgetTransientLocked();  // made on another connection: not ours to save or flush
+    return true;
+  }
+  if (ctx->cache_.empty() && ctx->session_ == ESYS_TR_NONE && !ctx->hmac_session_) return true;
   ctx->releasing_ = true;
-  ctx->SaveCachedObjectsLocked(ctx->esys_);
-  ctx->FlushCacheLocked(ctx->esys_);
-  ctx->DropSecureSessionLocked(ctx->esys_);
-  ctx->DropHmacSessionLocked(ctx->esys_);
+  ctx->ReleaseLocked(ctx->esys_);
   ++ctx->idle_releases_;
   ctx->releasing_ = false;
+  // An I/O failure here leaves ESAPI in an error state; the next Run() starts afresh (it
+  // cannot be done from this thread: closing the TCTI joins it).
+  if (GetTransportState(ctx->tcti_ctx_).errors != st.errors) ctx->needs_reset_ = true;
+  return true;
+}
+
+void TpmContext::ReleaseLocked(ESYS_CONTEXT* esys) {
+  SaveCachedObjectsLocked(esys);
+  FlushCacheLocked(esys);
+  DropSecureSessionLocked(esys);
+  DropHmacSessionLocked(esys);
+}
+
+void TpmContext::ForgetTransientLocked() {
+  for (CachedObject& obj : cache_) Esys_TR_Close(esys_, &obj.tr);
+  cache_.clear();
+  if (session_ != ESYS_TR_NONE) Esys_TR_Close(esys_, &session_);
+  session_ = ESYS_TR_NONE;
+  hmac_session_.reset();  // its key is wiped; the TPM session is not ours to flush any more
+  for (auto& [handle, tr] : persistent_) Esys_TR_Close(esys_, &tr);
+  persistent_.clear();
+}
+
+void TpmContext::ResetAfterTransportErrorLocked() {
+  cache_.clear();
+  session_ = ESYS_TR_NONE;
+  hmac_session_.reset();
+  persistent_.clear();
+  if (esys_ != nullptr) Esys_Finalize(&esys_);
+  if (tcti_ctx_ != nullptr) CloseTcti(&tcti_ctx_);
+  esys_ = nullptr;
+  tcti_ctx_ = nullptr;
+  pid_ = 0;
+  needs_reset_ = false;
+}
+
+void TpmContext::BeginRunLocked() {
+  TransportState st = GetTransportState(tcti_ctx_);
+  if (!st.persistent) return;  // tpm2-tss's TCTIs: a kernel resource manager or an exclusive device
+  run_expected_connection_ = st.open ? st.connections : st.connections + 1;
+  run_errors_ = st.errors;
+  bool holds = !cache_.empty() || session_ != ESYS_TR_NONE || hmac_session_ || !persistent_.empty();
+  // (With idle 0 the previous Run released everything but persistent ESYS_TRs, re-read here.)
+  if (holds && (!st.open || st.connections != objects_connection_)) ForgetTransientLocked();
+  objects_connection_ = run_expected_connection_;
+}
+
+void TpmContext::EndRunLocked() {
+  TransportState st = GetTransportState(tcti_ctx_);
+  if (!st.persistent) return;
+  if (st.errors != run_errors_) {
+    ResetAfterTransportErrorLocked();
+    return;
+  }
+  if (st.idle_ms == 0) {
+    // A connection per command and no idle thread: hand everything back now (every command
+    // of the Run was on a connection of its own, so reconnects say nothing here).
+    ReleaseLocked(esys_);
+    objects_connection_ = GetTransportState(tcti_ctx_).connections;
+    return;
+  }
+  if (st.connections > run_expected_connection_) {
+    // Reconnected in the middle (the server hung up between two commands): what was loaded
+    // before may be gone, and its handles someone else's.
+    ForgetTransientLocked();
+  }
+  objects_connection_ = st.connections;
 }
 
 uint64_t TpmContext::idle_releases() {
@@ -170,6 +240,7 @@ void TpmContext::DisconnectLocked(bool touch_tpm) {
 }
 
 Status TpmContext::EnsureConnectedLocked() {
+  if (needs_reset_ && pid_ == getpid()) ResetAfterTransportErrorLocked();
   pid_t now = getpid();
   if (esys_ != nullptr && pid_ == now) return OkStatus();
   if (esys_ != nullptr) DisconnectLocked(/*touch_tpm=*/false);
@@ -248,6 +319,9 @@ Result<TpmHandle> TpmContext::LoadStoragePrimaryLocked(ESYS_CONTEXT* esys) {
     ESYS_TR tr = ESYS_TR_NONE;
     TSS2_RC rc = Esys_ContextLoad(esys, &srk_context_, &tr);
     if (rc == TSS2_RC_SUCCESS) return TpmHandle(esys, tr, TpmHandle::Release::kFlush);
+    if ((rc & TSS2_RC_LAYER_MASK) != TSS2_TPM_RC_LAYER) {
+      return TpmError("TPM2_ContextLoad (storage primary 0x40000001)", rc);
+    }
     // The saved context can go stale (TPM restarted); fall through and re-create.
     have_srk_context_ = false;
   }
@@ -306,7 +380,12 @@ Result<ESYS_TR> TpmContext::CachedObjectLocked(
         cache_.push_front(CachedObject{std::move(key), tr});
         return tr;
       }
-      break;  // load it the long way
+      // A transport failure is the caller's error (ESAPI is in an error state now); a TPM
+      // that refuses the context (restarted: new context key) gets the long way.
+      if ((rc & TSS2_RC_LAYER_MASK) != TSS2_TPM_RC_LAYER) {
+        return TpmError("TPM2_ContextLoad (saved key)", rc);
+      }
+      break;
     }
   }
   WIMSE_ASSIGN_OR_RETURN(ESYS_TR tr, load(esys));

@@ -107,7 +107,10 @@ class TpmContext {
     std::lock_guard<std::mutex> lock(mu_);
     Status s = EnsureConnectedLocked();
     if (!s.ok()) return std::move(s).error();
-    return fn(esys_);
+    BeginRunLocked();
+    auto result = fn(esys_);
+    EndRunLocked();
+    return result;
   }
 
   // How many times the context released its objects and sessions to other clients after the
@@ -198,8 +201,26 @@ class TpmContext {
   Status EnsureConnectedLocked();
   void DisconnectLocked(bool touch_tpm);
   // The transport's idle hook: flushes cached objects and sessions unless a thread is inside
-  // Run() (try_lock: never waits).
-  static void ReleaseWhenIdle(void* self);
+  // Run() (try_lock: never waits; returns false then, and the connection stays open).
+  static bool ReleaseWhenIdle(void* self);
+  // Around every Run() on our swtpm transport. Transient handles (cached keys, sessions) and
+  // the ESYS_TRs of persistent handles are trusted only on the connection they were made on:
+  // between two connections another client may have flushed them and loaded its own object at
+  // the same handle (a password-session TPM2_Sign would then sign with that object's key). So
+  // a Run() that starts on a new connection, or sees a reconnect, forgets them without
+  // flushing (they are not known to be ours any more). A transport error leaves ESAPI in an
+  // error state: the ESYS context is finalized and made afresh on the next Run(). With
+  // WIMSE_SWTPM_IDLE_MS=0 (a connection per command, no idle thread) each Run() releases what
+  // it loaded at its end.
+  void BeginRunLocked();
+  void EndRunLocked();
+  // Closes the ESYS_TRs of cached objects, sessions and persistent handles, sends nothing.
+  void ForgetTransientLocked();
+  // Finalizes ESYS and closes the TCTI without sending anything (after a transport error);
+  // saved contexts are kept. The next Run() connects afresh.
+  void ResetAfterTransportErrorLocked();
+  // Saves, then flushes, cached objects and sessions (the idle release).
+  void ReleaseLocked(ESYS_CONTEXT* esys);
   // Saves every cached object's context into saved_ (TPM2_ContextSave each; no slot used).
   void SaveCachedObjectsLocked(ESYS_CONTEXT* esys);
   friend void PrepareContextsForFork();
@@ -231,6 +252,11 @@ class TpmContext {
   std::unique_ptr<HmacSession> hmac_session_;  // our own salted HMAC session, if any
   std::map<TPM2_HANDLE, ESYS_TR> persistent_;  // ESYS_TRs of persistent objects (no slot)
   uint64_t idle_releases_ = 0;
+  // The transport connection (TransportState::connections) the cached handles were made on.
+  uint64_t objects_connection_ = 0;
+  uint64_t run_expected_connection_ = 0;  // set by BeginRunLocked
+  uint64_t run_errors_ = 0;               // transport errors before the Run
+  bool needs_reset_ = false;  // the idle hook saw a transport error: reset at the next Run
   std::atomic<bool> releasing_{false};  // the idle hook holds mu_ and is flushing
 };
 

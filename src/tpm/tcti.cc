@@ -72,6 +72,7 @@ struct Transport {
   std::thread* closer = nullptr;
   IdleHook hook = nullptr;  // called before an idle close (SetIdleHook)
   void* hook_arg = nullptr;
+  bool hook_running = false;  // no reconnecting while the hook runs
   TransportStats stats;
 
   // Response being read (receive may return TRY_AGAIN part way and be called again).
@@ -141,11 +142,19 @@ void CloserLoop(Transport* t) {
         // The hook's own commands go through Transmit/Receive and take the lock themselves.
         IdleHook hook = t->hook;
         void* arg = t->hook_arg;
+        t->hook_running = true;
         lock.unlock();
-        hook(arg);
+        bool may_close = hook(arg);
         auto after_hook = Clock::now();
         lock.lock();
+        t->hook_running = false;
         if (t->stop || t->fd < 0) continue;
+        if (!may_close) {
+          // The owner is inside an operation (between two of its commands): keep the
+          // connection, and its objects with it, and ask again after another idle period.
+          t->cv.wait_until(lock, after_hook + idle);
+          continue;
+        }
         // A command that started or finished after the hook: the connection is in use again.
         if (t->awaiting_response || t->last_use > after_hook) continue;
       }
@@ -249,6 +258,7 @@ TSS2_RC ConnectLocked(Transport* t, std::unique_lock<std::mutex>& lock) {
     t->cv.notify_all();
     return TSS2_RC_SUCCESS;
   }
+  ++t->stats.errors;
   t->stats.last_error = ErrnoText(("connect to " + t->endpoint).c_str(), last_errno);
   return TSS2_TCTI_RC_IO_ERROR;
 }
@@ -290,6 +300,13 @@ TSS2_RC Transmit(TSS2_TCTI_CONTEXT* ctx, size_t size, const uint8_t* command) {
   if (t->owner != getpid()) return TSS2_TCTI_RC_BAD_CONTEXT;  // a fork child's copy
   if (t->awaiting_response) return TSS2_TCTI_RC_BAD_SEQUENCE;
   if (t->fd >= 0 && !StillOpen(t->fd)) CloseLocked(t);
+  if (t->fd < 0 && t->hook_running) {
+    // The idle hook acts on the objects of the connection it was called for; on a new one
+    // they may be someone else's.
+    ++t->stats.errors;
+    t->stats.last_error = "connection to " + t->endpoint + " lost before the idle release";
+    return TSS2_TCTI_RC_IO_ERROR;
+  }
   if (t->fd < 0) {
     TSS2_RC rc = ConnectLocked(t, lock);
     if (rc != TSS2_RC_SUCCESS) return rc;
@@ -302,6 +319,7 @@ TSS2_RC Transmit(TSS2_TCTI_CONTEXT* ctx, size_t size, const uint8_t* command) {
   bool sent = SendAll(fd, command, size, &err);
   lock.lock();
   if (!sent) {
+    ++t->stats.errors;
     t->stats.last_error = ErrnoText(("send to " + t->endpoint).c_str(), err);
     CloseLocked(t);
     return TSS2_TCTI_RC_IO_ERROR;
@@ -381,6 +399,7 @@ TSS2_RC Receive(TSS2_TCTI_CONTEXT* ctx, size_t* size, uint8_t* response, int32_t
 
   lock.lock();
   if (failure != TSS2_RC_SUCCESS) {
+    ++t->stats.errors;
     t->stats.last_error = why;
     CloseLocked(t);  // the stream is out of step
     return failure;
@@ -588,6 +607,19 @@ void CloseTcti(TSS2_TCTI_CONTEXT** ctx) {
   } else {
     Tss2_TctiLdr_Finalize(ctx);
   }
+}
+
+TransportState GetTransportState(TSS2_TCTI_CONTEXT* ctx) {
+  Transport* t = From(ctx);
+  if (t == nullptr) return {};
+  std::lock_guard<std::mutex> lock(t->mu);
+  TransportState st;
+  st.persistent = true;
+  st.open = t->fd >= 0;
+  st.connections = t->stats.connections;
+  st.errors = t->stats.errors;
+  st.idle_ms = t->idle_ms;
+  return st;
 }
 
 TransportStats GetTransportStats(TSS2_TCTI_CONTEXT* ctx) {

@@ -41,17 +41,31 @@ struct TransportStats {
   uint64_t connections = 0;  // connections opened
   uint64_t commands = 0;     // commands sent
   uint64_t idle_closes = 0;  // connections closed after the idle period
+  uint64_t errors = 0;       // I/O failures (connect, send, receive, timeout, malformed)
   std::string last_error;    // the last socket failure ("connect to ...: Connection refused")
 };
 TransportStats GetTransportStats(TSS2_TCTI_CONTEXT* ctx);
 
+// What TpmContext needs to know before and after each Run(), without copying strings.
+struct TransportState {
+  bool persistent = false;   // our swtpm transport (false: tpm2-tss's loader)
+  bool open = false;         // a connection is open now
+  uint64_t connections = 0;  // connections opened so far (the current one's number when open)
+  uint64_t errors = 0;       // I/O failures so far
+  int idle_ms = 0;
+};
+TransportState GetTransportState(TSS2_TCTI_CONTEXT* ctx);
+
 // Called by a persistent swtpm transport's idle thread when the connection has been idle for the
 // idle period, just before it closes it, with no transport lock held. The hook may send commands
 // through the same transport (TpmContext flushes the objects and sessions it keeps loaded, so
-// the next client of a TPM without a resource manager finds its slots free); the connection is
-// closed after the hook returns unless a command started meanwhile. The hook must not block on
-// anything a thread inside a TPM command may hold (use try_lock).
-using IdleHook = void (*)(void* arg);
+// the next client of a TPM without a resource manager finds its slots free); while it runs the
+// transport never reconnects (a command on a connection the server closed fails instead: the
+// hook must not act on another connection's TPM state). It returns false when its owner is busy
+// (a thread between two commands of one operation): the connection then stays open for another
+// idle period. Otherwise it is closed unless a command started meanwhile. The hook must not
+// block on anything a thread inside a TPM command may hold (use try_lock).
+using IdleHook = bool (*)(void* arg);
 // Installs `hook(arg)` on a transport from OpenTcti; a no-op for other TCTIs. Set it before the
 // first command; it stays until the transport is closed (CloseTcti joins the idle thread, so the
 // hook never runs after CloseTcti returns).

@@ -320,7 +320,24 @@ Status WorkloadKey::EvictPersistent(std::shared_ptr<TpmContext> ctx, uint32_t ha
 }
 
 Result<ESYS_TR> WorkloadKey::LoadLocked(ESYS_CONTEXT* esys) const {
-  if (persistent_handle_ != 0) return ctx_->PersistentObjectLocked(esys, persistent_handle_);
+  if (persistent_handle_ != 0) {
+    WIMSE_ASSIGN_OR_RETURN(ESYS_TR tr, ctx_->PersistentObjectLocked(esys, persistent_handle_));
+    // The handle is re-read on every new connection: someone may have evicted our key and
+    // made another object persistent at the same handle. Never sign with it.
+    TPM2B_NAME* name = nullptr;
+    TSS2_RC rc = Esys_TR_GetName(esys, tr, &name);
+    bool same = rc == TSS2_RC_SUCCESS && name != nullptr && name->size == name_.size() &&
+                std::equal(name_.begin(), name_.end(), name->name);
+    Esys_Free(name);
+    if (!same) {
+      ctx_->ForgetPersistentLocked(esys, persistent_handle_);
+      return Error(Layer::kPolicy, "the object at persistent handle " +
+                                       HandleToString(persistent_handle_) +
+                                       " is no longer this key (its Name changed: evicted and "
+                                       "replaced by another object)");
+    }
+    return tr;
+  }
   return ctx_->CachedObjectLocked(
       esys, file_.public_blob, [&](ESYS_CONTEXT* e) -> Result<ESYS_TR> {
         WIMSE_ASSIGN_OR_RETURN(TPM2B_PUBLIC pub, UnmarshalTpm2bPublic(file_.public_blob));
