@@ -349,37 +349,37 @@ SoftwareCtxScope::~SoftwareCtxScope() {
 }
 
 namespace {
-void RaiseV(const ProviderContext* prov, int reason, const char* file, int line,
-            const char* func, const char* fmt, ...) {
+void RaiseVa(const ProviderContext* prov, int reason, const char* file, int line, const char* func,
+             const char* fmt, va_list args) {
   if (prov == nullptr || prov->core_new_error == nullptr ||
       prov->core_set_error_debug == nullptr || prov->core_vset_error == nullptr) {
     return;
   }
   prov->core_new_error(prov->handle);
   prov->core_set_error_debug(prov->handle, file, line, func);
-  va_list args;
-  va_start(args, fmt);
   prov->core_vset_error(prov->handle, static_cast<uint32_t>(reason), fmt, args);
+}
+
+// Variadic only to obtain a va_list for RaiseReason (which has no arguments to format).
+void RaiseNoFormat(const ProviderContext* prov, int reason, const char* file, int line,
+                   const char* func, ...) {
+  va_list args;
+  va_start(args, func);
+  RaiseVa(prov, reason, file, line, func, nullptr, args);
   va_end(args);
 }
 }  // namespace
 
 void RaiseReason(const ProviderContext* prov, int reason, const char* file, int line,
                  const char* func) {
-  RaiseV(prov, reason, file, line, func, nullptr);  // no detail: nothing is formatted
+  RaiseNoFormat(prov, reason, file, line, func);  // no detail: nothing is formatted
 }
 
 void RaiseError(const ProviderContext* prov, int reason, const char* file, int line,
                 const char* func, const char* fmt, ...) {
-  if (prov == nullptr || prov->core_new_error == nullptr ||
-      prov->core_set_error_debug == nullptr || prov->core_vset_error == nullptr) {
-    return;
-  }
-  prov->core_new_error(prov->handle);
-  prov->core_set_error_debug(prov->handle, file, line, func);
   va_list args;
   va_start(args, fmt);
-  prov->core_vset_error(prov->handle, static_cast<uint32_t>(reason), fmt, args);
+  RaiseVa(prov, reason, file, line, func, fmt, args);
   va_end(args);
 }
 
