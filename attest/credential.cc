@@ -97,7 +97,7 @@ Result<MadeCredential> MakeCredential(ByteView ek_public, ByteView ak_name, Byte
     return Error(Layer::kParse, "EK is not a restricted decryption key");
   }
   const TPMT_SYM_DEF_OBJECT& sym = ek.type == TPM2_ALG_RSA ? ek.parameters.rsaDetail.symmetric
-                                                          : ek.parameters.eccDetail.symmetric;
+                                                           : ek.parameters.eccDetail.symmetric;
   if ((ek.type != TPM2_ALG_RSA && ek.type != TPM2_ALG_ECC) || sym.algorithm != TPM2_ALG_AES ||
       sym.mode.aes != TPM2_ALG_CFB) {
     return Error(Layer::kParse, "EK is not RSA/ECC with AES-CFB protection");
@@ -153,7 +153,8 @@ Result<MadeCredential> MakeCredential(ByteView ek_public, ByteView ak_name, Byte
   Bytes plain;
   AppendTpm2b(plain, credential);
   WIMSE_ASSIGN_OR_RETURN(Bytes enc_identity, AesCfbEncrypt(sym_key, plain));
-  WIMSE_ASSIGN_OR_RETURN(Bytes hmac_key, crypto::KdfA(hash, seed, "INTEGRITY", {}, {}, digest_size * 8));
+  WIMSE_ASSIGN_OR_RETURN(Bytes hmac_key,
+                         crypto::KdfA(hash, seed, "INTEGRITY", {}, {}, digest_size * 8));
   Bytes mac_input = enc_identity;
   Append(mac_input, ak_name);
   WIMSE_ASSIGN_OR_RETURN(Bytes outer, crypto::Hmac(hash, hmac_key, mac_input));

@@ -111,8 +111,8 @@ Json BuildEarClaims(const AppraisalResult& result, ByteView nonce, const EarOpti
     // "Approved" needs an approval, not only a replay: the boot chain by reference values or
     // an allow-listed UEFI log, the run time by an allow-listed IMA log without violations.
     // A log that merely replays makes no executables claim (0).
-    bool boot_approved = result.references_checked ||
-                         (result.uefi_log_checked && result.events_allow_listed);
+    bool boot_approved =
+        result.references_checked || (result.uefi_log_checked && result.events_allow_listed);
     bool runtime_approved =
         result.ima_log_checked && result.events_allow_listed && result.ima_violations == 0;
     vector["executables"] = boot_approved && runtime_approved ? 2 : boot_approved ? 3 : 0;
@@ -129,9 +129,10 @@ Json BuildEarClaims(const AppraisalResult& result, ByteView nonce, const EarOpti
     worst = std::max(worst, TierRank(value));
   }
   // Anything failed => contraindicated, whatever the vector says.
-  std::string status = result.affirming() ? (worst == 0 ? "none" : TierOf(worst == 3 ? 96
-                                                                           : worst == 2 ? 32
-                                                                                        : 2))
+  std::string status = result.affirming() ? (worst == 0 ? "none"
+                                                        : TierOf(worst == 3   ? 96
+                                                                 : worst == 2 ? 32
+                                                                              : 2))
                                           : "contraindicated";
   Json tv = Json::object();
   for (const auto& [claim, value] : vector) {

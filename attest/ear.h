@@ -31,7 +31,7 @@ struct EarOptions {
   std::string developer = "https://github.com/wimse-tpm";
   std::string build = std::string("wimse-tpm ") + WIMSE_TPM_VERSION;
   std::string policy_id = "urn:wimse-tpm:policy:default";
-  int64_t iat = 0;              // seconds since the epoch
+  int64_t iat = 0;  // seconds since the epoch
   int64_t lifetime_seconds = 300;
 };
 

@@ -36,9 +36,10 @@ Result<X509Ptr> ParseDer(ByteView der) {
   return cert;
 }
 
-using X509StackPtr = std::unique_ptr<STACK_OF(X509), OsslDeleter<STACK_OF(X509), [](STACK_OF(X509)* s) {
-                                       sk_X509_pop_free(s, X509_free);
-                                     }>>;
+using X509StackPtr =
+    std::unique_ptr<STACK_OF(X509), OsslDeleter<STACK_OF(X509), [](STACK_OF(X509) * s) {
+                      sk_X509_pop_free(s, X509_free);
+                    }>>;
 
 // Validates `leaf` up to one of `roots` (never a root from the attester), with `untrusted`
 // intermediates; no partial chains; purpose "any" (EK certs carry EKU 2.23.133.8.1).
@@ -95,7 +96,7 @@ Status CheckEkShape(const TPMT_PUBLIC& ek) {
                 "EK is not a fixedTPM|fixedParent|sensitiveDataOrigin restricted decryption key");
   }
   const TPMT_SYM_DEF_OBJECT& sym = ek.type == TPM2_ALG_RSA ? ek.parameters.rsaDetail.symmetric
-                                                          : ek.parameters.eccDetail.symmetric;
+                                                           : ek.parameters.eccDetail.symmetric;
   if ((ek.type != TPM2_ALG_RSA && ek.type != TPM2_ALG_ECC) || sym.algorithm != TPM2_ALG_AES ||
       sym.mode.aes != TPM2_ALG_CFB) {
     return Fail("ek_not_tcg_template", "EK is not RSA/ECC with AES-CFB");
@@ -110,8 +111,8 @@ Result<Bytes> BytesOf(const Json& obj, const char* name) {
   }
   Result<Bytes> b = jose::Base64UrlDecode(it->get<std::string>());
   if (!b.ok()) {
-    return Error(Layer::kParse, std::string("request_malformed: ") + name + ": " +
-                                    b.error().message());
+    return Error(Layer::kParse,
+                 std::string("request_malformed: ") + name + ": " + b.error().message());
   }
   return b;
 }
@@ -202,8 +203,8 @@ Status CheckTakeover(const EnrollmentRecord* existing, std::string_view identity
   }
   if (!ConstantTimeEqual(existing->ek_public_sha256, ek_public_sha256)) {
     return Fail("identity_enrolled_to_other_tpm",
-                "\"" + std::string(identity) + "\" is enrolled with EK sha256:" +
-                    HexEncode(existing->ek_public_sha256));
+                "\"" + std::string(identity) +
+                    "\" is enrolled with EK sha256:" + HexEncode(existing->ek_public_sha256));
   }
   if (!ConstantTimeEqual(existing->ak_name, ak_name)) {
     return Fail("ak_changed", "\"" + std::string(identity) + "\" is enrolled with AK " +
@@ -284,8 +285,9 @@ Result<std::pair<EnrollmentChallenge, PendingEnrollment>> BeginEnrollment(
   PendingEnrollment pending;
   pending.request = request;
   WIMSE_ASSIGN_OR_RETURN(pending.credential_sha256, Sha256(secret_credential.view()));
-  return std::make_pair(EnrollmentChallenge{std::move(made.credential_blob), std::move(made.secret)},
-                        std::move(pending));
+  return std::make_pair(
+      EnrollmentChallenge{std::move(made.credential_blob), std::move(made.secret)},
+      std::move(pending));
 }
 
 Result<EnrollmentRecord> FinishEnrollment(const PendingEnrollment& pending, ByteView answer,
@@ -346,8 +348,8 @@ Result<EnrollmentChallenge> DecodeEnrollmentChallenge(std::string_view json) {
 }
 
 std::string EncodePendingEnrollment(const PendingEnrollment& p) {
-  return jose::SerializeJson(
-      Json{{"request", RequestJson(p.request)}, {"credential_sha256", HexEncode(p.credential_sha256)}});
+  return jose::SerializeJson(Json{{"request", RequestJson(p.request)},
+                                  {"credential_sha256", HexEncode(p.credential_sha256)}});
 }
 
 Result<PendingEnrollment> DecodePendingEnrollment(std::string_view json) {

@@ -31,16 +31,17 @@
 namespace wimse::attest {
 
 // Media-type-like tags of the JSON documents below.
-inline constexpr char kEnrollmentRequestProfile[] = "tag:wimse-tpm,2026:attest/ak-enroll-request/v1";
+inline constexpr char kEnrollmentRequestProfile[] =
+    "tag:wimse-tpm,2026:attest/ak-enroll-request/v1";
 inline constexpr char kEnrollmentChallengeProfile[] = "tag:wimse-tpm,2026:attest/ak-challenge/v1";
 
 // What the agent sends. All TPM objects are the bytes the TPM produced.
 struct EnrollmentRequest {
-  std::string identity;             // the host/workload identity to bind (e.g. a SPIFFE ID)
-  Bytes ek_public;                  // TPM2B_PUBLIC of the EK
-  Bytes ek_cert;                    // DER EK certificate from NV (may be empty: see policy)
-  std::vector<Bytes> ek_chain;      // DER intermediates (untrusted)
-  Bytes ak_public;                  // TPM2B_PUBLIC of the AK
+  std::string identity;         // the host/workload identity to bind (e.g. a SPIFFE ID)
+  Bytes ek_public;              // TPM2B_PUBLIC of the EK
+  Bytes ek_cert;                // DER EK certificate from NV (may be empty: see policy)
+  std::vector<Bytes> ek_chain;  // DER intermediates (untrusted)
+  Bytes ak_public;              // TPM2B_PUBLIC of the AK
 };
 
 // Verifier configuration for enrolment.
@@ -69,11 +70,11 @@ struct PendingEnrollment {
 // A pinned enrolment: one identity, one EK, one AK.
 struct EnrollmentRecord {
   std::string identity;
-  Bytes ak_public;            // TPM2B_PUBLIC as received
-  Bytes ak_name;              // Name(AK), nameAlg prefix included
-  Bytes ek_public_sha256;     // SHA-256 of the EK TPM2B_PUBLIC
-  Bytes ek_cert_sha256;       // SHA-256 of the DER EK certificate (empty when certless)
-  std::string ek_subject;     // the EK certificate's issuer and SAN summary (informative)
+  Bytes ak_public;         // TPM2B_PUBLIC as received
+  Bytes ak_name;           // Name(AK), nameAlg prefix included
+  Bytes ek_public_sha256;  // SHA-256 of the EK TPM2B_PUBLIC
+  Bytes ek_cert_sha256;    // SHA-256 of the DER EK certificate (empty when certless)
+  std::string ek_subject;  // the EK certificate's issuer and SAN summary (informative)
 };
 
 // Failures carry a stable code as the first word of the message, e.g. "ek_chain_invalid: ...":

@@ -256,7 +256,8 @@ Result<LogEvent> ImaNgEvent(uint32_t pcr, ByteView template_hash, ByteView templ
   }
   size_t algo_len = static_cast<size_t>(colon - d.data());
   ByteView fd = d.subspan(algo_len + 2);
-  e.file_digest = std::string(reinterpret_cast<const char*>(d.data()), algo_len) + ":" + HexEncode(fd);
+  e.file_digest =
+      std::string(reinterpret_cast<const char*>(d.data()), algo_len) + ":" + HexEncode(fd);
   if (n.empty() || n.back() != 0) {
     return LogError("malformed ima-ng n-ng field");
   }
@@ -270,8 +271,8 @@ Result<LogEvent> ImaNgEvent(uint32_t pcr, ByteView template_hash, ByteView templ
   if (!e.violation && !ConstantTimeEqual(sha1, template_hash)) {
     return LogError("IMA template hash does not match the template data");
   }
-  for (uint16_t bank : {uint16_t{TPM2_ALG_SHA1}, uint16_t{TPM2_ALG_SHA256}, uint16_t{TPM2_ALG_SHA384},
-                        uint16_t{TPM2_ALG_SHA512}}) {
+  for (uint16_t bank : {uint16_t{TPM2_ALG_SHA1}, uint16_t{TPM2_ALG_SHA256},
+                        uint16_t{TPM2_ALG_SHA384}, uint16_t{TPM2_ALG_SHA512}}) {
     if (e.violation) {
       e.digests[bank] = Bytes(BankDigestSize(bank), 0xFF);
     } else {
@@ -348,7 +349,8 @@ Result<EventLog> ParseImaAscii(std::string_view log, const LogLimits& limits) {
       rest = rest.substr(sp + 1);
     }
     f.push_back(rest);
-    if (f[0].empty() || f[0].size() > 2 || f[0].find_first_not_of("0123456789") != std::string_view::npos) {
+    if (f[0].empty() || f[0].size() > 2 ||
+        f[0].find_first_not_of("0123456789") != std::string_view::npos) {
       return LogError("line " + std::to_string(line_no) + ": bad PCR");
     }
     uint32_t pcr = static_cast<uint32_t>(std::stoul(std::string(f[0])));

@@ -119,8 +119,8 @@ Result<std::optional<LogEvidence>> ReadLog(const std::string& path, const char* 
 Result<Tpm2Evidence> ProduceEvidence(tpm::TpmContext& ctx, const tpm::WorkloadKey& key,
                                      ByteView nonce, const EvidenceOptions& options) {
   const tpm::KeyCreation* creation = options.creation ? &*options.creation
-                                     : key.creation()   ? &*key.creation()
-                                                        : nullptr;
+                                     : key.creation() ? &*key.creation()
+                                                      : nullptr;
   WIMSE_ASSIGN_OR_RETURN(Tpm2Evidence e,
                          ProduceEvidenceWithCreation(ctx, key, nonce, options.pcrs, creation));
   WIMSE_ASSIGN_OR_RETURN(e.uefi_log, ReadLog(options.uefi_log_path, kDefaultUefiLogPath,
@@ -198,20 +198,20 @@ Result<tpm::KeyCreation> DecodeKeyCreation(std::string_view json, ByteView key_n
   auto bytes = [&](const char* name) -> Result<Bytes> {
     auto it = j.find(name);
     if (it == j.end() || !it->is_string()) {
-      return Error(Layer::kParse, std::string("key creation record has no string \"") + name +
-                                      "\"");
+      return Error(Layer::kParse,
+                   std::string("key creation record has no string \"") + name + "\"");
     }
     Result<Bytes> b = jose::Base64UrlDecode(it->get<std::string>());
     if (!b.ok()) {
-      return Error(Layer::kParse, std::string("key creation record ") + name + ": " +
-                                      b.error().message());
+      return Error(Layer::kParse,
+                   std::string("key creation record ") + name + ": " + b.error().message());
     }
     return b;
   };
   auto format = j.find("format");
   if (format == j.end() || !format->is_string() || *format != kKeyCreationFormat) {
-    return Error(Layer::kParse, std::string("key creation record format is not ") +
-                                    kKeyCreationFormat);
+    return Error(Layer::kParse,
+                 std::string("key creation record format is not ") + kKeyCreationFormat);
   }
   WIMSE_ASSIGN_OR_RETURN(Bytes name, bytes("name"));
   if (name != Bytes(key_name.begin(), key_name.end())) {
@@ -229,8 +229,8 @@ Status SaveKeyCreation(const std::string& key_path, const tpm::WorkloadKey& key)
   if (!key.creation()) {
     return OkStatus();
   }
-  return WriteFileAtomic(key_path + kKeyCreationSuffix, EncodeKeyCreation(*key.creation(), key.name()),
-                         0644);
+  return WriteFileAtomic(key_path + kKeyCreationSuffix,
+                         EncodeKeyCreation(*key.creation(), key.name()), 0644);
 }
 
 Result<std::optional<tpm::KeyCreation>> LoadKeyCreation(const std::string& key_path,

@@ -34,8 +34,7 @@ Result<Tpm2Evidence> ProduceEvidence(tpm::TpmContext& ctx, const tpm::WorkloadKe
 
 // Default event-log locations (Linux securityfs, rats-tpm §4.3).
 inline constexpr char kDefaultUefiLogPath[] = "/sys/kernel/security/tpm0/binary_bios_measurements";
-inline constexpr char kDefaultImaLogPath[] =
-    "/sys/kernel/security/ima/binary_runtime_measurements";
+inline constexpr char kDefaultImaLogPath[] = "/sys/kernel/security/ima/binary_runtime_measurements";
 
 struct EvidenceOptions {
   PcrBankSelection pcrs;
@@ -74,8 +73,9 @@ Status SaveKeyCreation(const std::string& key_path, const tpm::WorkloadKey& key)
 Result<std::optional<tpm::KeyCreation>> LoadKeyCreation(const std::string& key_path,
                                                         const tpm::WorkloadKey& key);
 
-// ProduceEvidence with event logs (and, when `creation` or the key has one, TPM2_CertifyCreation). The logs are read after the quote, so they may run ahead of
-// it (the verifier accepts an IMA prefix; rats-tpm §4.4).
+// ProduceEvidence with event logs (and, when `creation` or the key has one, TPM2_CertifyCreation).
+// The logs are read after the quote, so they may run ahead of it (the verifier accepts an IMA
+// prefix; rats-tpm §4.4).
 Result<Tpm2Evidence> ProduceEvidence(tpm::TpmContext& ctx, const tpm::WorkloadKey& key,
                                      ByteView nonce, const EvidenceOptions& options);
 

@@ -560,8 +560,7 @@ Status DecodeB64Url(std::string_view text, Out& out) {
   if (n % 4 == 1) {
     for (size_t i = 0; i < n; ++i) {
       if (val(i) < 0) {
-        return ParseError(text[i] == '=' ? "base64url has padding"
-                                         : "invalid base64url character");
+        return ParseError(text[i] == '=' ? "base64url has padding" : "invalid base64url character");
       }
     }
     return ParseError("invalid base64url length");
@@ -586,8 +585,7 @@ Status DecodeB64Url(std::string_view text, Out& out) {
     for (size_t j = 0; j < n; ++j) {
       if (val(j) < 0) {
         out.clear();
-        return ParseError(text[j] == '=' ? "base64url has padding"
-                                         : "invalid base64url character");
+        return ParseError(text[j] == '=' ? "base64url has padding" : "invalid base64url character");
       }
     }
   }
@@ -751,12 +749,12 @@ std::string EncodeEvidenceJson(const Tpm2Evidence& e) {
   };
   Json logs = Json::object();
   if (e.uefi_log) {
-    logs["uefi"] = Json{{"format", e.uefi_log->format},
-                        {"data", jose::Base64UrlEncode(e.uefi_log->data)}};
+    logs["uefi"] =
+        Json{{"format", e.uefi_log->format}, {"data", jose::Base64UrlEncode(e.uefi_log->data)}};
   }
   if (e.ima_log) {
-    logs["ima"] = Json{{"format", e.ima_log->format},
-                       {"data", jose::Base64UrlEncode(e.ima_log->data)}};
+    logs["ima"] =
+        Json{{"format", e.ima_log->format}, {"data", jose::Base64UrlEncode(e.ima_log->data)}};
   }
   if (!logs.empty()) {
     doc["logs"] = logs;

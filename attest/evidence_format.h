@@ -84,7 +84,7 @@ struct Tpm2Evidence {
   std::vector<KeyEvidence> keys;
   std::optional<LogEvidence> uefi_log;  // logs.uefi
   std::optional<LogEvidence> ima_log;   // logs.ima
-  std::string swname;  // attester software (informative)
+  std::string swname;                   // attester software (informative)
   std::string swversion;
 };
 

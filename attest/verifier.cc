@@ -196,7 +196,6 @@ Status VerifyRsaPss(EVP_PKEY* key, HashAlg hash, ByteView digest, ByteView sig) 
   return OkStatus();
 }
 
-
 // A parameters-only EC key per curve, built once per process. EVP_PKEY_dup of it copies the
 // curve's EC_GROUP (Montgomery constants; the generator table is shared by reference) instead
 // of building the group from its name for every public area: EC_GROUP_new_by_curve_name and
@@ -535,7 +534,6 @@ void CheckNonce(const TPM2B_DATA& extra, const Bytes& expected, Reason reason, c
   }
 }
 
-
 // Clock/reset/restart ordering per AK (rats-tpm §3.6): reset must not decrease; restart may
 // only decrease together with a reset increase; within one (reset, restart) pair the clock must
 // increase. `last` is the floor: the highest state accepted before this round's nonce was
@@ -585,8 +583,8 @@ void CheckEventDigest(const Bytes& digest, const AttestationPolicy* policy, cons
 void CheckLogs(const Tpm2Evidence& e, uint16_t bank, uint32_t mask,
                const std::map<uint32_t, Bytes>& quoted, const AttestationPolicy* policy,
                AppraisalResult& result, Findings& f) {
-  result.events_allow_listed = policy != nullptr && !policy->allowed_event_digests.empty() &&
-                               (e.uefi_log || e.ima_log);
+  result.events_allow_listed =
+      policy != nullptr && !policy->allowed_event_digests.empty() && (e.uefi_log || e.ima_log);
   if (e.uefi_log) {
     Result<LogFormat> fmt = LogFormatFromName(e.uefi_log->format);
     Result<EventLog> log = Error(Layer::kParse, "");
@@ -608,9 +606,9 @@ void CheckLogs(const Tpm2Evidence& e, uint16_t bank, uint32_t mask,
           const Bytes want = it == replayed->end() ? InitialPcrValue(pcr, bank) : it->second;
           if (!ConstantTimeEqual(want, value)) {
             ok = false;
-            f.Add(Reason::kEventLogReplayMismatch,
-                  "UEFI log replays PCR " + std::to_string(pcr) + " to " + HexEncode(want) +
-                      ", quoted " + HexEncode(value));
+            f.Add(Reason::kEventLogReplayMismatch, "UEFI log replays PCR " + std::to_string(pcr) +
+                                                       " to " + HexEncode(want) + ", quoted " +
+                                                       HexEncode(value));
           }
         }
         if (ok) {
@@ -675,9 +673,8 @@ void CheckLogs(const Tpm2Evidence& e, uint16_t bank, uint32_t mask,
             // known, so an allow-list policy cannot approve it.
             ++result.ima_violations;
             if (allow_list) {
-              f.Add(Reason::kEventNotAllowed,
-                    "IMA violation entry " + std::to_string(i) + " (" + ev.path +
-                        "): the file's measurement is unknown");
+              f.Add(Reason::kEventNotAllowed, "IMA violation entry " + std::to_string(i) + " (" +
+                                                  ev.path + "): the file's measurement is unknown");
             }
             continue;
           }
@@ -779,8 +776,8 @@ void CheckCreation(const CreationEvidence& ce, const PublicKeyInfo* key, const T
   Result<HashAlg> name_hash = HashAlgFromTpm(key->pub.nameAlg);
   Result<Bytes> digest = name_hash.ok() ? Digest(*name_hash, ByteView(ce.creation_data).subspan(2))
                                         : Result<Bytes>(name_hash.error());
-  if (!digest.ok() || !ConstantTimeEqual(*digest, ByteView(info.creationHash.buffer,
-                                                           info.creationHash.size))) {
+  if (!digest.ok() ||
+      !ConstantTimeEqual(*digest, ByteView(info.creationHash.buffer, info.creationHash.size))) {
     f.Add(Reason::kCreationHashMismatch,
           "the creation data does not hash to the certified creationHash");
     return;  // the creation data is not the certified one: its contents mean nothing
@@ -799,8 +796,8 @@ void CheckCreation(const CreationEvidence& ce, const PublicKeyInfo* key, const T
   }
   // The parent is a primary key of the storage (owner) hierarchy: QN = H(TPM_RH_OWNER || Name).
   const uint8_t owner[4] = {0x40, 0x00, 0x00, 0x01};
-  if (parent_name.size() < 2 || ((uint16_t{parent_name[0]} << 8) | parent_name[1]) !=
-                                    c.parentNameAlg ||
+  if (parent_name.size() < 2 ||
+      ((uint16_t{parent_name[0]} << 8) | parent_name[1]) != c.parentNameAlg ||
       QualifiedName(c.parentNameAlg, owner, parent_name) !=
           Bytes(parent_qn.begin(), parent_qn.end())) {
     f.Add(Reason::kCreationParentMismatch,
@@ -1010,9 +1007,9 @@ AppraisalResult AppraiseEvidence(const Tpm2Evidence& e, const AppraisalOptions& 
                 std::to_string(policy->max_evidence_age_seconds) +
                 " s but the nonce's issue time was not given (CLI: --nonce-issued)");
     } else if (options.now_unix < options.nonce_issued_unix) {
-      f.Add(Reason::kEvidenceTooOld, "the nonce's issue time is " +
-                                         std::to_string(options.nonce_issued_unix - options.now_unix) +
-                                         " s in the future");
+      f.Add(Reason::kEvidenceTooOld,
+            "the nonce's issue time is " +
+                std::to_string(options.nonce_issued_unix - options.now_unix) + " s in the future");
     } else if (options.now_unix - options.nonce_issued_unix > policy->max_evidence_age_seconds) {
       f.Add(Reason::kEvidenceTooOld,
             "the nonce was issued " + std::to_string(options.now_unix - options.nonce_issued_unix) +
@@ -1060,8 +1057,8 @@ AppraisalResult AppraiseEvidence(const Tpm2Evidence& e, const AppraisalOptions& 
     }
     if (options.enrolled_ak_name.has_value()) {
       if (!ConstantTimeEqual(*options.enrolled_ak_name, ak->name)) {
-        f.Add(Reason::kAkNotEnrolled, "the evidence AK Name " + HexEncode(ak->name) +
-                                          " is not the enrolled AK Name");
+        f.Add(Reason::kAkNotEnrolled,
+              "the evidence AK Name " + HexEncode(ak->name) + " is not the enrolled AK Name");
         result.ak_enrolled = false;
       } else {
         result.ak_enrolled = !options.trusted_ak_spki.has_value() || result.ak_enrolled;
@@ -1115,16 +1112,17 @@ AppraisalResult AppraiseEvidence(const Tpm2Evidence& e, const AppraisalOptions& 
                     "PCR " + std::to_string(pcr) + " has a reference value but is not quoted");
             } else if (!ConstantTimeEqual(it->second, value)) {
               refs_ok = false;
-              f.Add(Reason::kPcrReferenceMismatch,
-                    "PCR " + std::to_string(pcr) + " is " + HexEncode(it->second) +
-                        ", reference " + HexEncode(value));
+              f.Add(Reason::kPcrReferenceMismatch, "PCR " + std::to_string(pcr) + " is " +
+                                                       HexEncode(it->second) + ", reference " +
+                                                       HexEncode(value));
             }
           }
           result.references_checked = refs_ok && !policy->reference_values.empty();
         }
         CheckLogs(e, want_sel.bank, want_sel.mask, quote->pcrs, policy, result, f);
       } else if (e.uefi_log || e.ima_log) {
-        f.Add(Reason::kEventLogReplayMismatch, "logs not replayed: the PCR values are not verified");
+        f.Add(Reason::kEventLogReplayMismatch,
+              "logs not replayed: the PCR values are not verified");
       }
       if (qa.attest.clockInfo.safe != TPM2_YES) {
         f.Add(Reason::kClockNotSafe, "quote clockInfo.safe is NO");

@@ -68,17 +68,17 @@ enum class Reason {
   kEventDenied,                  // a replayed event digest is on the policy's deny list
   kEventNotAllowed,              // a replayed event digest is not on the policy's allow list
   // TPM2_CertifyCreation (keys[0].creation; optional unless AppraisalOptions::require_creation).
-  kCreationMissing,              // require_creation and the evidence has no creation attestation
-  kCreationMalformed,            // creation TPMS_ATTEST / TPMT_SIGNATURE / TPM2B_CREATION_DATA bad
-  kCreationNotTpmGenerated,      // magic
-  kCreationWrongType,            // type != TPM_ST_ATTEST_CREATION
-  kCreationSignatureInvalid,     // creation signature does not verify with the AK
-  kCreationNonceMismatch,        // creation extraData != expected nonce
-  kCreationNameMismatch,         // objectName != Name(presented public area)
-  kCreationHashMismatch,         // creationHash != H_nameAlg(presented creation data)
-  kCreationParentMismatch,       // creation parent is not the certified key's parent, not a
-                                 // storage-hierarchy primary, or not the expected parent
-  kCreationPcrMismatch,          // creation PCR digest differs from the policy's reference values
+  kCreationMissing,           // require_creation and the evidence has no creation attestation
+  kCreationMalformed,         // creation TPMS_ATTEST / TPMT_SIGNATURE / TPM2B_CREATION_DATA bad
+  kCreationNotTpmGenerated,   // magic
+  kCreationWrongType,         // type != TPM_ST_ATTEST_CREATION
+  kCreationSignatureInvalid,  // creation signature does not verify with the AK
+  kCreationNonceMismatch,     // creation extraData != expected nonce
+  kCreationNameMismatch,      // objectName != Name(presented public area)
+  kCreationHashMismatch,      // creationHash != H_nameAlg(presented creation data)
+  kCreationParentMismatch,    // creation parent is not the certified key's parent, not a
+                              // storage-hierarchy primary, or not the expected parent
+  kCreationPcrMismatch,       // creation PCR digest differs from the policy's reference values
 };
 
 // Stable code for a reason, e.g. "quote_nonce_mismatch".
@@ -105,8 +105,8 @@ struct AttestationPolicy {
   std::map<uint32_t, Bytes> reference_values;  // PCR -> expected value (bank size)
   std::set<Bytes> allowed_event_digests;       // empty: no allow list
   std::set<Bytes> denied_event_digests;
-  std::vector<std::string> ek_roots_pem;       // enrolment trust anchors
-  int64_t max_evidence_age_seconds = 0;        // 0: not checked
+  std::vector<std::string> ek_roots_pem;  // enrolment trust anchors
+  int64_t max_evidence_age_seconds = 0;   // 0: not checked
 };
 
 // TPM clock state of one AK (TPMS_CLOCK_INFO without `safe`), kept by the caller between
@@ -178,19 +178,19 @@ struct AppraisalResult {
   bool rebooted = false;
   bool resumed = false;
   // Facts for the EAR trust vector.
-  bool ak_enrolled = false;          // enrolled_ak_name or trusted_ak_spki matched
-  bool ek_certified = false;         // ak_enrolled and options.enrolled_ek_certified
-  bool references_checked = false;   // policy reference values compared (and matched)
-  bool uefi_log_checked = false;     // UEFI log replayed to the quote
-  bool ima_log_checked = false;      // IMA log (prefix) replayed to the quote
+  bool ak_enrolled = false;         // enrolled_ak_name or trusted_ak_spki matched
+  bool ek_certified = false;        // ak_enrolled and options.enrolled_ek_certified
+  bool references_checked = false;  // policy reference values compared (and matched)
+  bool uefi_log_checked = false;    // UEFI log replayed to the quote
+  bool ima_log_checked = false;     // IMA log (prefix) replayed to the quote
   // The policy's allow list of event digests was applied to the replayed logs (replay alone
   // proves integrity, not approval: only this makes "approved executables" claimable).
   bool events_allow_listed = false;
-  size_t ima_violations = 0;         // IMA violation entries in the appraised prefix
+  size_t ima_violations = 0;  // IMA violation entries in the appraised prefix
   // TPM2_CertifyCreation verified: the key was created by TPM2_Create under the parent named
   // in its creation data, a primary key of the storage hierarchy (set only when affirming).
   bool creation_certified = false;
-  Bytes creation_parent_name;        // that parent's Name (when creation_certified)
+  Bytes creation_parent_name;  // that parent's Name (when creation_certified)
   // The creation data selected PCRs and their digest matched the policy's reference values.
   // False when no PCRs were selected at creation or the policy has no values for them.
   bool creation_pcrs_checked = false;

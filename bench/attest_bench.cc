@@ -7,9 +7,9 @@
 // The evidence is built in software with the exact TPM wire structures (tss2-mu marshalling of
 // TPMS_ATTEST / TPMT_SIGNATURE, an AK public area with the AK attributes around a software P-256
 // key), so the benchmark needs no TPM and measures only the verifier.
-#include <cstring>
 #include <benchmark/benchmark.h>
 #include <tss2/tss2_mu.h>
+#include <cstring>
 
 #include <cstdio>
 #include <cstdlib>

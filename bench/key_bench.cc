@@ -38,12 +38,12 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <atomic>
 #include <functional>
 #include <string>
 #include <thread>
@@ -261,8 +261,8 @@ void RunSaltedEsys(const std::string& path, const char* auth_env) {
     auth.size = static_cast<UINT16>(std::strlen(v));
     std::memcpy(auth.buffer, v, auth.size);
     Esys_TR_SetAuth(esys, *tr, &auth);
-    Esys_TRSess_SetAttributes(esys, *session,
-                              TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT, 0xff);
+    Esys_TRSess_SetAttributes(esys, *session, TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT,
+                              0xff);
     Measure("esys_salted_encrypted", [&] {
       TPMT_SIGNATURE* sig = nullptr;
       TSS2_RC rc = Esys_Sign(esys, *tr, *session, ESYS_TR_NONE, ESYS_TR_NONE, &raw.digest,
@@ -294,7 +294,8 @@ Provided LoadProviderKey(const std::string& module, const std::string& path) {
   if (slash != std::string::npos) {
     OSSL_PROVIDER_set_default_search_path(p.libctx, module.substr(0, slash).c_str());
     name = module.substr(slash + 1);
-    if (name.size() > 3 && name.compare(name.size() - 3, 3, ".so") == 0) name.resize(name.size() - 3);
+    if (name.size() > 3 && name.compare(name.size() - 3, 3, ".so") == 0)
+      name.resize(name.size() - 3);
   }
   if (OSSL_PROVIDER_load(p.libctx, name.c_str()) == nullptr) Die("cannot load provider " + module);
   FILE* f = std::fopen(path.c_str(), "rb");
@@ -304,9 +305,8 @@ Provided LoadProviderKey(const std::string& module, const std::string& path) {
   size_t n;
   while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) pem.append(buf, n);
   std::fclose(f);
-  OSSL_DECODER_CTX* dctx = OSSL_DECODER_CTX_new_for_pkey(&p.key, "PEM", nullptr, "EC",
-                                                         OSSL_KEYMGMT_SELECT_KEYPAIR, p.libctx,
-                                                         nullptr);
+  OSSL_DECODER_CTX* dctx = OSSL_DECODER_CTX_new_for_pkey(
+      &p.key, "PEM", nullptr, "EC", OSSL_KEYMGMT_SELECT_KEYPAIR, p.libctx, nullptr);
   const unsigned char* data = reinterpret_cast<const unsigned char*>(pem.data());
   size_t len = pem.size();
   if (dctx == nullptr || OSSL_DECODER_from_data(dctx, &data, &len) != 1 || p.key == nullptr) {
@@ -339,11 +339,13 @@ void RunProvider(const char* name, const std::string& module, const std::string&
   Bytes sig;
   if (!sign(&sig)) Die(std::string(name) + ": EVP_DigestSign failed");
   // Verify in software against the key file's public area (no TPM, no provider).
-  auto file_key = wimse::tpm::WorkloadKey::Open(std::make_shared<wimse::tpm::TpmContext>("none"), path);
+  auto file_key =
+      wimse::tpm::WorkloadKey::Open(std::make_shared<wimse::tpm::TpmContext>("none"), path);
   if (!file_key.ok()) Die(file_key.error().ToString());
   auto raw = wimse::EcdsaDerToRaw(sig, 32);
   auto digest = wimse::Digest(HashAlg::kSha256, wimse::AsBytes(msg));
-  if (!raw.ok() || !wimse::VerifyDigest((*file_key)->public_key(), HashAlg::kSha256, *digest, *raw).ok()) {
+  if (!raw.ok() ||
+      !wimse::VerifyDigest((*file_key)->public_key(), HashAlg::kSha256, *digest, *raw).ok()) {
     Die(std::string(name) + ": signature does not verify");
   }
   Measure(name, [&] { return sign(nullptr); });
@@ -393,7 +395,8 @@ int ListenLoopback(int* port) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd, 16) != 0) Die("listen");
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd, 16) != 0)
+    Die("listen");
   socklen_t len = sizeof(a);
   getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   *port = ntohs(a.sin_port);
@@ -442,8 +445,10 @@ void RunTls(const std::string& module, const std::string& path, const std::strin
     X509_STORE_add_cert(SSL_CTX_get_cert_store(c), ca);
     SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   }
-  if (SSL_CTX_use_certificate(sctx, server_cert) != 1 || SSL_CTX_use_PrivateKey(sctx, server_key) != 1 ||
-      SSL_CTX_use_certificate(cctx, client_cert) != 1 || SSL_CTX_use_PrivateKey(cctx, client_key) != 1) {
+  if (SSL_CTX_use_certificate(sctx, server_cert) != 1 ||
+      SSL_CTX_use_PrivateKey(sctx, server_key) != 1 ||
+      SSL_CTX_use_certificate(cctx, client_cert) != 1 ||
+      SSL_CTX_use_PrivateKey(cctx, client_key) != 1) {
     Die("SSL_CTX_use_*");
   }
   int port = 0;
@@ -496,7 +501,7 @@ void RunTls(const std::string& module, const std::string& path, const std::strin
     close(fd);
     return ok;
   };
-  std::string label = !software               ? "tls13_mtls_tpm_key"
+  std::string label = !software             ? "tls13_mtls_tpm_key"
                       : with_module.empty() ? "tls13_mtls_software_key"
                                             : "tls13_mtls_software_key_provider_loaded";
   if (conns == 1) {
@@ -552,8 +557,8 @@ int main(int argc, char** argv) {
     RunSaltedEsys(argv[2], argv[3]);
   } else if (mode == "provider" && argc >= 4) {
     std::string module = argv[2];
-    std::string label = module.find("wimsetpm") != std::string::npos ? "provider_wimsetpm"
-                                                                      : "provider_" + module;
+    std::string label =
+        module.find("wimsetpm") != std::string::npos ? "provider_wimsetpm" : "provider_" + module;
     RunProvider(label.c_str(), module, argv[3]);
   } else if (mode == "tls" && argc >= 4) {
     RunTls(argv[2], argv[3], argc >= 5 ? argv[4] : "");

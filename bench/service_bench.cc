@@ -35,9 +35,9 @@
 #include "agent/agent.h"
 #include "attest/evidence.h"
 #include "attest/service/csr.h"
-#include "jose/json.h"
 #include "attest/service/state_store.h"
 #include "crypto/signer.h"
+#include "jose/json.h"
 #include "tpm/attestation.h"
 #include "tpm/context.h"
 #include "tpm/workload_key.h"
@@ -82,8 +82,8 @@ int RunTpm(int rounds) {
       auto c = Clock::now();
       WIMSE_ASSIGN_OR_RETURN(auto pcrs, tpm::PcrReadLocked(esys, TPM2_ALG_SHA256, 0xff));
       auto d = Clock::now();
-      WIMSE_ASSIGN_OR_RETURN(auto q, tpm::QuoteLocked(esys, ak.handle.get(), nonce,
-                                                       TPM2_ALG_SHA256, 0xff));
+      WIMSE_ASSIGN_OR_RETURN(auto q,
+                             tpm::QuoteLocked(esys, ak.handle.get(), nonce, TPM2_ALG_SHA256, 0xff));
       auto e = Clock::now();
       WIMSE_ASSIGN_OR_RETURN(auto cert, tpm::CertifyLocked(esys, key_tr, ak.handle.get(), nonce));
       auto f = Clock::now();
@@ -158,8 +158,10 @@ int RunBurst(const std::string& url, const std::string& ca, const std::string& p
     if (!nonce.ok()) return Die("nonce", nonce.error());
     auto ev = attest::ProduceEvidenceCmw(*ctx, **key, *nonce);
     if (!ev.ok()) return Die("evidence", ev.error());
-    bodies.push_back(jose::SerializeJson({{"identity", id}, {"label", "w"},
-                                          {"nonce", HexEncode(*nonce)}, {"evidence", *ev},
+    bodies.push_back(jose::SerializeJson({{"identity", id},
+                                          {"label", "w"},
+                                          {"nonce", HexEncode(*nonce)},
+                                          {"evidence", *ev},
                                           {"csr", *csr}}));
   }
   ctx->FlushCache();
@@ -236,6 +238,7 @@ int main(int argc, char** argv) {
     return wimse::RunSeed(a[1], a[2], a[3], std::atoi(a[4].c_str()));
   }
   std::fprintf(stderr,
-               "usage: service_bench tpm N | service_bench burst URL CA PREFIX N | service_bench seed DB TEMPLATE_IDENTITY PREFIX N\n");
+               "usage: service_bench tpm N | service_bench burst URL CA PREFIX N | service_bench "
+               "seed DB TEMPLATE_IDENTITY PREFIX N\n");
   return 2;
 }

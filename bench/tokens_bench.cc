@@ -10,8 +10,9 @@
 // WIMSE_TPM_TCTI (run under tests/with_swtpm.sh or ci/swtpm); without it the TPM benchmarks are
 // skipped and only the verify ratio is printed. TPM benchmarks are timed in real time (the TPM
 // round trip is the cost); verify benchmarks in CPU time of the one thread that runs them (so a
-// loaded machine does not distort "per second on one core"), the reference included. Every benchmark checks its first result, so a
-// broken path cannot look fast. Output: Google Benchmark's table, then "RATIO ..." lines.
+// loaded machine does not distort "per second on one core"), the reference included. Every
+// benchmark checks its first result, so a broken path cannot look fast. Output: Google Benchmark's
+// table, then "RATIO ..." lines.
 #include <benchmark/benchmark.h>
 
 #include <openssl/evp.h>
@@ -110,8 +111,8 @@ void RawEsysSign(benchmark::State& state) {
     }
     for (auto _ : state) {
       TPMT_SIGNATURE* sig = nullptr;
-      TSS2_RC rc = Esys_Sign(esys, *tr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-                             &raw.digest, &raw.scheme, &raw.ticket, &sig);
+      TSS2_RC rc = Esys_Sign(esys, *tr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &raw.digest,
+                             &raw.scheme, &raw.ticket, &sig);
       Esys_Free(sig);
       if (rc != TSS2_RC_SUCCESS) {
         state.SkipWithError("Esys_Sign failed");
@@ -197,8 +198,8 @@ void OpensslP256Verify(benchmark::State& state) {
   Fixture& f = F();
   Bytes digest = BenchDigest();
   Bytes raw = *f.sw_workload->SignDigest(HashAlg::kSha256, digest);
-  wimse::EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, f.sw_workload->public_key(),
-                                                      "provider=default"));
+  wimse::EvpPkeyCtxPtr ctx(
+      EVP_PKEY_CTX_new_from_pkey(nullptr, f.sw_workload->public_key(), "provider=default"));
   Bytes der;
   {
     auto d = wimse::VerifyDigest(f.sw_workload->public_key(), HashAlg::kSha256, digest, raw);
@@ -304,9 +305,10 @@ void PrintRatio(const RatioReporter& rep, const char* num, const char* den, doub
   }
   std::sort(ratios.begin(), ratios.end());
   double median = ratios[ratios.size() / 2];
-  std::printf("RATIO %s/%s = %.3f median of %zu rounds (mean %.1f / %.1f per s; target >= %.1f: %s)\n",
-              num, den, median, ratios.size(), num_sum / ratios.size(), den_sum / ratios.size(),
-              target, median >= target ? "met" : "NOT met");
+  std::printf(
+      "RATIO %s/%s = %.3f median of %zu rounds (mean %.1f / %.1f per s; target >= %.1f: %s)\n", num,
+      den, median, ratios.size(), num_sum / ratios.size(), den_sum / ratios.size(), target,
+      median >= target ? "met" : "NOT met");
 }
 
 void Register() {
@@ -316,14 +318,18 @@ void Register() {
     bool real_time;
   };
   const B kBenches[] = {
-      {"raw_esys_sign", RawEsysSign, true},        {"wpt_mint_tpm", WptMintTpm, true},
-      {"tpm_sign_digest", TpmSignDigest, true},    {"httpsig_sign_tpm", HttpSigSignTpm, true},
-      {"openssl_p256_verify", OpensslP256Verify, false}, {"wit_wpt_verify", WitWptVerify, false},
+      {"raw_esys_sign", RawEsysSign, true},
+      {"wpt_mint_tpm", WptMintTpm, true},
+      {"tpm_sign_digest", TpmSignDigest, true},
+      {"httpsig_sign_tpm", HttpSigSignTpm, true},
+      {"openssl_p256_verify", OpensslP256Verify, false},
+      {"wit_wpt_verify", WitWptVerify, false},
       {"httpsig_verify", HttpSigVerify, false},
   };
   for (int r = 1; r <= kRounds; ++r) {
     for (const B& b : kBenches) {
-      auto* bm = benchmark::RegisterBenchmark((std::string(b.name) + "/round" + std::to_string(r)).c_str(), b.fn);
+      auto* bm = benchmark::RegisterBenchmark(
+          (std::string(b.name) + "/round" + std::to_string(r)).c_str(), b.fn);
       bm->MinTime(1.0);
       if (b.real_time) {
         bm->UseRealTime();

@@ -74,9 +74,9 @@ int DoesSelection(void* /*provctx*/, int selection) noexcept {
   return selection == 0 || (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0 ? 1 : 0;
 }
 
-int PemToDerDecode(void* vctx, OSSL_CORE_BIO* cin, int /*selection*/,
-                   OSSL_CALLBACK* data_cb, void* data_cbarg,
-                   OSSL_PASSPHRASE_CALLBACK* /*pw_cb*/, void* /*pw_cbarg*/) noexcept {
+int PemToDerDecode(void* vctx, OSSL_CORE_BIO* cin, int /*selection*/, OSSL_CALLBACK* data_cb,
+                   void* data_cbarg, OSSL_PASSPHRASE_CALLBACK* /*pw_cb*/,
+                   void* /*pw_cbarg*/) noexcept {
   auto* ctx = static_cast<DecoderCtx*>(vctx);
   try {
     BioPtr bio(BIO_new_from_core_bio(ctx->prov->libctx, cin));
@@ -97,8 +97,7 @@ int PemToDerDecode(void* vctx, OSSL_CORE_BIO* cin, int /*selection*/,
     if (std::strcmp(name, kTss2PemLabel) == 0) {
       char structure[] = "TSS2";
       OSSL_PARAM params[] = {
-          OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, data,
-                                            static_cast<size_t>(len)),
+          OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, data, static_cast<size_t>(len)),
           OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_STRUCTURE, structure, 0),
           OSSL_PARAM_construct_end(),
       };
@@ -167,7 +166,7 @@ std::unique_ptr<ProviderKey> KeyFromTss2File(ProviderContext* prov, Tss2KeyFile 
   KeyType type = KeyType::kEc;
   if (area.type == TPM2_ALG_RSA) {
     type = area.parameters.rsaDetail.scheme.scheme == TPM2_ALG_RSAPSS ? KeyType::kRsaPss
-                                                                        : KeyType::kRsa;
+                                                                      : KeyType::kRsa;
   } else if (area.type != TPM2_ALG_ECC) {
     *not_ours = true;
     return nullptr;
@@ -209,8 +208,7 @@ bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* wha
       OSSL_PARAM_construct_utf8_string(OSSL_PASSPHRASE_PARAM_INFO, const_cast<char*>(what), 0),
       OSSL_PARAM_construct_end(),
   };
-  bool answered =
-      pw_cb != nullptr && pw_cb(pass, sizeof(pass), &pass_len, info, pw_cbarg) == 1;
+  bool answered = pw_cb != nullptr && pw_cb(pass, sizeof(pass), &pass_len, info, pw_cbarg) == 1;
   bool empty_refused = pass_len == 0 && key->auth_required_by_file();
   if (!answered && !key->auth_required_by_file()) {
     // Explicit FALSE and nobody to ask (an application without a pass-phrase callback):
@@ -258,8 +256,8 @@ int PassKeyReference(std::unique_ptr<ProviderKey> key, OSSL_CALLBACK* cb, void* 
   int object_type = OSSL_OBJECT_PKEY;
   OSSL_PARAM params[] = {
       OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &object_type),
-      OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
-                                       const_cast<char*>(type_name), 0),
+      OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE, const_cast<char*>(type_name),
+                                       0),
       OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &ref, sizeof(ref)),
       OSSL_PARAM_construct_end(),
   };
@@ -276,13 +274,13 @@ const OSSL_DISPATCH kTss2PemToDerDecoderFunctions[] = {
     {0, nullptr},
 };
 
-#define WIMSE_DER_TO_KEY_DECODER(name, type)                                             \
-  const OSSL_DISPATCH name[] = {                                                         \
-      {OSSL_FUNC_DECODER_NEWCTX, reinterpret_cast<void (*)()>(NewCtx)},                  \
-      {OSSL_FUNC_DECODER_FREECTX, reinterpret_cast<void (*)()>(FreeCtx)},                \
-      {OSSL_FUNC_DECODER_DOES_SELECTION, reinterpret_cast<void (*)()>(DoesSelection)},   \
-      {OSSL_FUNC_DECODER_DECODE, reinterpret_cast<void (*)()>(DerToKeyDecode<type>)},    \
-      {0, nullptr},                                                                      \
+#define WIMSE_DER_TO_KEY_DECODER(name, type)                                           \
+  const OSSL_DISPATCH name[] = {                                                       \
+      {OSSL_FUNC_DECODER_NEWCTX, reinterpret_cast<void (*)()>(NewCtx)},                \
+      {OSSL_FUNC_DECODER_FREECTX, reinterpret_cast<void (*)()>(FreeCtx)},              \
+      {OSSL_FUNC_DECODER_DOES_SELECTION, reinterpret_cast<void (*)()>(DoesSelection)}, \
+      {OSSL_FUNC_DECODER_DECODE, reinterpret_cast<void (*)()>(DerToKeyDecode<type>)},  \
+      {0, nullptr},                                                                    \
   }
 
 WIMSE_DER_TO_KEY_DECODER(kTss2DerToEcDecoderFunctions, KeyType::kEc);

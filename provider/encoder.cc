@@ -100,7 +100,8 @@ enum class Format { kDer, kPem, kText, kTss2Der, kTss2Pem };
 struct EncoderCtx {
   ProviderContext* prov = nullptr;
   Format format = Format::kDer;
-  std::string cipher;  // asked for by `openssl pkey -aes256` and the like (OSSL_ENCODER_PARAM_CIPHER)
+  std::string
+      cipher;  // asked for by `openssl pkey -aes256` and the like (OSSL_ENCODER_PARAM_CIPHER)
 };
 
 // A TSS2 key file has no pass-phrase encryption (its private part is wrapped by the TPM), so a
@@ -150,9 +151,8 @@ int SpkiDoesSelection(void* /*provctx*/, int selection) noexcept {
 }
 
 int TextDoesSelection(void* /*provctx*/, int selection) noexcept {
-  return (selection & (OSSL_KEYMGMT_SELECT_KEYPAIR | OSSL_KEYMGMT_SELECT_ALL_PARAMETERS)) != 0
-             ? 1
-             : 0;
+  return (selection & (OSSL_KEYMGMT_SELECT_KEYPAIR | OSSL_KEYMGMT_SELECT_ALL_PARAMETERS)) != 0 ? 1
+                                                                                               : 0;
 }
 
 int Tss2DoesSelection(void* /*provctx*/, int selection) noexcept {
@@ -202,8 +202,8 @@ void PrintText(BIO* bio, const ProviderKey& key) {
 }
 
 int Encode(void* vctx, OSSL_CORE_BIO* cout, const void* obj_raw,
-           const OSSL_PARAM /*obj_abstract*/[], int selection,
-           OSSL_PASSPHRASE_CALLBACK* /*cb*/, void* /*cbarg*/) noexcept {
+           const OSSL_PARAM /*obj_abstract*/[], int selection, OSSL_PASSPHRASE_CALLBACK* /*cb*/,
+           void* /*cbarg*/) noexcept {
   auto* ctx = static_cast<EncoderCtx*>(vctx);
   const auto* key = static_cast<const ProviderKey*>(obj_raw);
   try {
@@ -281,8 +281,8 @@ int Encode(void* vctx, OSSL_CORE_BIO* cout, const void* obj_raw,
                  ? 1
                  : 0;
     }
-    return PEM_write_bio(bio.get(), "PUBLIC KEY", "", der->data(),
-                         static_cast<long>(der->size())) > 0
+    return PEM_write_bio(bio.get(), "PUBLIC KEY", "", der->data(), static_cast<long>(der->size())) >
+                   0
                ? 1
                : 0;
   } catch (...) {
@@ -315,16 +315,15 @@ Result<Bytes> SubjectPublicKeyInfoDer(const ProviderKey& key) {
   return out;
 }
 
-#define WIMSE_ENCODER(name, format, does_selection)                                      \
-  const OSSL_DISPATCH name[] = {                                                         \
-      {OSSL_FUNC_ENCODER_NEWCTX, reinterpret_cast<void (*)()>(NewCtx<format>)},          \
-      {OSSL_FUNC_ENCODER_FREECTX, reinterpret_cast<void (*)()>(FreeCtx)},                \
-      {OSSL_FUNC_ENCODER_DOES_SELECTION, reinterpret_cast<void (*)()>(does_selection)},  \
-      {OSSL_FUNC_ENCODER_ENCODE, reinterpret_cast<void (*)()>(Encode)},                  \
-      {OSSL_FUNC_ENCODER_SET_CTX_PARAMS, reinterpret_cast<void (*)()>(SetCtxParams)},    \
-      {OSSL_FUNC_ENCODER_SETTABLE_CTX_PARAMS,                                            \
-       reinterpret_cast<void (*)()>(SettableCtxParams)},                                 \
-      {0, nullptr},                                                                      \
+#define WIMSE_ENCODER(name, format, does_selection)                                             \
+  const OSSL_DISPATCH name[] = {                                                                \
+      {OSSL_FUNC_ENCODER_NEWCTX, reinterpret_cast<void (*)()>(NewCtx<format>)},                 \
+      {OSSL_FUNC_ENCODER_FREECTX, reinterpret_cast<void (*)()>(FreeCtx)},                       \
+      {OSSL_FUNC_ENCODER_DOES_SELECTION, reinterpret_cast<void (*)()>(does_selection)},         \
+      {OSSL_FUNC_ENCODER_ENCODE, reinterpret_cast<void (*)()>(Encode)},                         \
+      {OSSL_FUNC_ENCODER_SET_CTX_PARAMS, reinterpret_cast<void (*)()>(SetCtxParams)},           \
+      {OSSL_FUNC_ENCODER_SETTABLE_CTX_PARAMS, reinterpret_cast<void (*)()>(SettableCtxParams)}, \
+      {0, nullptr},                                                                             \
   }
 
 WIMSE_ENCODER(kSpkiDerEncoderFunctions, Format::kDer, SpkiDoesSelection);

@@ -247,8 +247,8 @@ Result<std::unique_ptr<ProviderKey>> ProviderKey::FromWorkloadKey(
     }
     key->modulus.assign(len, 0);
     std::memcpy(key->modulus.data() + len - n.size, n.buffer, n.size);
-    key->exponent = pub.parameters.rsaDetail.exponent == 0 ? 65537
-                                                           : pub.parameters.rsaDetail.exponent;
+    key->exponent =
+        pub.parameters.rsaDetail.exponent == 0 ? 65537 : pub.parameters.rsaDetail.exponent;
   } else {
     return Error(Layer::kPolicy, "neither an ECC nor an RSA key");
   }
@@ -275,10 +275,9 @@ int ExportPublic(const ProviderKey& key, int selection, OSSL_CALLBACK* cb, void*
       }
     }
   } else {
-    if ((selection & (OSSL_KEYMGMT_SELECT_ALL_PARAMETERS | OSSL_KEYMGMT_SELECT_PUBLIC_KEY)) !=
-            0 &&
-        OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME,
-                                        key.group_name(), 0) != 1) {
+    if ((selection & (OSSL_KEYMGMT_SELECT_ALL_PARAMETERS | OSSL_KEYMGMT_SELECT_PUBLIC_KEY)) != 0 &&
+        OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, key.group_name(),
+                                        0) != 1) {
       return 0;
     }
     if ((selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY) != 0 &&
@@ -347,8 +346,8 @@ int Has(const void* keydata, int selection) noexcept {
 int Match(const void* keydata1, const void* keydata2, int selection) noexcept {
   const auto* k1 = static_cast<const ProviderKey*>(keydata1);
   const auto* k2 = static_cast<const ProviderKey*>(keydata2);
-  if (k1 == nullptr || k2 == nullptr || !k1->has_public || !k2->has_public ||
-      k1->alg != k2->alg || k1->is_rsa() != k2->is_rsa()) {
+  if (k1 == nullptr || k2 == nullptr || !k1->has_public || !k2->has_public || k1->alg != k2->alg ||
+      k1->is_rsa() != k2->is_rsa()) {
     return 0;
   }
   if ((selection & OSSL_KEYMGMT_SELECT_KEYPAIR) != 0 && !k1->SamePublicKey(*k2)) {
@@ -376,8 +375,7 @@ int GetParams(void* keydata, OSSL_PARAM params[]) noexcept {
     return 0;
   }
   p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_MAX_SIZE);
-  if (p != nullptr &&
-      OSSL_PARAM_set_int(p, static_cast<int>(key->max_signature_size())) != 1) {
+  if (p != nullptr && OSSL_PARAM_set_int(p, static_cast<int>(key->max_signature_size())) != 1) {
     return 0;
   }
   p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_DEFAULT_DIGEST);
@@ -411,8 +409,7 @@ int GetParams(void* keydata, OSSL_PARAM params[]) noexcept {
   }
   for (const char* name : {OSSL_PKEY_PARAM_PUB_KEY, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY}) {
     p = OSSL_PARAM_locate(params, name);
-    if (p != nullptr &&
-        OSSL_PARAM_set_octet_string(p, key->point.data(), key->point.size()) != 1) {
+    if (p != nullptr && OSSL_PARAM_set_octet_string(p, key->point.data(), key->point.size()) != 1) {
       return 0;
     }
   }
@@ -546,9 +543,9 @@ void* New(void* provctx) noexcept {
 }
 
 bool HasPrivateParams(const OSSL_PARAM params[]) {
-  for (const char* name : {OSSL_PKEY_PARAM_PRIV_KEY, OSSL_PKEY_PARAM_RSA_D,
-                           OSSL_PKEY_PARAM_RSA_FACTOR1, OSSL_PKEY_PARAM_RSA_EXPONENT1,
-                           OSSL_PKEY_PARAM_RSA_COEFFICIENT1}) {
+  for (const char* name :
+       {OSSL_PKEY_PARAM_PRIV_KEY, OSSL_PKEY_PARAM_RSA_D, OSSL_PKEY_PARAM_RSA_FACTOR1,
+        OSSL_PKEY_PARAM_RSA_EXPONENT1, OSSL_PKEY_PARAM_RSA_COEFFICIENT1}) {
     if (OSSL_PARAM_locate_const(params, name) != nullptr) {
       return true;
     }
@@ -641,8 +638,7 @@ int Import(void* keydata, int selection, const OSSL_PARAM params[]) noexcept {
                        "-provider wimsetpm or wimse-tpm keygen)");
       return 0;
     }
-    bool ok = key->is_rsa() ? ImportRsa(key, selection, params)
-                            : ImportEc(key, selection, params);
+    bool ok = key->is_rsa() ? ImportRsa(key, selection, params) : ImportEc(key, selection, params);
     if (!ok) {
       return 0;
     }
@@ -827,8 +823,7 @@ void* Gen(void* genctx, OSSL_CALLBACK* /*cb*/, void* /*cbarg*/) noexcept {
     SoftwareCtxScope software(prov);
     auto wk = tpm::WorkloadKey::Create(prov->Tpm(), gen->alg);
     if (!wk.ok()) {
-      WIMSE_PROV_RAISE_ERROR(prov, ReasonForError(wk.error(), kReasonKeyGeneration),
-                             wk.error());
+      WIMSE_PROV_RAISE_ERROR(prov, ReasonForError(wk.error(), kReasonKeyGeneration), wk.error());
       return nullptr;
     }
     prov->keygens.fetch_add(1, std::memory_order_relaxed);

@@ -37,22 +37,19 @@ const OSSL_ITEM kReasonStrings[] = {
     {kReasonWrongDataLength, const_cast<char*>("wrong data length")},
     {kReasonBufferTooSmall, const_cast<char*>("output buffer too small")},
     {kReasonTpmFailure, const_cast<char*>("TPM command failed")},
-    {kReasonPrivateExportRefused,
-     const_cast<char*>("private key cannot leave the TPM")},
+    {kReasonPrivateExportRefused, const_cast<char*>("private key cannot leave the TPM")},
     {kReasonRestrictedKey,
      const_cast<char*>("restricted attestation key cannot sign external data")},
     {kReasonAuthNotSupported, const_cast<char*>("key authorization values are not supported")},
     {kReasonBadUri, const_cast<char*>("malformed TPM key URI")},
     {kReasonNotInitialized, const_cast<char*>("provider not initialized")},
     {kReasonIoError, const_cast<char*>("I/O error")},
-    {kReasonUnsupportedScheme,
-     const_cast<char*>("signature scheme not supported by this TPM key")},
+    {kReasonUnsupportedScheme, const_cast<char*>("signature scheme not supported by this TPM key")},
     {kReasonPssSaltMismatch, const_cast<char*>("TPM cannot produce the requested PSS salt length")},
     {kReasonAuthFailure, const_cast<char*>("TPM key authorization failed")},
     {kReasonKeyGeneration, const_cast<char*>("cannot create key in the TPM")},
     {kReasonNoSuchHandle, const_cast<char*>("no such persistent handle in the TPM")},
-    {kReasonWrongTpm,
-     const_cast<char*>("key belongs to another TPM or storage primary")},
+    {kReasonWrongTpm, const_cast<char*>("key belongs to another TPM or storage primary")},
     {kReasonPublicKeyOnly,
      const_cast<char*>("public key only: it has no TPM part and cannot sign")},
     {kReasonPrivatePartNotExported,
@@ -93,16 +90,18 @@ const OSSL_ALGORITHM kDecoder[] = {
     {nullptr, nullptr, nullptr, nullptr},
 };
 
-#define WIMSE_KEY_ENCODERS(names, what)                                                    \
-  {names, "output=der,structure=SubjectPublicKeyInfo", kSpkiDerEncoderFunctions,           \
-   "TPM " what " public key to SubjectPublicKeyInfo DER"},                                 \
-      {names, "output=pem,structure=SubjectPublicKeyInfo", kSpkiPemEncoderFunctions,       \
-       "TPM " what " public key to SubjectPublicKeyInfo PEM"},                             \
-      {names, "output=text", kTextEncoderFunctions, "TPM " what " key as text"},           \
-      {names, "output=der,structure=PrivateKeyInfo", kTss2DerEncoderFunctions,             \
-       "TPM " what " key to its TSS2 PRIVATE KEY file (DER)"},                             \
-      {names, "output=pem,structure=PrivateKeyInfo", kTss2PemEncoderFunctions,             \
-       "TPM " what " key to its TSS2 PRIVATE KEY file (PEM)"}
+#define WIMSE_KEY_ENCODERS(names, what)                                              \
+  {names, "output=der,structure=SubjectPublicKeyInfo", kSpkiDerEncoderFunctions,     \
+   "TPM " what " public key to SubjectPublicKeyInfo DER"},                           \
+      {names, "output=pem,structure=SubjectPublicKeyInfo", kSpkiPemEncoderFunctions, \
+       "TPM " what " public key to SubjectPublicKeyInfo PEM"},                       \
+      {names, "output=text", kTextEncoderFunctions, "TPM " what " key as text"},     \
+      {names, "output=der,structure=PrivateKeyInfo", kTss2DerEncoderFunctions,       \
+       "TPM " what " key to its TSS2 PRIVATE KEY file (DER)"},                       \
+  {                                                                                  \
+    names, "output=pem,structure=PrivateKeyInfo", kTss2PemEncoderFunctions,          \
+        "TPM " what " key to its TSS2 PRIVATE KEY file (PEM)"                        \
+  }
 
 const OSSL_ALGORITHM kEncoder[] = {
     WIMSE_KEY_ENCODERS(kEcNames, "EC"),
@@ -207,9 +206,8 @@ const OSSL_ALGORITHM* QueryOperation(void* provctx, int operation_id, int* no_ca
 // Copies the template tables with "provider=<name>" added to every property definition.
 void BuildAlgorithmTables(ProviderContext* prov) {
   const std::pair<int, const OSSL_ALGORITHM*> templates[] = {
-      {OSSL_OP_KEYMGMT, kKeymgmt}, {OSSL_OP_SIGNATURE, kSignature},
-      {OSSL_OP_DECODER, kDecoder}, {OSSL_OP_ENCODER, kEncoder},
-      {OSSL_OP_STORE, kStore},
+      {OSSL_OP_KEYMGMT, kKeymgmt}, {OSSL_OP_SIGNATURE, kSignature}, {OSSL_OP_DECODER, kDecoder},
+      {OSSL_OP_ENCODER, kEncoder}, {OSSL_OP_STORE, kStore},
   };
   for (const auto& [op, algs] : templates) {
     ProviderContext::AlgorithmTable table;
@@ -286,8 +284,7 @@ int Init(const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in, const OSSL_DIS
   if (core_get_params != nullptr) {
     OSSL_PARAM core_params[] = {
         OSSL_PARAM_utf8_ptr("tcti", const_cast<char**>(&tcti_param), 0),
-        OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_CORE_PROV_NAME, const_cast<char**>(&name_param),
-                            0),
+        OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_CORE_PROV_NAME, const_cast<char**>(&name_param), 0),
         OSSL_PARAM_END,
     };
     if (core_get_params(handle, core_params) != 1) {
@@ -351,8 +348,8 @@ SoftwareCtxScope::~SoftwareCtxScope() {
 namespace {
 void RaiseVa(const ProviderContext* prov, int reason, const char* file, int line, const char* func,
              const char* fmt, va_list args) {
-  if (prov == nullptr || prov->core_new_error == nullptr ||
-      prov->core_set_error_debug == nullptr || prov->core_vset_error == nullptr) {
+  if (prov == nullptr || prov->core_new_error == nullptr || prov->core_set_error_debug == nullptr ||
+      prov->core_vset_error == nullptr) {
     return;
   }
   prov->core_new_error(prov->handle);
@@ -412,8 +409,8 @@ int ReasonForError(const Error& error, int fallback) {
   return fallback;
 }
 
-void RaiseResultError(const ProviderContext* prov, int reason, const Error& error,
-                      const char* file, int line, const char* func) {
+void RaiseResultError(const ProviderContext* prov, int reason, const Error& error, const char* file,
+                      int line, const char* func) {
   std::string text;
   try {
     text = error.ToString();

@@ -148,14 +148,13 @@ void RaiseError(const ProviderContext* prov, int reason, const char* file, int l
 void RaiseReason(const ProviderContext* prov, int reason, const char* file, int line,
                  const char* func);
 // Raises `reason` with the text of `error` (layer, message, decoded TSS2_RC).
-void RaiseResultError(const ProviderContext* prov, int reason, const Error& error,
-                      const char* file, int line, const char* func);
+void RaiseResultError(const ProviderContext* prov, int reason, const Error& error, const char* file,
+                      int line, const char* func);
 
 #define WIMSE_PROV_RAISE(prov, reason, ...) \
   ::wimse::provider::RaiseError((prov), (reason), __FILE__, __LINE__, __func__, __VA_ARGS__)
-#define WIMSE_PROV_RAISE_ERROR(prov, reason, error)                                      \
-  ::wimse::provider::RaiseResultError((prov), (reason), (error), __FILE__, __LINE__, \
-                                      __func__)
+#define WIMSE_PROV_RAISE_ERROR(prov, reason, error) \
+  ::wimse::provider::RaiseResultError((prov), (reason), (error), __FILE__, __LINE__, __func__)
 
 // The OpenSSL key type a TPM key is presented as. RSA keys whose public area fixes the RSAPSS
 // scheme are "RSA-PSS" (provider-guide §5.6, as tpm2-openssl does); other RSA keys are "RSA".
@@ -171,9 +170,9 @@ struct ProviderKey {
   std::shared_ptr<tpm::WorkloadKey> key;
   KeyAlg alg = KeyAlg::kEcP256;
   KeyType type = KeyType::kEc;
-  Bytes point;      // EC: uncompressed 04 || X || Y, each coordinate padded to the field size
-  Bytes modulus;    // RSA: n, big-endian, exactly keyBits/8 bytes
-  uint32_t exponent = 65537;  // RSA: e (the TPM's 0 means 65537)
+  Bytes point;    // EC: uncompressed 04 || X || Y, each coordinate padded to the field size
+  Bytes modulus;  // RSA: n, big-endian, exactly keyBits/8 bytes
+  uint32_t exponent = 65537;       // RSA: e (the TPM's 0 means 65537)
   uint32_t parent = 0;             // parent handle from the key file (0 for persistent keys)
   uint32_t persistent_handle = 0;  // 0x81xxxxxx for handle: keys, else 0
   // The scheme fixed in the TPM public area (TPM2_ALG_NULL when the key signs with any) and,
@@ -195,13 +194,14 @@ struct ProviderKey {
   // cannot sign with: curves other than P-256/P-384, RSA other than 2048/3072, restricted keys
   // (C05: attestation keys cannot sign external data), keys without the sign attribute.
   // No TPM I/O.
-  static Result<std::unique_ptr<ProviderKey>> FromKeyFile(ProviderContext* prov,
-                                                          Tss2KeyFile file, int* reason);
+  static Result<std::unique_ptr<ProviderKey>> FromKeyFile(ProviderContext* prov, Tss2KeyFile file,
+                                                          int* reason);
   // Builds software_public (child context first, then swctx). Raises nothing.
   void BuildSoftwarePublic();
   // Same for an already opened WorkloadKey (persistent keys, keys made by keymgmt gen).
-  static Result<std::unique_ptr<ProviderKey>> FromWorkloadKey(
-      ProviderContext* prov, std::shared_ptr<tpm::WorkloadKey> key, int* reason);
+  static Result<std::unique_ptr<ProviderKey>> FromWorkloadKey(ProviderContext* prov,
+                                                              std::shared_ptr<tpm::WorkloadKey> key,
+                                                              int* reason);
 
   bool is_rsa() const { return type != KeyType::kEc; }
   // "EC", "RSA" or "RSA-PSS": the OSSL_OBJECT_PARAM_DATA_TYPE and keymgmt name.

@@ -55,12 +55,12 @@ struct SignatureCtx {
 // AlgorithmIdentifier DER (RFC 5758 §3.2: ECDSA parameters ABSENT, tpm2-openssl #150;
 // RFC 4055: sha*WithRSAEncryption with NULL parameters, RSASSA-PSS with RSASSA-PSS-params
 // {hash, MGF1(hash), saltLength = digest length}, byte-identical to what OpenSSL 3 writes).
-const uint8_t kEcdsaSha256AlgId[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48,
-                                     0xce, 0x3d, 0x04, 0x03, 0x02};
-const uint8_t kEcdsaSha384AlgId[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48,
-                                     0xce, 0x3d, 0x04, 0x03, 0x03};
-const uint8_t kEcdsaSha512AlgId[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48,
-                                     0xce, 0x3d, 0x04, 0x03, 0x04};
+const uint8_t kEcdsaSha256AlgId[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+                                     0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
+const uint8_t kEcdsaSha384AlgId[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+                                     0x48, 0xce, 0x3d, 0x04, 0x03, 0x03};
+const uint8_t kEcdsaSha512AlgId[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+                                     0x48, 0xce, 0x3d, 0x04, 0x03, 0x04};
 const uint8_t kRsaSha256AlgId[] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
                                    0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00};
 const uint8_t kRsaSha384AlgId[] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
@@ -71,12 +71,11 @@ const uint8_t kRsaSha512AlgId[] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x8
 // RSASSA-PSS AlgorithmIdentifier; bytes 30 and 60 hold the SHA-2 OID's last arc (01/02/03 for
 // SHA-256/384/512), byte 66 the salt length.
 Bytes PssAlgorithmId(HashAlg hash) {
-  Bytes id = {0x30, 0x41, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a,
-              0x30, 0x34, 0xa0, 0x0f, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65,
-              0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0xa1, 0x1c, 0x30, 0x1a, 0x06, 0x09, 0x2a,
-              0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08, 0x30, 0x0d, 0x06, 0x09, 0x60,
-              0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0xa2, 0x03, 0x02,
-              0x01, 0x20};
+  Bytes id = {0x30, 0x41, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a, 0x30,
+              0x34, 0xa0, 0x0f, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04,
+              0x02, 0x01, 0x05, 0x00, 0xa1, 0x1c, 0x30, 0x1a, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+              0xf7, 0x0d, 0x01, 0x01, 0x08, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65,
+              0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0xa2, 0x03, 0x02, 0x01, 0x20};
   uint8_t arc = hash == HashAlg::kSha384 ? 0x02 : hash == HashAlg::kSha512 ? 0x03 : 0x01;
   id[29] = arc;
   id[59] = arc;
@@ -157,8 +156,7 @@ Result<std::pair<EvpMdPtr, HashAlg>> FetchDigest(ProviderContext* prov, const ch
 bool SetDigest(SignatureCtx* ctx, const char* mdname) {
   auto fetched = FetchDigest(ctx->prov, mdname);
   if (!fetched.ok()) {
-    WIMSE_PROV_RAISE(ctx->prov, kReasonUnsupportedDigest, "%s",
-                     fetched.error().message().c_str());
+    WIMSE_PROV_RAISE(ctx->prov, kReasonUnsupportedDigest, "%s", fetched.error().message().c_str());
     return false;
   }
   ctx->md = std::move(fetched->first);
@@ -318,8 +316,8 @@ bool CheckScheme(SignatureCtx* ctx, HashAlg hash) {
 
 // Verifies `sig` over `digest` in software (default provider, child context) with the
 // context's scheme; `saltlen` overrides the PSS salt length. Returns 1 valid, 0 invalid.
-int SoftwareVerify(SignatureCtx* ctx, HashAlg hash, const EVP_MD* md, ByteView digest,
-                   ByteView sig, int saltlen) {
+int SoftwareVerify(SignatureCtx* ctx, HashAlg hash, const EVP_MD* md, ByteView digest, ByteView sig,
+                   int saltlen) {
   ProviderContext* prov = ctx->prov;
   if (!ctx->key->software_public) {
     WIMSE_PROV_RAISE(prov, kReasonNotInitialized,
@@ -355,9 +353,8 @@ int SoftwareVerify(SignatureCtx* ctx, HashAlg hash, const EVP_MD* md, ByteView d
       return 0;
     }
   }
-  return EVP_PKEY_verify(pctx.get(), sig.data(), sig.size(), digest.data(), digest.size()) == 1
-             ? 1
-             : 0;
+  return EVP_PKEY_verify(pctx.get(), sig.data(), sig.size(), digest.data(), digest.size()) == 1 ? 1
+                                                                                                : 0;
 }
 
 // Signs `digest` in the TPM and writes the signature. `sig == nullptr` is a size query answered
@@ -405,17 +402,15 @@ int SignDigestInto(SignatureCtx* ctx, HashAlg hash, ByteView digest, unsigned ch
   SoftwareCtxScope software(ctx->prov);
   Result<Bytes> out = Error(Layer::kInternal, "unset");
   if (key.is_rsa()) {
-    auto scheme = ctx->pad_mode == RSA_PKCS1_PSS_PADDING
-                      ? tpm::WorkloadKey::RsaScheme::kPss
-                      : tpm::WorkloadKey::RsaScheme::kPkcs1v15;
+    auto scheme = ctx->pad_mode == RSA_PKCS1_PSS_PADDING ? tpm::WorkloadKey::RsaScheme::kPss
+                                                         : tpm::WorkloadKey::RsaScheme::kPkcs1v15;
     out = key.key->SignDigestRsa(hash, digest, scheme);
   } else {
     auto raw = key.key->SignDigest(hash, digest);
     out = raw.ok() ? EcdsaRawToDer(*raw) : std::move(raw);
   }
   if (!out.ok()) {
-    WIMSE_PROV_RAISE_ERROR(ctx->prov, ReasonForError(out.error(), kReasonTpmFailure),
-                           out.error());
+    WIMSE_PROV_RAISE_ERROR(ctx->prov, ReasonForError(out.error(), kReasonTpmFailure), out.error());
     return 0;
   }
   ctx->prov->signatures.fetch_add(1, std::memory_order_relaxed);
@@ -458,8 +453,8 @@ std::optional<HashAlg> HashForLength(size_t len) {
 // EVP_PKEY_sign: pre-hashed input. Without a digest set, ECDSA infers the hash from the length
 // (32/48/64 bytes); RSA refuses, because OpenSSL's meaning of "no digest" for RSA is "pad the
 // raw input without a DigestInfo", which TPM2_Sign cannot do (guide §5.7).
-int Sign(void* vctx, unsigned char* sig, size_t* siglen, size_t sigsize,
-         const unsigned char* tbs, size_t tbslen) noexcept {
+int Sign(void* vctx, unsigned char* sig, size_t* siglen, size_t sigsize, const unsigned char* tbs,
+         size_t tbslen) noexcept {
   auto* ctx = static_cast<SignatureCtx*>(vctx);
   try {
     if (!ctx->key) {
@@ -658,10 +653,9 @@ int GetCtxParams(void* vctx, OSSL_PARAM params[]) noexcept {
       p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_PAD_MODE);
       if (p != nullptr) {
         bool ok = p->data_type == OSSL_PARAM_UTF8_STRING
-                      ? OSSL_PARAM_set_utf8_string(
-                            p, ctx->pad_mode == RSA_PKCS1_PSS_PADDING
-                                   ? OSSL_PKEY_RSA_PAD_MODE_PSS
-                                   : OSSL_PKEY_RSA_PAD_MODE_PKCSV15) == 1
+                      ? OSSL_PARAM_set_utf8_string(p, ctx->pad_mode == RSA_PKCS1_PSS_PADDING
+                                                          ? OSSL_PKEY_RSA_PAD_MODE_PSS
+                                                          : OSSL_PKEY_RSA_PAD_MODE_PKCSV15) == 1
                       : OSSL_PARAM_set_int(p, ctx->pad_mode) == 1;
         if (!ok) {
           return 0;
@@ -835,9 +829,8 @@ int SetCtxParams(void* vctx, const OSSL_PARAM params[]) noexcept {
     }
     // A fixed salt length other than the digest's is refused as soon as both are known (and
     // again when signing, whichever is set last).
-    if (ctx->operation == Operation::kSign && ctx->md &&
-        ctx->pad_mode == RSA_PKCS1_PSS_PADDING && ctx->saltlen >= 0 &&
-        static_cast<size_t>(ctx->saltlen) != HashSize(ctx->hash)) {
+    if (ctx->operation == Operation::kSign && ctx->md && ctx->pad_mode == RSA_PKCS1_PSS_PADDING &&
+        ctx->saltlen >= 0 && static_cast<size_t>(ctx->saltlen) != HashSize(ctx->hash)) {
       WIMSE_PROV_RAISE(ctx->prov, kReasonPssSaltMismatch,
                        "PSS salt length %d cannot be produced: the TPM signs with salt length "
                        "= digest length (%zu)",
@@ -886,22 +879,20 @@ const OSSL_PARAM* RsaSettableCtxParams(void* /*vctx*/, void* /*provctx*/) noexce
 #define WIMSE_FN(id, fn) \
   { id, reinterpret_cast<void (*)()>(fn) }
 
-#define WIMSE_SIGNATURE_COMMON                                                   \
-  WIMSE_FN(OSSL_FUNC_SIGNATURE_NEWCTX, NewCtx),                                  \
-      WIMSE_FN(OSSL_FUNC_SIGNATURE_FREECTX, FreeCtx),                            \
-      WIMSE_FN(OSSL_FUNC_SIGNATURE_DUPCTX, DupCtx),                              \
-      WIMSE_FN(OSSL_FUNC_SIGNATURE_SIGN_INIT, SignInit),                         \
-      WIMSE_FN(OSSL_FUNC_SIGNATURE_SIGN, Sign),                                  \
-      WIMSE_FN(OSSL_FUNC_SIGNATURE_VERIFY_INIT, VerifyInit),                     \
-      WIMSE_FN(OSSL_FUNC_SIGNATURE_VERIFY, Verify),                              \
-      WIMSE_FN(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, DigestSignInit),            \
-      WIMSE_FN(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE, DigestUpdate),            \
-      WIMSE_FN(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL, DigestSignFinal),          \
-      WIMSE_FN(OSSL_FUNC_SIGNATURE_DIGEST_SIGN, DigestSign),                     \
-      WIMSE_FN(OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_INIT, DigestVerifyInit),        \
-      WIMSE_FN(OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_UPDATE, DigestUpdate),          \
-      WIMSE_FN(OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_FINAL, DigestVerifyFinal),      \
-      WIMSE_FN(OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS, GetCtxParams),                \
+#define WIMSE_SIGNATURE_COMMON                                                                     \
+  WIMSE_FN(OSSL_FUNC_SIGNATURE_NEWCTX, NewCtx), WIMSE_FN(OSSL_FUNC_SIGNATURE_FREECTX, FreeCtx),    \
+      WIMSE_FN(OSSL_FUNC_SIGNATURE_DUPCTX, DupCtx),                                                \
+      WIMSE_FN(OSSL_FUNC_SIGNATURE_SIGN_INIT, SignInit), WIMSE_FN(OSSL_FUNC_SIGNATURE_SIGN, Sign), \
+      WIMSE_FN(OSSL_FUNC_SIGNATURE_VERIFY_INIT, VerifyInit),                                       \
+      WIMSE_FN(OSSL_FUNC_SIGNATURE_VERIFY, Verify),                                                \
+      WIMSE_FN(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, DigestSignInit),                              \
+      WIMSE_FN(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE, DigestUpdate),                              \
+      WIMSE_FN(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL, DigestSignFinal),                            \
+      WIMSE_FN(OSSL_FUNC_SIGNATURE_DIGEST_SIGN, DigestSign),                                       \
+      WIMSE_FN(OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_INIT, DigestVerifyInit),                          \
+      WIMSE_FN(OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_UPDATE, DigestUpdate),                            \
+      WIMSE_FN(OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_FINAL, DigestVerifyFinal),                        \
+      WIMSE_FN(OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS, GetCtxParams),                                  \
       WIMSE_FN(OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, SetCtxParams)
 
 }  // namespace

@@ -38,8 +38,8 @@ constexpr std::string_view kPassSuffix = "?pass";
 
 struct StoreCtx {
   ProviderContext* prov = nullptr;
-  std::string path;             // file keys
-  uint32_t handle = 0;          // persistent keys
+  std::string path;     // file keys
+  uint32_t handle = 0;  // persistent keys
   bool ask_pass = false;
   bool eof = false;
   // A URI of our schemes that does not parse: open() succeeds and load() raises this. If
@@ -64,10 +64,10 @@ void* Open(void* provctx, const char* uri) noexcept {
     } else if (u.substr(0, kTpmkeyHandlePrefix.size()) == kTpmkeyHandlePrefix) {
       rest = u.substr(kTpmkeyHandlePrefix.size());
     } else {
-      ctx->bad_uri = Error(Layer::kUsage,
-                           "\"" + std::string(u) +
-                               "\": expected handle:0x81xxxxxx, tpmkey:handle=0x81xxxxxx or "
-                               "tpmkey:file=<path>");
+      ctx->bad_uri =
+          Error(Layer::kUsage, "\"" + std::string(u) +
+                                   "\": expected handle:0x81xxxxxx, tpmkey:handle=0x81xxxxxx or "
+                                   "tpmkey:file=<path>");
       return ctx.release();
     }
     if (rest.size() > kPassSuffix.size() &&

@@ -32,7 +32,8 @@ Result<std::string> StringMember(const jose::Json& obj, const char* name, bool r
     if (!required) return std::string();
     return Error(Layer::kParse, std::string("missing member \"") + name + "\"");
   }
-  if (!it->is_string()) return Error(Layer::kParse, std::string("\"") + name + "\" is not a string");
+  if (!it->is_string())
+    return Error(Layer::kParse, std::string("\"") + name + "\" is not a string");
   return it->get<std::string>();
 }
 
@@ -117,8 +118,8 @@ Result<std::string> MapIdentifier(const ServicePolicy& policy, const std::string
     if (!PatternMatches(r.identity, identity)) continue;
     if (!(r.label.empty() ? label.empty() : PatternMatches(r.label, label))) continue;
     std::string id = r.id;
-    for (const auto& [var, val] : {std::pair<std::string, std::string>{"{identity}", identity},
-                                   {"{label}", label}}) {
+    for (const auto& [var, val] :
+         {std::pair<std::string, std::string>{"{identity}", identity}, {"{label}", label}}) {
       for (size_t p = id.find(var); p != std::string::npos; p = id.find(var, p + val.size())) {
         id.replace(p, var.size(), val);
       }
@@ -128,8 +129,8 @@ Result<std::string> MapIdentifier(const ServicePolicy& policy, const std::string
       return Error(Layer::kPolicy, "identifier_invalid: " + parsed.error().message());
     }
     if (parsed->trust_domain != policy.trust_domain) {
-      return Error(Layer::kPolicy, "identifier_invalid: " + id + " is outside trust domain " +
-                                       policy.trust_domain);
+      return Error(Layer::kPolicy,
+                   "identifier_invalid: " + id + " is outside trust domain " + policy.trust_domain);
     }
     return parsed->uri;
   }
@@ -204,8 +205,8 @@ ServiceResponse CredentialService::EnrolStart(std::string_view body, const std::
                    : "challenge issued (EK certificate chain verified)";
   ev.claims = {{"enrolment_id", enrol_id}};
   (void)audit_->Append(ev);
-  auto challenge = jose::ParseJsonObject(attest::EncodeEnrollmentChallenge(begun->first),
-                                         kBodyLimits);
+  auto challenge =
+      jose::ParseJsonObject(attest::EncodeEnrollmentChallenge(begun->first), kBodyLimits);
   return Json(200, {{"enrolment_id", enrol_id}, {"challenge", *challenge}});
 }
 
@@ -226,8 +227,8 @@ ServiceResponse CredentialService::EnrolFinish(std::string_view body, const std:
   auto pending_json = store_->TakePendingEnrollment(*id, Now());
   if (!pending_json.ok()) return Deny(500, "state_error", pending_json.error().message(), ev);
   if (!pending_json->has_value()) {
-    return Deny(403, "enrolment_unknown", "no pending enrolment " + *id + " (unknown, used or expired)",
-                ev);
+    return Deny(403, "enrolment_unknown",
+                "no pending enrolment " + *id + " (unknown, used or expired)", ev);
   }
   auto pending = attest::DecodePendingEnrollment(**pending_json);
   if (!pending.ok()) return Deny(500, "state_error", pending.error().message(), ev);
@@ -235,8 +236,8 @@ ServiceResponse CredentialService::EnrolFinish(std::string_view body, const std:
   ev.target = pending->request.identity;
   auto existing = store_->GetEnrollment(pending->request.identity);
   if (!existing.ok()) return Deny(500, "state_error", existing.error().message(), ev);
-  auto record = attest::FinishEnrollment(*pending, *answer,
-                                         existing->has_value() ? &**existing : nullptr);
+  auto record =
+      attest::FinishEnrollment(*pending, *answer, existing->has_value() ? &**existing : nullptr);
   if (!record.ok()) return Deny(403, "activation_failed", record.error().message(), ev);
   auto s = store_->PutEnrollment(*record, Now());
   if (!s.ok()) return Deny(500, "state_error", s.error().message(), ev);
@@ -336,8 +337,8 @@ ServiceResponse CredentialService::Attest(std::string_view body, const std::stri
   ev.token_sha256["ear"] = audit::TokenSha256Hex(*ear);
   ev.claims["ak_name"] = HexEncode(rec.ak_name);
   if (!result.affirming()) {
-    std::string code = result.Has(attest::Reason::kAkNotEnrolled) ? "ak_not_enrolled"
-                                                                  : "evidence_rejected";
+    std::string code =
+        result.Has(attest::Reason::kAkNotEnrolled) ? "ak_not_enrolled" : "evidence_rejected";
     ServiceResponse r = Deny(403, code, result.Summary(), ev);
     // The EAR explains the verdict to the agent.
     auto body_json = jose::ParseJsonObject(r.body, kBodyLimits);
@@ -453,9 +454,8 @@ ServiceResponse CredentialService::Health() {
   auto e = store_->CountEnrollments();
   auto i = store_->CountIssued();
   (void)store_->PurgeExpired(Now());
-  return Json(200, {{"status", "ok"},
-                    {"enrolments", e.ok() ? *e : 0},
-                    {"issued", i.ok() ? *i : 0}});
+  return Json(200,
+              {{"status", "ok"}, {"enrolments", e.ok() ? *e : 0}, {"issued", i.ok() ? *i : 0}});
 }
 
 }  // namespace wimse::service

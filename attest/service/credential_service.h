@@ -80,11 +80,11 @@ Result<std::string> MapIdentifier(const ServicePolicy& policy, const std::string
 
 // What the service needs besides its policy. Keys are borrowed and must outlive the service.
 struct ServiceKeys {
-  EVP_PKEY* ca_key = nullptr;       // trust domain CA private key (any provider: PEM or TPM)
-  X509* ca_cert = nullptr;          // its certificate (the trust bundle)
-  Signer* wit_signer = nullptr;     // WIT issuer key
-  std::string wit_kid;              // its kid in the JWKS
-  Signer* ear_signer = nullptr;     // EAR signing key (may equal wit_signer)
+  EVP_PKEY* ca_key = nullptr;    // trust domain CA private key (any provider: PEM or TPM)
+  X509* ca_cert = nullptr;       // its certificate (the trust bundle)
+  Signer* wit_signer = nullptr;  // WIT issuer key
+  std::string wit_kid;           // its kid in the JWKS
+  Signer* ear_signer = nullptr;  // EAR signing key (may equal wit_signer)
 };
 
 struct ServiceOptions {

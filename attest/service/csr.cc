@@ -47,8 +47,9 @@ Result<std::string> MakeCsrPem(Signer& key, const std::string& common_name) {
       break;
   }
   X509AlgorPtr alg(X509_ALGOR_new());
-  if (!alg || X509_ALGOR_set0(alg.get(), OBJ_nid2obj(sig_nid), ec ? V_ASN1_UNDEF : V_ASN1_NULL,
-                              nullptr) != 1 ||
+  if (!alg ||
+      X509_ALGOR_set0(alg.get(), OBJ_nid2obj(sig_nid), ec ? V_ASN1_UNDEF : V_ASN1_NULL, nullptr) !=
+          1 ||
       X509_REQ_set1_signature_algo(req.get(), alg.get()) != 1) {
     return OpenSslError("CSR signature algorithm");
   }

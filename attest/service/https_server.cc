@@ -12,8 +12,7 @@ struct CredentialHttpsServer::Impl {
   std::unique_ptr<httplib::SSLServer> server;
 };
 
-CredentialHttpsServer::CredentialHttpsServer(CredentialService* service,
-                                             HttpsServerOptions options)
+CredentialHttpsServer::CredentialHttpsServer(CredentialService* service, HttpsServerOptions options)
     : impl_(new Impl{service, std::move(options), nullptr}) {}
 
 CredentialHttpsServer::~CredentialHttpsServer() = default;
@@ -32,8 +31,8 @@ std::string Peer(const httplib::Request& req) {
 }  // namespace
 
 Status CredentialHttpsServer::Run() {
-  impl_->server = std::make_unique<httplib::SSLServer>(impl_->options.tls_cert,
-                                                       impl_->options.tls_key);
+  impl_->server =
+      std::make_unique<httplib::SSLServer>(impl_->options.tls_cert, impl_->options.tls_key);
   httplib::SSLServer& srv = *impl_->server;
   if (!srv.is_valid()) return Error(Layer::kOpenSsl, "cannot set up the TLS server context");
   srv.set_payload_max_length(256 * 1024);
@@ -65,15 +64,13 @@ Status CredentialHttpsServer::Run() {
   srv.Post("/v1/attest", [s](const httplib::Request& req, httplib::Response& res) {
     Reply(res, s->Attest(req.body, Peer(req)));
   });
-  srv.Get("/v1/bundle", [s](const httplib::Request&, httplib::Response& res) {
-    Reply(res, s->Bundle());
-  });
+  srv.Get("/v1/bundle",
+          [s](const httplib::Request&, httplib::Response& res) { Reply(res, s->Bundle()); });
   auto jwks = [s](const httplib::Request&, httplib::Response& res) { Reply(res, s->Jwks()); };
   srv.Get("/v1/jwks", jwks);
   srv.Get("/.well-known/jwks.json", jwks);
-  srv.Get("/v1/health", [s](const httplib::Request&, httplib::Response& res) {
-    Reply(res, s->Health());
-  });
+  srv.Get("/v1/health",
+          [s](const httplib::Request&, httplib::Response& res) { Reply(res, s->Health()); });
   int port = impl_->options.port;
   if (port == 0) {
     port = srv.bind_to_any_port(impl_->options.host.c_str());

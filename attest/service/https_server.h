@@ -14,9 +14,9 @@ namespace wimse::service {
 
 struct HttpsServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8443;                  // 0: pick a free port
-  X509* tls_cert = nullptr;         // borrowed; the server certificate
-  EVP_PKEY* tls_key = nullptr;      // borrowed; its key (software or a provider key)
+  int port = 8443;              // 0: pick a free port
+  X509* tls_cert = nullptr;     // borrowed; the server certificate
+  EVP_PKEY* tls_key = nullptr;  // borrowed; its key (software or a provider key)
   // Called once the socket listens, with the bound port.
   std::function<void(int port)> on_listening;
   // Called after every response is written (from the serving thread), with the time from the

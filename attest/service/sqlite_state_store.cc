@@ -117,9 +117,9 @@ std::string_view NonceUseCode(NonceUse use) {
 Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(const std::string& path) {
   std::unique_ptr<SqliteStateStore> store(new SqliteStateStore());
   store->path_ = path;
-  int rc = sqlite3_open_v2(path.c_str(), &store->db_,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &store->db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     return Error(Layer::kIo, "cannot open state database " + path + ": " +
                                  (store->db_ ? sqlite3_errmsg(store->db_) : "out of memory"));
@@ -157,8 +157,7 @@ Status SqliteStateStore::MigrateNonces() {
 }
 
 Status SqliteStateStore::PutPendingEnrollment(const std::string& id,
-                                              const std::string& pending_json,
-                                              int64_t expires_at) {
+                                              const std::string& pending_json, int64_t expires_at) {
   std::lock_guard<std::mutex> lock(mu_);
   Stmt s(db_, "INSERT INTO pending_enrolments (id, pending, expires_at) VALUES (?, ?, ?)");
   s.Text(1, id).Text(2, pending_json).Int(3, expires_at);

@@ -27,10 +27,10 @@ namespace wimse::service {
 
 // Outcome of consuming a nonce.
 enum class NonceUse {
-  kOk,        // existed, unused, unexpired, bound to the identity: now used
-  kUnknown,   // never issued (or purged)
-  kReplayed,  // already used
-  kExpired,   // TTL passed
+  kOk,             // existed, unused, unexpired, bound to the identity: now used
+  kUnknown,        // never issued (or purged)
+  kReplayed,       // already used
+  kExpired,        // TTL passed
   kWrongIdentity,  // issued to another identity
 };
 std::string_view NonceUseCode(NonceUse use);
@@ -55,8 +55,8 @@ struct IssuedCredential {
   std::string serial_hex;
   std::string identity;
   std::string identifier;
-  std::string key_thumbprint;   // RFC 7638 of the attested key
-  std::string wit_sha256;       // hex
+  std::string key_thumbprint;  // RFC 7638 of the attested key
+  std::string wit_sha256;      // hex
   int64_t issued_at = 0;
   int64_t expires_at = 0;
 };

@@ -11,8 +11,8 @@
 #include <cerrno>
 #include <chrono>
 #include <climits>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <random>
 #include <thread>
@@ -142,24 +142,25 @@ std::string Agent::key_path() const { return options_.state_dir + "/workload.key
 Status Agent::Enrol() {
   std::string marker = options_.state_dir + "/enrolment.json";
   if (::access(marker.c_str(), R_OK) == 0) return OkStatus();
-  Log("enrolling " + options_.identity + " (EK " +
-      std::string(tpm::EkTypeName(options_.ek_type)) + ", AK under the endorsement hierarchy)");
+  Log("enrolling " + options_.identity + " (EK " + std::string(tpm::EkTypeName(options_.ek_type)) +
+      ", AK under the endorsement hierarchy)");
   WIMSE_ASSIGN_OR_RETURN(attest::EnrollmentRequest req, WithTpm([&] {
-    return attest::ProduceEnrollmentRequest(*ctx_, options_.ek_type, options_.identity);
-  }));
-  WIMSE_ASSIGN_OR_RETURN(HttpAnswer start,
-                         Call(options_, "POST", "/v1/enrol/start",
-                              attest::EncodeEnrollmentRequest(req)));
+                           return attest::ProduceEnrollmentRequest(*ctx_, options_.ek_type,
+                                                                   options_.identity);
+                         }));
+  WIMSE_ASSIGN_OR_RETURN(HttpAnswer start, Call(options_, "POST", "/v1/enrol/start",
+                                                attest::EncodeEnrollmentRequest(req)));
   if (start.status != 200) return Refused("enrolment start", start);
   if (!start.body.contains("challenge") || !start.body["enrolment_id"].is_string()) {
     return Error(Layer::kParse, "enrolment start: malformed answer");
   }
-  WIMSE_ASSIGN_OR_RETURN(attest::EnrollmentChallenge challenge,
-                         attest::DecodeEnrollmentChallenge(
-                             jose::SerializeJson(start.body["challenge"])));
+  WIMSE_ASSIGN_OR_RETURN(
+      attest::EnrollmentChallenge challenge,
+      attest::DecodeEnrollmentChallenge(jose::SerializeJson(start.body["challenge"])));
   WIMSE_ASSIGN_OR_RETURN(SecretBytes answer, WithTpm([&] {
-    return attest::ActivateEnrollmentChallenge(*ctx_, options_.ek_type, challenge);
-  }));
+                           return attest::ActivateEnrollmentChallenge(*ctx_, options_.ek_type,
+                                                                      challenge);
+                         }));
   jose::Json finish_req = {{"enrolment_id", start.body["enrolment_id"]},
                            {"credential", jose::Base64UrlEncode(answer.view())}};
   WIMSE_ASSIGN_OR_RETURN(HttpAnswer finish, Call(options_, "POST", "/v1/enrol/finish",
@@ -181,13 +182,12 @@ Status Agent::EnsureKey() {
     return OkStatus();
   }
   auto t0 = std::chrono::steady_clock::now();
-  WIMSE_ASSIGN_OR_RETURN(key_, WithTpm([&] {
-    return tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256);
-  }));
+  WIMSE_ASSIGN_OR_RETURN(key_,
+                         WithTpm([&] { return tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256); }));
   WIMSE_RETURN_IF_ERROR(key_->Save(key_path()));
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                std::chrono::steady_clock::now() - t0)
-                .count();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   Log("workload key made in the TPM (ECC P-256, fixedTPM|fixedParent, sign only), name " +
       Short(HexEncode(key_->name())) + "... in " + std::to_string(ms) + " ms");
   return OkStatus();
@@ -200,9 +200,9 @@ Status Agent::AttestAndStore() {
         std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - t).count());
   };
   auto t_challenge = SteadyClock::now();
-  WIMSE_ASSIGN_OR_RETURN(HttpAnswer ch, Call(options_, "POST", "/v1/challenge",
-                                             jose::SerializeJson({{"identity",
-                                                                   options_.identity}})));
+  WIMSE_ASSIGN_OR_RETURN(HttpAnswer ch,
+                         Call(options_, "POST", "/v1/challenge",
+                              jose::SerializeJson({{"identity", options_.identity}})));
   if (ch.status != 200) return Refused("challenge", ch);
   WIMSE_ASSIGN_OR_RETURN(Bytes nonce, HexDecode(ch.body.value("nonce", std::string())));
   std::string evidence, csr;
@@ -211,15 +211,17 @@ Status Agent::AttestAndStore() {
   WIMSE_RETURN_IF_ERROR(WithTpm([&]() -> Status {
     WIMSE_ASSIGN_OR_RETURN(evidence, attest::ProduceEvidenceCmw(*ctx_, *key_, nonce));
     tpm::TpmSigner signer(key_);
-    WIMSE_ASSIGN_OR_RETURN(csr, service::MakeCsrPem(signer, options_.label.empty()
-                                                                ? options_.identity
-                                                                : options_.label));
+    WIMSE_ASSIGN_OR_RETURN(
+        csr,
+        service::MakeCsrPem(signer, options_.label.empty() ? options_.identity : options_.label));
     return OkStatus();
   }));
   timing += ", TPM lock + quote/certify + CSR " + ms_since(t_tpm) + " ms";
   auto t_attest = SteadyClock::now();
-  jose::Json req = {{"identity", options_.identity}, {"label", options_.label},
-                    {"nonce", HexEncode(nonce)},     {"evidence", evidence},
+  jose::Json req = {{"identity", options_.identity},
+                    {"label", options_.label},
+                    {"nonce", HexEncode(nonce)},
+                    {"evidence", evidence},
                     {"csr", csr}};
   WIMSE_ASSIGN_OR_RETURN(HttpAnswer at,
                          Call(options_, "POST", "/v1/attest", jose::SerializeJson(req)));
@@ -258,8 +260,8 @@ Status Agent::AttestAndStore() {
 
 namespace {
 
-constexpr const char* kCredentialFiles[] = {"key.pem",  "bundle.pem",    "jwks.json",
-                                            "cert.pem", "wit.jwt",       "identity.json"};
+constexpr const char* kCredentialFiles[] = {"key.pem",  "bundle.pem", "jwks.json",
+                                            "cert.pem", "wit.jwt",    "identity.json"};
 // Versions kept besides the current one, for readers that resolved `current` just before a
 // switch (a reader holding a version longer than two renewals loses it).
 constexpr int kOldVersionsKept = 2;
@@ -329,9 +331,12 @@ Status Agent::WriteCredentialDir(const Credentials& c) {
   WIMSE_RETURN_IF_ERROR(
       WriteFileAtomic(vdir + "/cert.pem", c.certificate_pem + c.bundle_pem, 0644));
   WIMSE_RETURN_IF_ERROR(WriteFileAtomic(vdir + "/wit.jwt", c.wit + "\n", 0644));
-  jose::Json id = {{"identifier", c.identifier},   {"serial", c.serial},
-                   {"expires_at", c.expires_at},   {"wit_expires_at", c.wit_expires_at},
-                   {"issued_at", c.issued_at},     {"version", seq},
+  jose::Json id = {{"identifier", c.identifier},
+                   {"serial", c.serial},
+                   {"expires_at", c.expires_at},
+                   {"wit_expires_at", c.wit_expires_at},
+                   {"issued_at", c.issued_at},
+                   {"version", seq},
                    {"wit_sha256", audit::TokenSha256Hex(c.wit)}};
   WIMSE_RETURN_IF_ERROR(
       WriteFileAtomic(vdir + "/identity.json", jose::SerializeJson(id) + "\n", 0644));
@@ -388,8 +393,8 @@ void Agent::Run(const std::atomic<bool>& stop) {
                            std::chrono::system_clock::now().time_since_epoch())
                            .count();
       if (now_ms >= deadline_ms) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(
-          100, deadline_ms - now_ms)));
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(std::min<int64_t>(100, deadline_ms - now_ms)));
     }
   };
   while (!stop.load()) {
@@ -416,14 +421,13 @@ void Agent::Run(const std::atomic<bool>& stop) {
       back = std::min(back, static_cast<double>(options_.backoff_max_ms));
       delay_ms = static_cast<int64_t>(back * (1.0 + 0.2 * unit(rng)));
       auto c = Current();
-      std::string serving = c.ok() ? "serving the last valid credentials (expire in " +
-                                         std::to_string(std::min(c->expires_at,
-                                                                 c->wit_expires_at) - Now()) +
-                                         " s)"
-                                   : "no valid credentials to serve";
+      std::string serving =
+          c.ok() ? "serving the last valid credentials (expire in " +
+                       std::to_string(std::min(c->expires_at, c->wit_expires_at) - Now()) + " s)"
+                 : "no valid credentials to serve";
       Log((have ? "renewal failed: " : "bootstrap failed: ") + s.error().ToString() + "; " +
-          serving + "; retry " + std::to_string(failures) + " in " +
-          std::to_string(delay_ms) + " ms");
+          serving + "; retry " + std::to_string(failures) + " in " + std::to_string(delay_ms) +
+          " ms");
     }
     next_attempt_at_ = (now_ms + delay_ms) / 1000;
     sleep_until(now_ms + delay_ms);

@@ -32,19 +32,19 @@
 namespace wimse::agent {
 
 struct AgentOptions {
-  std::string tcti;          // resolved TCTI
-  std::string service_url;   // https://host:port
-  std::string service_ca;    // PEM bundle that authenticates the service (bootstrap trust)
-  std::string identity;      // host identity to enrol as
-  std::string label;         // workload label to ask for ("" = the policy's default)
-  std::string state_dir;     // enrolment record and the workload key file (0700)
-  std::string cred_dir;      // delivered credentials (0755 dir; files 0644, key.pem 0600)
+  std::string tcti;         // resolved TCTI
+  std::string service_url;  // https://host:port
+  std::string service_ca;   // PEM bundle that authenticates the service (bootstrap trust)
+  std::string identity;     // host identity to enrol as
+  std::string label;        // workload label to ask for ("" = the policy's default)
+  std::string state_dir;    // enrolment record and the workload key file (0700)
+  std::string cred_dir;     // delivered credentials (0755 dir; files 0644, key.pem 0600)
   tpm::EkType ek_type = tpm::EkType::kRsa2048;
   double renew_fraction = 2.0 / 3.0;  // renew at this fraction of the lifetime
   double jitter = 0.1;                // +- this fraction of the renewal delay
   int64_t backoff_initial_ms = 500;
   int64_t backoff_max_ms = 30000;
-  std::string tpm_lock_path;          // "" = /tmp/wimse-tpm-<hash of the TCTI>.lock
+  std::string tpm_lock_path;  // "" = /tmp/wimse-tpm-<hash of the TCTI>.lock
   // Log sink (one line, no newline); default stderr with a timestamp. Never gets secrets.
   std::function<void(const std::string&)> log;
 };
@@ -56,11 +56,11 @@ struct Credentials {
   std::string certificate_pem;  // leaf
   std::string bundle_pem;       // trust domain CA(s)
   std::string ear;
-  std::string jwks;             // the trust domain's WIT issuer keys
+  std::string jwks;  // the trust domain's WIT issuer keys
   std::string serial;
-  int64_t expires_at = 0;       // certificate
+  int64_t expires_at = 0;  // certificate
   int64_t wit_expires_at = 0;
-  int64_t issued_at = 0;        // agent clock
+  int64_t issued_at = 0;  // agent clock
 };
 
 class Agent {

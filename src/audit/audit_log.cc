@@ -90,8 +90,8 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const AuditLogOptions& options)
   if (!options.path.empty()) {
     log->fd_ = ::open(options.path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (log->fd_ < 0) {
-      return Error(Layer::kIo, "cannot open audit log " + options.path + ": " +
-                                   std::strerror(errno));
+      return Error(Layer::kIo,
+                   "cannot open audit log " + options.path + ": " + std::strerror(errno));
     }
     std::lock_guard<std::mutex> lock(log->mu_);
     FileLock flock(log->fd_);
@@ -245,7 +245,8 @@ Result<AuditVerifyResult> VerifyAuditLog(const std::string& path, bool require_h
   if (!head_text.ok() && require_head && res.records > 0) {
     res.ok = false;
     res.first_bad_line = res.records + 1;
-    res.reason = "head file " + path + ".head is missing or unreadable: records removed from "
+    res.reason = "head file " + path +
+                 ".head is missing or unreadable: records removed from "
                  "the end could not be detected (--allow-missing-head to check the chain alone)";
     return res;
   }

@@ -35,8 +35,8 @@ struct AuditEvent {
   std::string method;    // authentication method: "mtls", "wit+wpt", "mtls+wit+wpt", "tpm-ak"...
   std::string decision;  // "allow" / "deny"
   std::string reason;    // why (always set on deny)
-  jose::Json claims = jose::Json::object();      // security-context claims (no secrets)
-  jose::Json delegation = jose::Json::object();  // delegation data if any
+  jose::Json claims = jose::Json::object();         // security-context claims (no secrets)
+  jose::Json delegation = jose::Json::object();     // delegation data if any
   std::map<std::string, std::string> token_sha256;  // token kind -> lower-case hex SHA-256
 };
 
@@ -44,10 +44,10 @@ struct AuditEvent {
 std::string TokenSha256Hex(std::string_view token);
 
 struct AuditLogOptions {
-  std::string path;              // the JSON-lines file (created 0600 if missing); "" = none
-  bool write_head = true;        // maintain `<path>.head`
-  FILE* siem = nullptr;          // also write every record line here (e.g. stdout); borrowed
-  bool sync = false;             // fdatasync after every record
+  std::string path;        // the JSON-lines file (created 0600 if missing); "" = none
+  bool write_head = true;  // maintain `<path>.head`
+  FILE* siem = nullptr;    // also write every record line here (e.g. stdout); borrowed
+  bool sync = false;       // fdatasync after every record
 };
 
 // An append-only, hash-chained log. Thread-safe (one mutex); several processes may append to
@@ -87,10 +87,10 @@ std::string RecordHash(const jose::Json& record);
 // Result of verifying a log.
 struct AuditVerifyResult {
   bool ok = false;
-  uint64_t records = 0;          // records read
-  uint64_t first_bad_line = 0;   // 1-based line of the first bad record (0 when ok)
-  std::string reason;            // why it is bad
-  std::string last_hash;         // hash of the last good record
+  uint64_t records = 0;         // records read
+  uint64_t first_bad_line = 0;  // 1-based line of the first bad record (0 when ok)
+  std::string reason;           // why it is bad
+  std::string last_hash;        // hash of the last good record
 };
 
 // Verifies the chain of the log at `path` and its head file `<path>.head`: names the first

@@ -36,8 +36,10 @@ void RunAgent(GlobalOptions& g, AgentCliOptions& o) {
     auto t0 = std::chrono::steady_clock::now();
     Status s = ag.Bootstrap();
     if (!s.ok()) return Fail(g, "agent", s.error());
-    auto ms = std::chrono::duration_cast<std::chrono::microseconds>(
-                  std::chrono::steady_clock::now() - t0).count() / 1000.0;
+    auto ms =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+            .count() /
+        1000.0;
     auto c = ag.Current();
     std::printf("%s %.1f ms\n", c.ok() ? c->identifier.c_str() : "?", ms);
     return;

@@ -3,24 +3,24 @@
 #include <ctime>
 #include <memory>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <optional>
+#include <vector>
 #include "attest/ear.h"
 #include "attest/enrollment.h"
 #include "attest/eventlog.h"
 #include "attest/evidence.h"
 #include "attest/policy.h"
 #include "attest/verifier.h"
-#include "jose/json.h"
-#include <openssl/pem.h>
 #include "cli/commands.h"
 #include "cli/key_cli_util.h"
 #include "crypto/public_key.h"
 #include "crypto/tpm_public.h"
-#include "tpm/workload_key.h"
+#include "jose/json.h"
 #include "tpm/ek.h"
+#include "tpm/workload_key.h"
 #include "util/file.h"
-#include <openssl/err.h>
-#include <optional>
-#include <vector>
 
 namespace wimse::cli {
 
@@ -60,10 +60,12 @@ void RunAttest(GlobalOptions& g, const AttestOptions& o) {
   // TPM2_Certify needs the key's authorization (ADMIN role). Without an auth value for a key
   // whose file demands one, stop before the TPM counts a dictionary-attack strike.
   if ((*key)->auth_required_by_file() && !o.auth.any()) {
-    return Fail(g, "attest",
-                Error(Layer::kUsage, "key " + o.key + " needs an auth value (its key file has no "
-                                     "emptyAuth field); give it with --auth-file, --auth-env or "
-                                     "--auth-prompt (nothing was sent to the TPM)"));
+    return Fail(
+        g, "attest",
+        Error(Layer::kUsage, "key " + o.key +
+                                 " needs an auth value (its key file has no "
+                                 "emptyAuth field); give it with --auth-file, --auth-env or "
+                                 "--auth-prompt (nothing was sent to the TPM)"));
   }
   attest::EvidenceOptions eo;
   eo.uefi_log_path = o.uefi_log;
@@ -118,9 +120,9 @@ Result<std::optional<attest::ClockState>> LoadClock(const std::string& path) {
       !j["restart_count"].is_number_unsigned()) {
     return Error(Layer::kParse, "clock state file is malformed");
   }
-  return std::optional<attest::ClockState>(attest::ClockState{
-      j["clock"].get<uint64_t>(), j["reset_count"].get<uint32_t>(),
-      j["restart_count"].get<uint32_t>()});
+  return std::optional<attest::ClockState>(attest::ClockState{j["clock"].get<uint64_t>(),
+                                                              j["reset_count"].get<uint32_t>(),
+                                                              j["restart_count"].get<uint32_t>()});
 }
 
 void RunAppraise(GlobalOptions& g, const AppraiseOptions& o) {
@@ -158,8 +160,8 @@ void RunAppraise(GlobalOptions& g, const AppraiseOptions& o) {
     if (!reg.ok()) return Fail(g, "appraise", reg.error().WithContext(o.registry));
     auto it = reg->find(o.identity);
     if (it == reg->end()) {
-      return Fail(g, "appraise", Error(Layer::kPolicy, "identity \"" + o.identity +
-                                                           "\" is not enrolled"));
+      return Fail(g, "appraise",
+                  Error(Layer::kPolicy, "identity \"" + o.identity + "\" is not enrolled"));
     }
     opts.enrolled_ak_name = it->second.ak_name;
     opts.enrolled_ek_certified = !it->second.ek_cert_sha256.empty();
@@ -336,17 +338,20 @@ void RunAkEnroll(GlobalOptions& g, const AkOptions& o) {
 }
 
 void RegisterAkCommands(CLI::App& app, GlobalOptions& g) {
-  auto* ak = app.add_subcommand("ak", "Attestation key enrolment (EK-bound, credential activation)");
+  auto* ak =
+      app.add_subcommand("ak", "Attestation key enrolment (EK-bound, credential activation)");
   ak->require_subcommand(1);
   auto o = std::make_shared<AkOptions>();
-  auto* create = ak->add_subcommand("create", "Agent: EK public + certificate and AK public as an "
-                                              "enrolment request");
+  auto* create = ak->add_subcommand("create",
+                                    "Agent: EK public + certificate and AK public as an "
+                                    "enrolment request");
   create->add_option("--ek", o->ek, "EK template: rsa2048 (default), ecc-p256, ecc-p384");
   create->add_option("--identity", o->identity, "identity to bind")->required();
   create->add_option("--out", o->out, "request file to write")->required();
   create->callback([&g, o] { RunAkCreate(g, *o); });
-  auto* challenge = ak->add_subcommand("challenge", "Verifier: check the request, MakeCredential "
-                                                    "in software (no TPM)");
+  auto* challenge = ak->add_subcommand("challenge",
+                                       "Verifier: check the request, MakeCredential "
+                                       "in software (no TPM)");
   challenge->add_option("--request", o->request, "request from `ak create`")->required();
   challenge->add_option("--ek-roots", o->ek_roots, "PEM file(s) of accepted EK roots");
   challenge->add_option("--ek-intermediates", o->ek_intermediates, "PEM intermediates");
@@ -360,8 +365,9 @@ void RegisterAkCommands(CLI::App& app, GlobalOptions& g) {
   activate->add_option("--challenge", o->challenge, "challenge file")->required();
   activate->add_option("--out", o->out, "answer file to write (0600, a secret)")->required();
   activate->callback([&g, o] { RunAkActivate(g, *o); });
-  auto* enroll = ak->add_subcommand("enroll", "Verifier: check the answer and pin identity, EK, "
-                                              "AK in the registry");
+  auto* enroll = ak->add_subcommand("enroll",
+                                    "Verifier: check the answer and pin identity, EK, "
+                                    "AK in the registry");
   enroll->add_option("--state", o->state, "pending state from `ak challenge`")->required();
   enroll->add_option("--answer", o->answer, "answer from `ak activate`")->required();
   enroll->add_option("--registry", o->registry, "enrolment registry (JSON)")->required();
@@ -423,8 +429,9 @@ void RegisterPolicyCommands(CLI::App& app, GlobalOptions& g) {
   policy->require_subcommand(1);
   auto o = std::make_shared<PolicyOptions>();
   auto* capture = policy->add_subcommand(
-      "capture", "Write a policy from a known-good host's evidence (reference PCR values and "
-                 "allowed event digests)");
+      "capture",
+      "Write a policy from a known-good host's evidence (reference PCR values and "
+      "allowed event digests)");
   capture->add_option("--evidence", o->evidence, "evidence (CMW) from `attest`")->required();
   capture->add_option("--nonce", o->nonce, "its nonce, hex")->required();
   capture->add_option("--out", o->out, "policy file to write")->required();
@@ -495,9 +502,8 @@ void RunEventlog(GlobalOptions& g, const EventlogOptions& o) {
     pcrs[attest::BankNameFromAlg(bank)] = b;
   }
   if (o.format == "json") {
-    jose::Json out{{"format", std::string(attest::LogFormatName(fmt))},
-                   {"events", events},
-                   {"pcrs", pcrs}};
+    jose::Json out{
+        {"format", std::string(attest::LogFormatName(fmt))}, {"events", events}, {"pcrs", pcrs}};
     std::printf("%s\n", out.dump(2).c_str());
     return;
   }
@@ -506,8 +512,9 @@ void RunEventlog(GlobalOptions& g, const EventlogOptions& o) {
   for (const auto& je : events) {
     std::printf("- event %zu: pcr %u", je["index"].get<size_t>(), je["pcr"].get<uint32_t>());
     if (je.contains("type")) std::printf(" type 0x%x", je["type"].get<uint32_t>());
-    if (je.contains("path")) std::printf(" %s %s", je["file_digest"].get<std::string>().c_str(),
-                                         je["path"].get<std::string>().c_str());
+    if (je.contains("path"))
+      std::printf(" %s %s", je["file_digest"].get<std::string>().c_str(),
+                  je["path"].get<std::string>().c_str());
     std::printf("\n");
     for (const auto& [alg, d] : je["digests"].items()) {
       std::printf("    %s: %s\n", alg.c_str(), d.get<std::string>().c_str());
@@ -523,8 +530,9 @@ void RunEventlog(GlobalOptions& g, const EventlogOptions& o) {
 }
 
 void RegisterEventlogCommand(CLI::App& app, GlobalOptions& g) {
-  auto* cmd = app.add_subcommand("eventlog", "Show a UEFI (TCG crypto-agile) or IMA (ima-ng) log "
-                                             "and the PCR values it replays to, per bank");
+  auto* cmd = app.add_subcommand("eventlog",
+                                 "Show a UEFI (TCG crypto-agile) or IMA (ima-ng) log "
+                                 "and the PCR values it replays to, per bank");
   auto o = std::make_shared<EventlogOptions>();
   cmd->add_option("FILE", o->file, "the log")->required();
   cmd->add_option("--format", o->format, "text (default) or json")

@@ -23,14 +23,14 @@ struct GlobalOptions {
 // Prints "wimse-tpm: <context>: <error>" to stderr and sets exit code 1.
 void Fail(GlobalOptions& g, const std::string& context, const Error& error);
 
-void RegisterKeyCommands(CLI::App& app, GlobalOptions& g);     // keygen, pubkey, sign
-void RegisterTokenCommands(CLI::App& app, GlobalOptions& g);   // wit, wpt
-void RegisterHttpSigCommands(CLI::App& app, GlobalOptions& g); // httpsig
-void RegisterAttestCommands(CLI::App& app, GlobalOptions& g);  // attest, appraise
-void RegisterDemoCommand(CLI::App& app, GlobalOptions& g);     // demo
-void RegisterAuditCommands(CLI::App& app, GlobalOptions& g);   // audit verify
-void RegisterServeCommand(CLI::App& app, GlobalOptions& g);    // serve (credential service)
-void RegisterAgentCommand(CLI::App& app, GlobalOptions& g);    // agent
+void RegisterKeyCommands(CLI::App& app, GlobalOptions& g);       // keygen, pubkey, sign
+void RegisterTokenCommands(CLI::App& app, GlobalOptions& g);     // wit, wpt
+void RegisterHttpSigCommands(CLI::App& app, GlobalOptions& g);   // httpsig
+void RegisterAttestCommands(CLI::App& app, GlobalOptions& g);    // attest, appraise
+void RegisterDemoCommand(CLI::App& app, GlobalOptions& g);       // demo
+void RegisterAuditCommands(CLI::App& app, GlobalOptions& g);     // audit verify
+void RegisterServeCommand(CLI::App& app, GlobalOptions& g);      // serve (credential service)
+void RegisterAgentCommand(CLI::App& app, GlobalOptions& g);      // agent
 void RegisterWorkloadCommands(CLI::App& app, GlobalOptions& g);  // workload serve|call
 
 }  // namespace wimse::cli

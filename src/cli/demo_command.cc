@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <ctime>
 #include <cstdlib>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <string>
@@ -160,7 +160,8 @@ class WorkloadB {
       return 0;
     }
     status = Decide(ssl.get(), body);
-    std::string resp = "HTTP/1.1 " + std::to_string(status) + (status == 200 ? " OK" : " Unauthorized") +
+    std::string resp = "HTTP/1.1 " + std::to_string(status) +
+                       (status == 200 ? " OK" : " Unauthorized") +
                        "\r\nContent-Type: text/plain\r\nConnection: close\r\n";
     if (status == 401) resp += "WWW-Authenticate: WPT\r\n";
     resp += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
@@ -300,8 +301,10 @@ void RunDemo(GlobalOptions& g, const DemoOptions& o) {
   if (!key.ok()) return fail("agent", key.error());
   std::string key_path = dir + "/workload-a.key.pem";
   if (auto s = (*key)->Save(key_path); !s.ok()) return fail("agent", s.error());
-  story.Step("agent", "workload key made in the TPM (ECC P-256, fixedTPM|fixedParent, sign only),"
-                      " TPM name " + Short(HexEncode((*key)->name()), 20) + ", saved " + key_path);
+  story.Step("agent",
+             "workload key made in the TPM (ECC P-256, fixedTPM|fixedParent, sign only),"
+             " TPM name " +
+                 Short(HexEncode((*key)->name()), 20) + ", saved " + key_path);
 
   // 2. Verifier nonce.
   Bytes nonce(32);
@@ -313,8 +316,10 @@ void RunDemo(GlobalOptions& g, const DemoOptions& o) {
   // 3. Evidence.
   auto evidence = attest::ProduceEvidenceCmw(*ctx, **key, nonce);
   if (!evidence.ok()) return fail("agent", evidence.error());
-  story.Step("agent", "evidence: quote over sha256 PCRs 0-7 + TPM2_Certify of the workload key by"
-                      " the AK, same nonce (" + std::to_string(evidence->size()) + " bytes CMW)");
+  story.Step("agent",
+             "evidence: quote over sha256 PCRs 0-7 + TPM2_Certify of the workload key by"
+             " the AK, same nonce (" +
+                 std::to_string(evidence->size()) + " bytes CMW)");
 
   // 4. Appraisal.
   // The verifier pins the AK of the TPM it is talking to (this demo runs on one host; the
@@ -339,8 +344,9 @@ void RunDemo(GlobalOptions& g, const DemoOptions& o) {
   }
   auto attested_key = PublicKeyFromDer(appraisal.workload_key_spki);
   if (!attested_key.ok()) return fail("verifier", attested_key.error());
-  story.Step("verifier", "affirming: pinned AK, magic, type, nonce, PCR selection and digest,"
-                         " signatures, AK and key attributes, certified name all check out");
+  story.Step("verifier",
+             "affirming: pinned AK, magic, type, nonce, PCR selection and digest,"
+             " signatures, AK and key attributes, certified name all check out");
 
   // 5. WIT from the issuer, bound to the key taken from the appraisal result.
   auto issuer = SoftwareSigner::Generate(KeyAlg::kEcP256);
@@ -424,9 +430,10 @@ void RunDemo(GlobalOptions& g, const DemoOptions& o) {
   OSSL_PROVIDER* tpm_prov = OSSL_PROVIDER_load(libctx.get(), "wimsetpm");
   OSSL_PROVIDER* def_prov = OSSL_PROVIDER_load(libctx.get(), "default");
   if (tpm_prov == nullptr || def_prov == nullptr) {
-    return fail("workload A", OpenSslError("cannot load the wimsetpm provider from \"" +
-                                           (o.provider_dir.empty() ? std::string("MODULESDIR")
-                                                                   : o.provider_dir) + "\""));
+    return fail(
+        "workload A",
+        OpenSslError("cannot load the wimsetpm provider from \"" +
+                     (o.provider_dir.empty() ? std::string("MODULESDIR") : o.provider_dir) + "\""));
   }
   // Hashing, ECDHE and verification stay in the default provider; only the key's own
   // operations go to wimsetpm (they follow the key).
@@ -436,8 +443,8 @@ void RunDemo(GlobalOptions& g, const DemoOptions& o) {
     auto pem = ReadFileString(key_path);
     if (!pem.ok()) return fail("workload A", pem.error());
     BioPtr bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
-    tls_key.reset(PEM_read_bio_PrivateKey_ex(bio.get(), nullptr, nullptr, nullptr, libctx.get(),
-                                             nullptr));
+    tls_key.reset(
+        PEM_read_bio_PrivateKey_ex(bio.get(), nullptr, nullptr, nullptr, libctx.get(), nullptr));
     if (!tls_key) return fail("workload A", OpenSslError("provider could not load " + key_path));
   }
   const char* key_provider = OSSL_PROVIDER_get0_name(EVP_PKEY_get0_provider(tls_key.get()));
@@ -460,8 +467,8 @@ void RunDemo(GlobalOptions& g, const DemoOptions& o) {
   auto wpt = SignWpt(signer, *wit, popts);
   if (!wpt.ok()) return fail("workload A", wpt.error());
   ctx->FlushCache();
-  story.Step("workload A", "WPT signed in the TPM: aud " + audience + ", wth = sha256(WIT), sha256 " +
-                               Short(TokenHashB64(*wpt)));
+  story.Step("workload A", "WPT signed in the TPM: aud " + audience +
+                               ", wth = sha256(WIT), sha256 " + Short(TokenHashB64(*wpt)));
 
   // 10. The calls: TLS 1.3 with fresh tokens (allow), then the same WPT replayed (deny).
   struct Call {
@@ -491,8 +498,8 @@ void RunDemo(GlobalOptions& g, const DemoOptions& o) {
       g.exit_code = 1;
       continue;
     }
-    std::string line = std::string(c.what) + " (" + version + "): HTTP " +
-                       std::to_string(*status) + ", expected " + std::to_string(c.expect);
+    std::string line = std::string(c.what) + " (" + version + "): HTTP " + std::to_string(*status) +
+                       ", expected " + std::to_string(c.expect);
     if (*status == c.expect && served == c.expect) {
       story.Step("workload A", line);
     } else {
@@ -518,8 +525,9 @@ void RegisterDemoCommand(CLI::App& app, GlobalOptions& g) {
   demo->add_option("--provider-dir", o->provider_dir,
                    "directory holding wimsetpm.so (default: $WIMSE_PROVIDER_DIR, else OpenSSL's "
                    "modules directory)");
-  demo->add_option("--workdir", o->workdir, "directory for the demo's files (default: a new "
-                                            "/tmp/wimse-demo-* directory)");
+  demo->add_option("--workdir", o->workdir,
+                   "directory for the demo's files (default: a new "
+                   "/tmp/wimse-demo-* directory)");
   demo->callback([&g, o] {
     if (o->provider_dir.empty()) o->provider_dir = DefaultProviderDir();
     RunDemo(g, *o);

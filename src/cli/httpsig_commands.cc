@@ -244,13 +244,14 @@ void RunVerify(GlobalOptions& g, const VerifyCli& o) {
   HttpRequest req;
   req.method = o.method;
   req.target_uri = o.url;
-  VerifyResult<VerifiedHttpSig> r = VerifyResult<VerifiedHttpSig>::Reject(TokenCheck::kMalformed,
-                                                                         "not verified");
+  VerifyResult<VerifiedHttpSig> r =
+      VerifyResult<VerifiedHttpSig>::Reject(TokenCheck::kMalformed, "not verified");
   if (o.response) {
     if (o.request_headers.empty() || status == 0) {
       return Fail(g, what,
-                  Error(Layer::kUsage, "--response needs --request-headers and a status "
-                                       "(--status or a status line in --headers)"));
+                  Error(Layer::kUsage,
+                        "--response needs --request-headers and a status "
+                        "(--status or a status line in --headers)"));
     }
     auto rh = ReadHeaderFile(o.request_headers, nullptr);
     if (!rh.ok()) {

@@ -45,8 +45,7 @@ Result<KeyAlg> ParseAlg(const std::string& s) {
   if (s == "ec-p384") return KeyAlg::kEcP384;
   if (s == "rsa-2048") return KeyAlg::kRsa2048;
   if (s == "rsa-3072") return KeyAlg::kRsa3072;
-  return Error(Layer::kUsage,
-               "unsupported --alg " + s + " (ec-p256, ec-p384, rsa-2048, rsa-3072)");
+  return Error(Layer::kUsage, "unsupported --alg " + s + " (ec-p256, ec-p384, rsa-2048, rsa-3072)");
 }
 
 bool IsRsa(KeyAlg alg) { return alg == KeyAlg::kRsa2048 || alg == KeyAlg::kRsa3072; }
@@ -131,11 +130,12 @@ struct EvictOptions {
 
 void RunEvict(GlobalOptions& g, const EvictOptions& o) {
   std::string text = o.handle;
-  if (text.rfind(std::string(kHandleUriScheme), 0) == 0) text = text.substr(kHandleUriScheme.size());
+  if (text.rfind(std::string(kHandleUriScheme), 0) == 0)
+    text = text.substr(kHandleUriScheme.size());
   auto h = ParsePersistentHandle(text);
   if (!h.ok()) return Fail(g, "evict", h.error());
-  auto s = tpm::WorkloadKey::EvictPersistent(tpm::SharedContext(tpm::ResolveTcti(g.tcti)), *h,
-                                             o.force);
+  auto s =
+      tpm::WorkloadKey::EvictPersistent(tpm::SharedContext(tpm::ResolveTcti(g.tcti)), *h, o.force);
   if (!s.ok()) return Fail(g, "evict", s.error());
   std::printf("evicted %s\n", HandleToString(*h).c_str());
 }
@@ -145,7 +145,8 @@ Status CheckKeygenDestination(const KeygenOptions& o) {
     return Error(Layer::kUsage, o.out + " exists (use --force to replace it)");
   }
   // Check the destination before asking the TPM for a key nobody could save.
-  std::string out_dir = o.out.find('/') == std::string::npos ? "." : o.out.substr(0, o.out.rfind('/'));
+  std::string out_dir =
+      o.out.find('/') == std::string::npos ? "." : o.out.substr(0, o.out.rfind('/'));
   if (out_dir.empty()) out_dir = "/";
   if (access(out_dir.c_str(), W_OK) != 0) {
     return Error(Layer::kIo, "cannot write to directory " + out_dir + ": " + std::strerror(errno));
@@ -169,8 +170,8 @@ void RunPubkey(GlobalOptions& g, const PubkeyOptions& o) {
     return;
   }
   const char* alg = (*key)->alg() == KeyAlg::kEcP384 ? "ES384"
-                    : IsRsa((*key)->alg())            ? "RS256"
-                                                      : "ES256";
+                    : IsRsa((*key)->alg())           ? "RS256"
+                                                     : "ES256";
   auto jwk = jose::PublicKeyToJwk((*key)->public_key(), alg);
   if (!jwk.ok()) return Fail(g, "pubkey", jwk.error());
   auto thumb = jose::JwkThumbprint(*jwk);
@@ -221,8 +222,7 @@ Result<HashAlg> ParseHashOption(const std::string& s) {
 
 // The TPM scheme fixed in the key's public area (TPM2_ALG_NULL when it signs with any) and its
 // hash: a request for another is refused before the TPM is asked.
-Status CheckSignOptions(const tpm::WorkloadKey& key, const std::string& padding,
-                        HashAlg hash) {
+Status CheckSignOptions(const tpm::WorkloadKey& key, const std::string& padding, HashAlg hash) {
   const TPMT_PUBLIC& pub = key.public_area();
   if (!IsRsa(key.alg()) && !padding.empty()) {
     return Error(Layer::kUsage, "--padding " + padding + " applies to RSA keys only; " +
@@ -258,8 +258,8 @@ void RunSign(GlobalOptions& g, const SignOptions& o) {
   auto key = OpenCliKey(g, o.key, o.auth);
   if (!key.ok()) return Fail(g, "sign", key.error());
   KeyAlg alg = (*key)->alg();
-  HashAlg hash = alg == KeyAlg::kEcP384 || alg == KeyAlg::kRsa3072 ? HashAlg::kSha384
-                                                                    : HashAlg::kSha256;
+  HashAlg hash =
+      alg == KeyAlg::kEcP384 || alg == KeyAlg::kRsa3072 ? HashAlg::kSha384 : HashAlg::kSha256;
   if (!o.hash.empty()) {
     auto h = ParseHashOption(o.hash);
     if (!h.ok()) return Fail(g, "sign", h.error());
@@ -322,8 +322,8 @@ void RegisterKeyCommands(CLI::App& app, GlobalOptions& g) {
   blobs->add_option("--private", bo->priv, "TPM2B_PRIVATE file to write (mode 0600)")->required();
   blobs->callback([&g, bo] { RunBlobs(g, *bo); });
 
-  auto* sign = app.add_subcommand(
-      "sign", "Sign a file's SHA-256 (P-384, RSA-3072: SHA-384) in the TPM");
+  auto* sign =
+      app.add_subcommand("sign", "Sign a file's SHA-256 (P-384, RSA-3072: SHA-384) in the TPM");
   auto so = std::make_shared<SignOptions>();
   sign->add_option("--key", so->key, "TSS2 key file or handle:0x81xxxxxx")->required();
   AddAuthOptions(sign, so->auth);

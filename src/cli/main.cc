@@ -19,9 +19,10 @@ int main(int argc, char** argv) {
   // carry the decoded response code, so keep the one-line-error promise unless the user asks.
   setenv("TSS2_LOG", "all+none", /*overwrite=*/0);
 
-  CLI::App app{"wimse-tpm: a workload identity whose private key never leaves the TPM.\n"
-               "TPM selection: --tcti, else $WIMSE_TPM_TCTI, else device:/dev/tpmrm0.",
-               "wimse-tpm"};
+  CLI::App app{
+      "wimse-tpm: a workload identity whose private key never leaves the TPM.\n"
+      "TPM selection: --tcti, else $WIMSE_TPM_TCTI, else device:/dev/tpmrm0.",
+      "wimse-tpm"};
   app.set_version_flag("--version", std::string("wimse-tpm ") + WIMSE_TPM_VERSION);
   app.require_subcommand(1);
   wimse::cli::GlobalOptions g;

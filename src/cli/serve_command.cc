@@ -195,14 +195,14 @@ void RunServe(GlobalOptions& g, const ServeOptions& o) {
   hso.on_listening = [&](int bound) {
     (void)WriteFileAtomic(state_dir + "/port", std::to_string(bound) + "\n", 0644);
     auto n = (*store)->CountEnrollments();
-    std::fprintf(stderr, "wimse-tpm serve: listening on https://%s:%d (trust domain %s, %llu "
-                         "enrolments on file, state %s)\n",
+    std::fprintf(stderr,
+                 "wimse-tpm serve: listening on https://%s:%d (trust domain %s, %llu "
+                 "enrolments on file, state %s)\n",
                  host.c_str(), bound, svc.policy().trust_domain.c_str(),
                  static_cast<unsigned long long>(n.ok() ? *n : 0), state_dir.c_str());
   };
   if (o.access_log) {
-    hso.on_request = [](const std::string& method, const std::string& path, int status,
-                        double ms) {
+    hso.on_request = [](const std::string& method, const std::string& path, int status, double ms) {
       std::fprintf(stderr, "wimse-tpm serve: %s %s %d %.2f ms\n", method.c_str(), path.c_str(),
                    status, ms);
     };

@@ -11,10 +11,10 @@
 
 #include "cli/commands.h"
 #include "cli/key_cli_util.h"
-#include "jose/json.h"
-#include "jose/jws.h"
 #include "cli/token_cli_util.h"
 #include "crypto/public_key.h"
+#include "jose/json.h"
+#include "jose/jws.h"
 #include "tpm/workload_key.h"
 #include "util/file.h"
 #include "wimse/http_headers.h"
@@ -222,8 +222,8 @@ Status CheckWitForProof(const std::string& wit, EVP_PKEY* key, int64_t now) {
   }
   int64_t expires = (*exp)->Floor();
   if (expires <= now) {
-    return Error(Layer::kUsage, "--wit expired " + std::to_string(now - expires) +
-                                    " s ago (exp " + std::to_string(expires) +
+    return Error(Layer::kUsage, "--wit expired " + std::to_string(now - expires) + " s ago (exp " +
+                                    std::to_string(expires) +
                                     "); get a fresh WIT before signing a proof for it");
   }
   Status binds = CheckWitBindsKey(wit, key);
@@ -388,8 +388,10 @@ void RegisterTokenCommands(CLI::App& app, GlobalOptions& g) {
   auto ps = std::make_shared<WptSignCli>();
   sign->add_option("--key", ps->key, "workload TSS2 key file (the WIT's cnf key)")->required();
   AddAuthOptions(sign, ps->auth);
-  sign->add_option("--wit", ps->wit, "file holding the WIT (refused when expired or when its "
-                                     "cnf key is not --key)")->required();
+  sign->add_option("--wit", ps->wit,
+                   "file holding the WIT (refused when expired or when its "
+                   "cnf key is not --key)")
+      ->required();
   sign->add_option("--aud", ps->aud, "target URI without query or fragment")->required();
   sign->add_option("--ttl", ps->ttl, "lifetime in seconds (default 60, at most 300)");
   sign->add_flag("--headers", ps->headers,

@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <set>
 #include <cstdio>
+#include <set>
 #include <thread>
 
 #include "agent/local_api.h"
@@ -120,7 +120,7 @@ struct ServeOptions {
   std::string listen = "127.0.0.1:8444";
   std::string authz;
   std::string audit_path;
-  std::string audience_base;  // e.g. https://localhost:8444 (default from --listen)
+  std::string audience_base;      // e.g. https://localhost:8444 (default from --listen)
   std::string mode = "mtls+wpt";  // mtls | wpt | mtls+wpt
   std::string provider_dir;
   std::string name = "workload";
@@ -190,8 +190,8 @@ void RunServe(GlobalOptions& g, const ServeOptions& o) {
   size_t colon = o.listen.rfind(':');
   std::string host = o.listen.substr(0, colon);
   int port = std::atoi(o.listen.substr(colon + 1).c_str());
-  std::string base = o.audience_base.empty() ? "https://localhost:" + std::to_string(port)
-                                             : o.audience_base;
+  std::string base =
+      o.audience_base.empty() ? "https://localhost:" + std::to_string(port) : o.audience_base;
   bool need_mtls = o.mode.find("mtls") != std::string::npos;
   bool need_wpt = o.mode.find("wpt") != std::string::npos;
 
@@ -207,10 +207,11 @@ void RunServe(GlobalOptions& g, const ServeOptions& o) {
       (void)(*audit)->Append(ev);
       res.status = status;
       if (status == 401) res.set_header("WWW-Authenticate", "WPT");
-      res.set_content(jose::SerializeJson({{"error", status == 401 ? "unauthenticated"
-                                                                   : "forbidden"},
-                                           {"reason", reason}}) + "\n",
-                      "application/json");
+      res.set_content(
+          jose::SerializeJson(
+              {{"error", status == 401 ? "unauthenticated" : "forbidden"}, {"reason", reason}}) +
+              "\n",
+          "application/json");
       std::fprintf(stderr, "%s: %s %s from %s -> %d %s\n", o.name.c_str(), req.method.c_str(),
                    req.path.c_str(), ev.source.c_str(), status, reason.c_str());
     };
@@ -256,7 +257,9 @@ void RunServe(GlobalOptions& g, const ServeOptions& o) {
       }
       caller = sub;
       ev.source = sub;
-      ev.claims = {{"wit_sub", sub}, {"wpt_aud", v.claims().aud}, {"wpt_jti", v.claims().jti},
+      ev.claims = {{"wit_sub", sub},
+                   {"wpt_aud", v.claims().aud},
+                   {"wpt_jti", v.claims().jti},
                    {"cnf_thumbprint", v.claims().wit.cnf_thumbprint}};
     }
     if (!cert_id.empty()) ev.claims["tls_client"] = cert_id;
@@ -275,9 +278,10 @@ void RunServe(GlobalOptions& g, const ServeOptions& o) {
     ev.decision = "allow";
     ev.reason = "authenticated (" + o.mode + ") and authorized by policy";
     (void)(*audit)->Append(ev);
-    res.set_content(jose::SerializeJson({{"hello", caller}, {"served_by", *self_id},
-                                         {"path", req.path}}) + "\n",
-                    "application/json");
+    res.set_content(
+        jose::SerializeJson({{"hello", caller}, {"served_by", *self_id}, {"path", req.path}}) +
+            "\n",
+        "application/json");
     std::fprintf(stderr, "%s: %s %s from %s -> 200\n", o.name.c_str(), req.method.c_str(),
                  req.path.c_str(), caller.c_str());
   };
@@ -383,8 +387,8 @@ void RunCall(GlobalOptions& g, const CallOptions& o) {
       auto res = o.method == "POST" ? cli.Post(path.c_str(), h, "", "text/plain")
                                     : cli.Get(path.c_str(), h);
       if (!res) {
-        return fail(Error(Layer::kIo, "cannot call " + o.url + ": " +
-                                          httplib::to_string(res.error())));
+        return fail(
+            Error(Layer::kIo, "cannot call " + o.url + ": " + httplib::to_string(res.error())));
       }
       status = res->status;
       body = res->body;
@@ -405,7 +409,8 @@ void RegisterWorkloadCommands(CLI::App& app, GlobalOptions& g) {
   s->add_option("--listen", so->listen, "HOST:PORT");
   s->add_option("--authz", so->authz, "authorization policy JSON")->required();
   s->add_option("--audit", so->audit_path, "audit log (JSON lines, hash-chained)")->required();
-  s->add_option("--audience", so->audience_base, "base URL callers use (default https://localhost:PORT)");
+  s->add_option("--audience", so->audience_base,
+                "base URL callers use (default https://localhost:PORT)");
   s->add_option("--mode", so->mode, "mtls | wpt | mtls+wpt");
   s->add_option("--name", so->name, "name used in log lines");
   s->add_option("--provider-dir", so->provider_dir, "directory holding wimsetpm.so")

@@ -68,8 +68,8 @@ Result<Bytes> EcdsaRsToDer(ByteView r, ByteView s) {
 
 Result<Bytes> EcdsaRawToDer(ByteView raw) {
   if (raw.empty() || raw.size() % 2 != 0) {
-    return Error(Layer::kParse, "raw ECDSA signature has odd or zero length " +
-                                    std::to_string(raw.size()));
+    return Error(Layer::kParse,
+                 "raw ECDSA signature has odd or zero length " + std::to_string(raw.size()));
   }
   size_t half = raw.size() / 2;
   return EcdsaRsToDer(raw.subspan(0, half), raw.subspan(half));

@@ -20,7 +20,7 @@ enum DigestIndex { kSha1, kSha256, kSha384, kSha512, kDigestCount };
 struct Algorithms {
   const EVP_MD* digests[kDigestCount] = {};
   EVP_MAC_CTX* hmac_templates[kDigestCount] = {};  // digest set, no key
-  const EVP_CIPHER* aes_cfb[3] = {};              // 128, 192, 256
+  const EVP_CIPHER* aes_cfb[3] = {};               // 128, 192, 256
 };
 
 const Algorithms& Get() {
@@ -32,10 +32,9 @@ const Algorithms& Get() {
       a->digests[i] = EVP_MD_fetch(nullptr, kDigestNames[i], nullptr);
       if (hmac == nullptr || a->digests[i] == nullptr) continue;
       EVP_MAC_CTX* t = EVP_MAC_CTX_new(hmac);
-      OSSL_PARAM params[2] = {
-          OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-                                           const_cast<char*>(kDigestNames[i]), 0),
-          OSSL_PARAM_construct_end()};
+      OSSL_PARAM params[2] = {OSSL_PARAM_construct_utf8_string(
+                                  OSSL_MAC_PARAM_DIGEST, const_cast<char*>(kDigestNames[i]), 0),
+                              OSSL_PARAM_construct_end()};
       if (t != nullptr && EVP_MAC_CTX_set_params(t, params) == 1) {
         a->hmac_templates[i] = t;
       } else {
@@ -169,10 +168,11 @@ Result<Bytes> KdfA(std::string_view hash_name, ByteView key, std::string_view la
   return out;
 }
 
-Result<Bytes> KdfE(std::string_view hash_name, ByteView z, std::string_view label,
-                   ByteView party_u, ByteView party_v, size_t bits) {
+Result<Bytes> KdfE(std::string_view hash_name, ByteView z, std::string_view label, ByteView party_u,
+                   ByteView party_v, size_t bits) {
   const EVP_MD* md = PrefetchedDigest(hash_name);
-  if (md == nullptr) return Error(Layer::kUsage, "KDFe: unsupported digest " + std::string(hash_name));
+  if (md == nullptr)
+    return Error(Layer::kUsage, "KDFe: unsupported digest " + std::string(hash_name));
   EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   if (!ctx) return OpenSslError("KDFe: EVP_MD_CTX_new");
   size_t want = (bits + 7) / 8;

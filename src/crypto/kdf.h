@@ -80,8 +80,8 @@ Result<Bytes> KdfA(std::string_view hash_name, ByteView key, std::string_view la
 // KDFe (`bits` of output) with digest `hash_name`: Z is the ECDH shared x-coordinate, `label`
 // gets a terminating zero byte, party_u/party_v are the x-coordinates of the ephemeral and the
 // static key (in that order, as the TPM uses them). The result is key material.
-Result<Bytes> KdfE(std::string_view hash_name, ByteView z, std::string_view label,
-                   ByteView party_u, ByteView party_v, size_t bits);
+Result<Bytes> KdfE(std::string_view hash_name, ByteView z, std::string_view label, ByteView party_u,
+                   ByteView party_v, size_t bits);
 
 // One-shot HMAC and digest with the pre-fetched algorithms.
 Result<Bytes> Hmac(std::string_view hash_name, ByteView key, ByteView data);

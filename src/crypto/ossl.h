@@ -46,8 +46,7 @@ using OsslParamBldPtr =
 using OsslParamPtr = std::unique_ptr<OSSL_PARAM, OsslDeleter<OSSL_PARAM, OSSL_PARAM_free>>;
 using GeneralNamesPtr =
     std::unique_ptr<GENERAL_NAMES, OsslDeleter<GENERAL_NAMES, GENERAL_NAMES_free>>;
-using Asn1IntegerPtr =
-    std::unique_ptr<ASN1_INTEGER, OsslDeleter<ASN1_INTEGER, ASN1_INTEGER_free>>;
+using Asn1IntegerPtr = std::unique_ptr<ASN1_INTEGER, OsslDeleter<ASN1_INTEGER, ASN1_INTEGER_free>>;
 
 // Builds an Error from `what` plus the most recent OpenSSL error text, and clears the queue.
 Error OpenSslError(const std::string& what);

@@ -167,8 +167,8 @@ Result<Bytes> EcPublicPoint(EVP_PKEY* key) {
     return OpenSslError("EC public point");
   }
   Bytes out(len);
-  if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, out.data(), out.size(),
-                                      &len) != 1) {
+  if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, out.data(), out.size(), &len) !=
+      1) {
     return OpenSslError("EC public point");
   }
   out.resize(len);
@@ -199,7 +199,6 @@ Result<std::string> PublicKeyToPem(EVP_PKEY* key) {
   return std::string(data, static_cast<size_t>(len));
 }
 
-
 Result<Bytes> PublicKeyToDer(EVP_PKEY* key) {
   if (EVP_PKEY_is_a(key, "EC")) {
     Result<KeyAlg> alg = KeyAlgOf(key);
@@ -226,8 +225,8 @@ Result<Bytes> PublicKeyToDer(EVP_PKEY* key) {
 Result<EvpPkeyPtr> PublicKeyFromPem(std::string_view pem) {
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (!bio) return OpenSslError("BIO_new_mem_buf");
-  EvpPkeyPtr key(PEM_read_bio_PUBKEY_ex(bio.get(), nullptr, nullptr, nullptr, nullptr,
-                                        "provider=default"));
+  EvpPkeyPtr key(
+      PEM_read_bio_PUBKEY_ex(bio.get(), nullptr, nullptr, nullptr, nullptr, "provider=default"));
   if (!key) return OpenSslError("not a PEM SubjectPublicKeyInfo");
   return key;
 }
@@ -238,15 +237,15 @@ Result<EvpPkeyPtr> PublicKeyFromDer(ByteView der) {
     const uint8_t* prefix = alg == KeyAlg::kEcP256 ? kSpkiPrefixP256 : kSpkiPrefixP384;
     size_t prefix_len = alg == KeyAlg::kEcP256 ? sizeof(kSpkiPrefixP256) : sizeof(kSpkiPrefixP384);
     size_t fs = CurveFieldSize(alg);
-    if (der.size() == prefix_len + 1 + 2 * fs && std::equal(prefix, prefix + prefix_len, der.begin()) &&
-        der[prefix_len] == 0x04) {
+    if (der.size() == prefix_len + 1 + 2 * fs &&
+        std::equal(prefix, prefix + prefix_len, der.begin()) && der[prefix_len] == 0x04) {
       return EcPublicKeyFromXY(alg, der.subspan(prefix_len + 1, fs),
                                der.subspan(prefix_len + 1 + fs, fs));
     }
   }
   const uint8_t* p = der.data();
-  EvpPkeyPtr key(d2i_PUBKEY_ex(nullptr, &p, static_cast<long>(der.size()), nullptr,
-                               "provider=default"));
+  EvpPkeyPtr key(
+      d2i_PUBKEY_ex(nullptr, &p, static_cast<long>(der.size()), nullptr, "provider=default"));
   if (!key) return OpenSslError("not a DER SubjectPublicKeyInfo");
   if (p != der.data() + der.size()) {
     return Error(Layer::kParse, "trailing bytes after SubjectPublicKeyInfo");
@@ -263,8 +262,8 @@ Status VerifyDigest(EVP_PKEY* key, HashAlg hash, ByteView digest, ByteView sig) 
   if (EVP_PKEY_is_a(key, "EC")) {
     WIMSE_ASSIGN_OR_RETURN(KeyAlg alg, KeyAlgOf(key));
     if (sig.size() != 2 * CurveFieldSize(alg)) {
-      return Error(Layer::kPolicy, "ECDSA signature has the wrong length " +
-                                       std::to_string(sig.size()));
+      return Error(Layer::kPolicy,
+                   "ECDSA signature has the wrong length " + std::to_string(sig.size()));
     }
     WIMSE_ASSIGN_OR_RETURN(der_sig, EcdsaRawToDer(sig));
     to_verify = der_sig;
@@ -279,8 +278,8 @@ Status VerifyDigest(EVP_PKEY* key, HashAlg hash, ByteView digest, ByteView sig) 
       EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PADDING) != 1) {
     return OpenSslError("EVP_PKEY_CTX_set_rsa_padding");
   }
-  int rc = EVP_PKEY_verify(ctx.get(), to_verify.data(), to_verify.size(), digest.data(),
-                           digest.size());
+  int rc =
+      EVP_PKEY_verify(ctx.get(), to_verify.data(), to_verify.size(), digest.data(), digest.size());
   ERR_clear_error();
   if (rc != 1) return Error(Layer::kPolicy, "signature does not verify");
   return OkStatus();

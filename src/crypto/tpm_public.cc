@@ -61,8 +61,9 @@ Result<HashAlg> HashAlgFromTpm(TPM2_ALG_ID alg) {
     case TPM2_ALG_SHA512:
       return HashAlg::kSha512;
     default:
-      return Error(Layer::kPolicy, "unsupported TPM hash algorithm 0x" + HexEncode(Bytes{
-                                       static_cast<uint8_t>(alg >> 8), static_cast<uint8_t>(alg)}));
+      return Error(Layer::kPolicy,
+                   "unsupported TPM hash algorithm 0x" +
+                       HexEncode(Bytes{static_cast<uint8_t>(alg >> 8), static_cast<uint8_t>(alg)}));
   }
 }
 
@@ -86,8 +87,8 @@ Result<KeyAlg> KeyAlgOfTpmPublic(const TPMT_PUBLIC& pub) {
       case TPM2_ECC_NIST_P384:
         return KeyAlg::kEcP384;
       default:
-        return Error(Layer::kPolicy, "unsupported ECC curve " +
-                                         std::to_string(pub.parameters.eccDetail.curveID));
+        return Error(Layer::kPolicy,
+                     "unsupported ECC curve " + std::to_string(pub.parameters.eccDetail.curveID));
     }
   }
   if (pub.type == TPM2_ALG_RSA) {
@@ -185,7 +186,8 @@ Status CheckRsaPssSaltIsDigestLength(EVP_PKEY* public_key, HashAlg hash, ByteVie
                      std::to_string(HashSize(hash)) +
                      " bytes); TLS 1.3 peers reject it, so it is not returned");
   }
-  return Error(Layer::kTpm, "the TPM's RSA-PSS signature does not verify with the key's public part");
+  return Error(Layer::kTpm,
+               "the TPM's RSA-PSS signature does not verify with the key's public part");
 }
 
 }  // namespace wimse

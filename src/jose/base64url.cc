@@ -81,7 +81,8 @@ bool IsBase64UrlAlphabet(std::string_view text) {
 Result<Bytes> Base64UrlDecode(std::string_view text) {
   for (char c : text) {
     if (DecodeChar(c) < 0) {
-      return Error(Layer::kParse, c == '=' ? "base64url has padding" : "invalid base64url character");
+      return Error(Layer::kParse,
+                   c == '=' ? "base64url has padding" : "invalid base64url character");
     }
   }
   if (text.size() % 4 == 1) {

@@ -26,8 +26,8 @@ Result<EvpPkeyPtr> EcKeyFromJwkPoint(KeyAlg alg, ByteView x, ByteView y) {
   point.insert(point.end(), y.begin(), y.end());
   OsslParamBldPtr bld(OSSL_PARAM_BLD_new());
   if (!bld ||
-      OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME,
-                                      CurveGroupName(alg), 0) != 1 ||
+      OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, CurveGroupName(alg),
+                                      0) != 1 ||
       OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(),
                                        point.size()) != 1) {
     return OpenSslError("OSSL_PARAM_BLD");

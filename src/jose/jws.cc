@@ -144,8 +144,7 @@ Status VerifyWithEvp(EVP_PKEY* key, JwsAlg alg, std::string_view msg, ByteView s
   const EVP_MD* md = FetchedMd(hash);
   uint8_t digest[EVP_MAX_MD_SIZE];
   unsigned int digest_len = 0;
-  if (md == nullptr ||
-      EVP_Digest(msg.data(), msg.size(), digest, &digest_len, md, nullptr) != 1) {
+  if (md == nullptr || EVP_Digest(msg.data(), msg.size(), digest, &digest_len, md, nullptr) != 1) {
     return OpenSslError("EVP_Digest");
   }
   Bytes der;
@@ -200,8 +199,8 @@ std::string_view JwsAlgName(JwsAlg alg) {
 }
 
 Result<JwsAlg> JwsAlgFromName(std::string_view name) {
-  for (JwsAlg a : {JwsAlg::kEs256, JwsAlg::kEs384, JwsAlg::kRs256, JwsAlg::kPs256,
-                   JwsAlg::kEdDsa}) {
+  for (JwsAlg a :
+       {JwsAlg::kEs256, JwsAlg::kEs384, JwsAlg::kRs256, JwsAlg::kPs256, JwsAlg::kEdDsa}) {
     if (JwsAlgName(a) == name) {
       return a;
     }
@@ -352,8 +351,8 @@ Result<Bytes> SignWithJwsAlg(Signer& signer, JwsAlg alg, std::string_view input)
     return Error(Layer::kUsage, "EdDSA signing is not supported through Signer");
   }
   if (!JwsAlgAllowedForKey(pub, alg)) {
-    return Error(Layer::kUsage, "algorithm " + std::string(JwsAlgName(alg)) +
-                                    " not allowed for the signer's key");
+    return Error(Layer::kUsage,
+                 "algorithm " + std::string(JwsAlgName(alg)) + " not allowed for the signer's key");
   }
   WIMSE_ASSIGN_OR_RETURN(Bytes digest, Digest(HashFor(alg), AsBytes(input)));
   Bytes sig;

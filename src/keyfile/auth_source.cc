@@ -28,8 +28,8 @@ void Wipe(std::string& s) {
 Result<std::string> ReadTty(const std::string& what) {
   int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
   if (fd < 0) {
-    return Error(Layer::kIo, std::string("--auth-prompt needs a terminal: /dev/tty: ") +
-                                 std::strerror(errno));
+    return Error(Layer::kIo,
+                 std::string("--auth-prompt needs a terminal: /dev/tty: ") + std::strerror(errno));
   }
   // Echo off (and earlier typeahead discarded) before the prompt appears, as getpass does:
   // whatever is typed after the prompt is kept and never shown.

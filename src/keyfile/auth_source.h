@@ -12,9 +12,9 @@
 namespace wimse {
 
 struct AuthSource {
-  std::string file;     // --auth-file PATH: the file's bytes, one trailing "\n" (or "\r\n") cut
-  std::string env;      // --auth-env NAME: the variable's value
-  bool prompt = false;  // --auth-prompt: one line read from /dev/tty with echo off
+  std::string file;      // --auth-file PATH: the file's bytes, one trailing "\n" (or "\r\n") cut
+  std::string env;       // --auth-env NAME: the variable's value
+  bool prompt = false;   // --auth-prompt: one line read from /dev/tty with echo off
   bool confirm = false;  // with prompt: ask twice and require the same value (a new key's)
   // True when any source is set.
   bool any() const { return !file.empty() || !env.empty() || prompt; }

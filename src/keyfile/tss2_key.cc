@@ -176,7 +176,8 @@ Result<Bytes> EncodeTss2KeyDer(const Tss2KeyFile& key) {
 Result<std::string> EncodeTss2KeyPem(const Tss2KeyFile& key) {
   WIMSE_ASSIGN_OR_RETURN(Bytes der, EncodeTss2KeyDer(key));
   BioPtr bio(BIO_new(BIO_s_mem()));
-  if (!bio || PEM_write_bio(bio.get(), kPemLabel, "", der.data(), static_cast<long>(der.size())) <= 0) {
+  if (!bio ||
+      PEM_write_bio(bio.get(), kPemLabel, "", der.data(), static_cast<long>(der.size())) <= 0) {
     return OpenSslError("PEM_write_bio");
   }
   char* p = nullptr;

@@ -146,8 +146,8 @@ Result<TpmAttestation> QuoteLocked(ESYS_CONTEXT* esys, ESYS_TR ak, ByteView nonc
   return ToAttestation(quoted.get(), sig.get());
 }
 
-Result<TpmAttestation> CertifyLocked(ESYS_CONTEXT* esys, ESYS_TR object, ESYS_TR ak,
-                                     ByteView nonce, ESYS_TR object_session) {
+Result<TpmAttestation> CertifyLocked(ESYS_CONTEXT* esys, ESYS_TR object, ESYS_TR ak, ByteView nonce,
+                                     ESYS_TR object_session) {
   WIMSE_ASSIGN_OR_RETURN(TPM2B_DATA qualifying, QualifyingData(nonce));
   TPMT_SIG_SCHEME scheme{};
   scheme.scheme = TPM2_ALG_NULL;
@@ -183,8 +183,8 @@ Result<T> UnmarshalExactly(ByteView bytes, F unmarshal, const char* what) {
   size_t offset = 0;
   TSS2_RC rc = unmarshal(bytes.data(), bytes.size(), &offset, &value);
   if (rc != TSS2_RC_SUCCESS || offset != bytes.size()) {
-    return Error(Layer::kParse, std::string("key creation record: ") + what +
-                                    " does not unmarshal");
+    return Error(Layer::kParse,
+                 std::string("key creation record: ") + what + " does not unmarshal");
   }
   return value;
 }
@@ -194,9 +194,8 @@ Result<T> UnmarshalExactly(ByteView bytes, F unmarshal, const char* what) {
 Result<KeyCreation> MarshalKeyCreation(const TPM2B_CREATION_DATA& data, const TPM2B_DIGEST& hash,
                                        const TPMT_TK_CREATION& ticket) {
   KeyCreation out;
-  WIMSE_ASSIGN_OR_RETURN(out.creation_data,
-                         MarshalWith(data, Tss2_MU_TPM2B_CREATION_DATA_Marshal,
-                                     "TPM2B_CREATION_DATA"));
+  WIMSE_ASSIGN_OR_RETURN(out.creation_data, MarshalWith(data, Tss2_MU_TPM2B_CREATION_DATA_Marshal,
+                                                        "TPM2B_CREATION_DATA"));
   WIMSE_ASSIGN_OR_RETURN(out.creation_hash,
                          MarshalWith(hash, Tss2_MU_TPM2B_DIGEST_Marshal, "TPM2B_DIGEST"));
   WIMSE_ASSIGN_OR_RETURN(out.creation_ticket,
@@ -207,14 +206,13 @@ Result<KeyCreation> MarshalKeyCreation(const TPM2B_CREATION_DATA& data, const TP
 Result<TpmAttestation> CertifyCreationLocked(ESYS_CONTEXT* esys, ESYS_TR object, ESYS_TR ak,
                                              ByteView nonce, const KeyCreation& creation) {
   WIMSE_ASSIGN_OR_RETURN(TPM2B_DATA qualifying, QualifyingData(nonce));
-  WIMSE_ASSIGN_OR_RETURN(TPM2B_DIGEST hash,
-                         UnmarshalExactly<TPM2B_DIGEST>(creation.creation_hash,
-                                                        Tss2_MU_TPM2B_DIGEST_Unmarshal,
-                                                        "creationHash"));
-  WIMSE_ASSIGN_OR_RETURN(TPMT_TK_CREATION ticket,
-                         UnmarshalExactly<TPMT_TK_CREATION>(creation.creation_ticket,
-                                                            Tss2_MU_TPMT_TK_CREATION_Unmarshal,
-                                                            "creationTicket"));
+  WIMSE_ASSIGN_OR_RETURN(TPM2B_DIGEST hash, UnmarshalExactly<TPM2B_DIGEST>(
+                                                creation.creation_hash,
+                                                Tss2_MU_TPM2B_DIGEST_Unmarshal, "creationHash"));
+  WIMSE_ASSIGN_OR_RETURN(
+      TPMT_TK_CREATION ticket,
+      UnmarshalExactly<TPMT_TK_CREATION>(creation.creation_ticket,
+                                         Tss2_MU_TPMT_TK_CREATION_Unmarshal, "creationTicket"));
   TPMT_SIG_SCHEME scheme{};
   scheme.scheme = TPM2_ALG_NULL;
   TPM2B_ATTEST* info_raw = nullptr;

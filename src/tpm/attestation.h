@@ -1,6 +1,7 @@
 // TPM-side attestation commands (TPM 2.0 Library Part 3): the attestation key, PCR reads,
-// TPM2_Quote, TPM2_Certify and TPM2_CertifyCreation. Every function here runs inside TpmContext::Run() ("Locked")
-// and returns the TPM's output bytes unchanged, for the evidence producer in attest/.
+// TPM2_Quote, TPM2_Certify and TPM2_CertifyCreation. Every function here runs inside
+// TpmContext::Run() ("Locked") and returns the TPM's output bytes unchanged, for the evidence
+// producer in attest/.
 //
 // Slots: the AK takes one transient slot while its TpmHandle lives; nothing else here loads
 // objects. Sessions: the AK and workload keys have empty auth values and the commands carry no
@@ -78,8 +79,8 @@ Result<TpmAttestation> QuoteLocked(ESYS_CONTEXT* esys, ESYS_TR ak, ByteView nonc
 // that WorkloadKey::AuthorizeLocked returns, with the auth value set on `object`). The AK's
 // (empty) auth goes in a password session. A failure carries the response code (the caller
 // classifies authorization failures).
-Result<TpmAttestation> CertifyLocked(ESYS_CONTEXT* esys, ESYS_TR object, ESYS_TR ak,
-                                     ByteView nonce, ESYS_TR object_session = ESYS_TR_PASSWORD);
+Result<TpmAttestation> CertifyLocked(ESYS_CONTEXT* esys, ESYS_TR object, ESYS_TR ak, ByteView nonce,
+                                     ESYS_TR object_session = ESYS_TR_PASSWORD);
 
 // Within Run(): TPM2_CertifyCreation (Part 3 §18.3) of the loaded `object` by `ak`
 // (signHandle, password session, empty auth), qualifyingData = `nonce`, with the creationHash

@@ -226,7 +226,7 @@ void TpmContext::DisconnectLocked(bool touch_tpm) {
   saved_.clear();
   session_ = ESYS_TR_NONE;
   hmac_session_.reset();  // after fork(): forgotten (and its key wiped), never flushed
-  persistent_.clear();  // ESYS_TRs die with the ESYS context
+  persistent_.clear();    // ESYS_TRs die with the ESYS context
   have_srk_context_ = false;
   if (touch_tpm) {
     if (esys_ != nullptr) Esys_Finalize(&esys_);
@@ -269,8 +269,8 @@ Status TpmContext::EnsureConnectedLocked() {
   }
   // Probe: one cheap command proves the TPM answers and is started.
   TPMS_CAPABILITY_DATA* caps = nullptr;
-  rc = Esys_GetCapability(esys_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                          TPM2_CAP_TPM_PROPERTIES, TPM2_PT_MANUFACTURER, 1, nullptr, &caps);
+  rc = Esys_GetCapability(esys_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_TPM_PROPERTIES,
+                          TPM2_PT_MANUFACTURER, 1, nullptr, &caps);
   Esys_Free(caps);
   if (rc != TSS2_RC_SUCCESS) {
     Esys_Finalize(&esys_);
@@ -281,11 +281,13 @@ Status TpmContext::EnsureConnectedLocked() {
       // It answered: say what it said rather than "does not answer".
       std::string what = "the TPM at TCTI \"" + tcti_ + "\" refused its first command";
       if (rc == TPM2_RC_INITIALIZE) {
-        what += " because it has not been started (TPM2_Startup: `tpm2_startup -c`; swtpm "
-                "needs --flags startup-clear)";
+        what +=
+            " because it has not been started (TPM2_Startup: `tpm2_startup -c`; swtpm "
+            "needs --flags startup-clear)";
       } else if (rc == TPM2_RC_FAILURE) {
-        what += " because it is in failure mode (TPM2_GetTestResult tells why; a power cycle "
-                "or the vendor's recovery is needed)";
+        what +=
+            " because it is in failure mode (TPM2_GetTestResult tells why; a power cycle "
+            "or the vendor's recovery is needed)";
       }
       return Error(Layer::kTpm, what, rc);
     }
@@ -331,9 +333,9 @@ Result<TpmHandle> TpmContext::LoadStoragePrimaryLocked(ESYS_CONTEXT* esys) {
   TPML_PCR_SELECTION pcrs{};
   ESYS_TR tr = ESYS_TR_NONE;
   auto create = [&]() {
-    return Esys_CreatePrimary(esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                              ESYS_TR_NONE, &sensitive, &in_public, &outside, &pcrs, &tr,
-                              nullptr, nullptr, nullptr, nullptr);
+    return Esys_CreatePrimary(esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                              &sensitive, &in_public, &outside, &pcrs, &tr, nullptr, nullptr,
+                              nullptr, nullptr);
   };
   TSS2_RC rc = create();
   if ((rc & ~TPM2_RC_N_MASK) == TPM2_RC_OBJECT_MEMORY || rc == TPM2_RC_OBJECT_MEMORY) {
@@ -436,12 +438,14 @@ Result<ESYS_TR> TpmContext::SecureSessionLocked(ESYS_CONTEXT* esys) {
   ESYS_TR session = ESYS_TR_NONE;
   // tpmKey = the SRK: ESAPI encrypts a fresh salt to its public key (ECDH), so the session key
   // is unknown to anyone watching the bus even for objects with an empty or guessable auth.
-  TSS2_RC rc = Esys_StartAuthSession(esys, srk.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                     ESYS_TR_NONE, nullptr, TPM2_SE_HMAC, &symmetric,
-                                     TPM2_ALG_SHA256, &session);
+  TSS2_RC rc =
+      Esys_StartAuthSession(esys, srk.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                            nullptr, TPM2_SE_HMAC, &symmetric, TPM2_ALG_SHA256, &session);
   if (rc == TPM2_RC_SESSION_MEMORY || rc == TPM2_RC_SESSION_HANDLES) {
-    return Error(Layer::kTpm, "TPM2_StartAuthSession: the TPM has no free session slot (other "
-                              "clients hold them)", rc);
+    return Error(Layer::kTpm,
+                 "TPM2_StartAuthSession: the TPM has no free session slot (other "
+                 "clients hold them)",
+                 rc);
   }
   if (rc != TSS2_RC_SUCCESS) return TpmError("TPM2_StartAuthSession (salted, AES-128-CFB)", rc);
   session_ = session;
@@ -481,7 +485,8 @@ Result<ESYS_TR> TpmContext::PersistentObjectLocked(ESYS_CONTEXT* esys, TPM2_HAND
   }
   ESYS_TR tr = ESYS_TR_NONE;
   TSS2_RC rc = Esys_TR_FromTPMPublic(esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr);
-  if ((rc & 0xffff0000u) == 0 && (rc & TPM2_RC_FMT1) != 0 && (rc & 0x3f) == (TPM2_RC_HANDLE & 0x3f)) {
+  if ((rc & 0xffff0000u) == 0 && (rc & TPM2_RC_FMT1) != 0 &&
+      (rc & 0x3f) == (TPM2_RC_HANDLE & 0x3f)) {
     return Error(Layer::kTpm, std::string("no persistent object at handle ") + buf, rc);
   }
   if (rc != TSS2_RC_SUCCESS) {
@@ -502,8 +507,8 @@ void TpmContext::ForgetPersistentLocked(ESYS_CONTEXT* esys, TPM2_HANDLE handle) 
 namespace {
 Result<size_t> CountHandles(ESYS_CONTEXT* esys, TPM2_HANDLE first) {
   TPMS_CAPABILITY_DATA* caps = nullptr;
-  TSS2_RC rc = Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                  TPM2_CAP_HANDLES, first, TPM2_MAX_CAP_HANDLES, nullptr, &caps);
+  TSS2_RC rc = Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES,
+                                  first, TPM2_MAX_CAP_HANDLES, nullptr, &caps);
   if (rc != TSS2_RC_SUCCESS) return TpmError("TPM2_GetCapability(HANDLES)", rc);
   size_t n = 0;
   for (uint32_t i = 0; i < caps->data.handles.count; ++i) {
@@ -514,8 +519,8 @@ Result<size_t> CountHandles(ESYS_CONTEXT* esys, TPM2_HANDLE first) {
 }
 }  // namespace
 
-Error TpmContext::ObjectSlotErrorLocked(ESYS_CONTEXT* esys, const std::string& command,
-                                        TSS2_RC rc, size_t held) {
+Error TpmContext::ObjectSlotErrorLocked(ESYS_CONTEXT* esys, const std::string& command, TSS2_RC rc,
+                                        size_t held) {
   Result<size_t> loaded = CountHandles(esys, TPM2_TRANSIENT_FIRST);
   std::string why = command + ": no free object slot in the TPM";
   size_t ours = cache_.size() + held;

@@ -248,7 +248,7 @@ class TpmContext {
   };
   std::list<SavedObject> saved_;
   static constexpr size_t kMaxSavedObjects = 8;
-  ESYS_TR session_ = ESYS_TR_NONE;  // the cached salted HMAC session (ESAPI), if any
+  ESYS_TR session_ = ESYS_TR_NONE;             // the cached salted HMAC session (ESAPI), if any
   std::unique_ptr<HmacSession> hmac_session_;  // our own salted HMAC session, if any
   std::map<TPM2_HANDLE, ESYS_TR> persistent_;  // ESYS_TRs of persistent objects (no slot)
   uint64_t idle_releases_ = 0;

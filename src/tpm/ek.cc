@@ -263,8 +263,8 @@ Result<SecretBytes> ActivateCredentialLocked(ESYS_CONTEXT* esys, ESYS_TR ak,
     return TpmError("Esys_TRSess_SetAttributes", rc);
   }
   TPM2B_DIGEST* cert_info_raw = nullptr;
-  rc = Esys_ActivateCredential(esys, ak, ek.handle.get(), ESYS_TR_PASSWORD, ek_auth,
-                               enc_session_tr, &blob, &enc, &cert_info_raw);
+  rc = Esys_ActivateCredential(esys, ak, ek.handle.get(), ESYS_TR_PASSWORD, ek_auth, enc_session_tr,
+                               &blob, &enc, &cert_info_raw);
   EsysPtr<TPM2B_DIGEST> cert_info(cert_info_raw);
   if (rc != TSS2_RC_SUCCESS) {
     return TpmError("TPM2_ActivateCredential", rc);

@@ -25,9 +25,9 @@ namespace wimse::tpm {
 
 // The EK templates we support.
 enum class EkType {
-  kRsa2048,   // L-1: RSA 2048, SHA-256, AES-128-CFB, unique = 256 zero bytes, cert 0x01C00002
-  kEccP256,   // L-2: NIST P-256, SHA-256, AES-128-CFB, unique = 2x32 zero bytes, cert 0x01C0000A
-  kEccP384,   // H-3: NIST P-384, SHA-384, AES-256-CFB, empty unique, userWithAuth, cert 0x01C00016
+  kRsa2048,  // L-1: RSA 2048, SHA-256, AES-128-CFB, unique = 256 zero bytes, cert 0x01C00002
+  kEccP256,  // L-2: NIST P-256, SHA-256, AES-128-CFB, unique = 2x32 zero bytes, cert 0x01C0000A
+  kEccP384,  // H-3: NIST P-384, SHA-384, AES-256-CFB, empty unique, userWithAuth, cert 0x01C00016
 };
 
 // "rsa2048", "ecc-p256", "ecc-p384" and back. Unknown names are a kUsage error.

@@ -135,8 +135,8 @@ Result<Bytes> CommandHmac(crypto::HmacKey& session_value, ByteView cp_hash, Byte
 Status VerifyResponseHmac(crypto::HmacKey& session_value, ByteView rp_hash, ByteView nonce_tpm,
                           ByteView nonce_caller, TPMA_SESSION attributes, ByteView received) {
   uint8_t attrs = attributes;
-  WIMSE_ASSIGN_OR_RETURN(Bytes expected,
-                         session_value.Mac({rp_hash, nonce_tpm, nonce_caller, ByteView(&attrs, 1)}));
+  WIMSE_ASSIGN_OR_RETURN(
+      Bytes expected, session_value.Mac({rp_hash, nonce_tpm, nonce_caller, ByteView(&attrs, 1)}));
   if (!ConstantTimeEqual(expected, received)) {
     return Error(Layer::kTpm,
                  "the TPM response HMAC does not verify (the response was altered between the "
@@ -178,9 +178,10 @@ Result<std::unique_ptr<HmacSession>> HmacSession::Start(ESYS_CONTEXT* esys, ESYS
     WIMSE_ASSIGN_OR_RETURN(Bytes read_name, TpmName(area));
     if (read_name.size() != esys_name->size ||
         CRYPTO_memcmp(read_name.data(), esys_name->name, read_name.size()) != 0) {
-      return Error(Layer::kTpm, "TPM2_ReadPublic of the storage primary returned another key "
-                                "than the one created (TPM bus tampered with?): no session "
-                                "salted to it");
+      return Error(Layer::kTpm,
+                   "TPM2_ReadPublic of the storage primary returned another key "
+                   "than the one created (TPM bus tampered with?): no session "
+                   "salted to it");
     }
   }
   WIMSE_ASSIGN_OR_RETURN(EvpPkeyPtr srk_key, PublicKeyFromTpmPublic(area));
@@ -194,8 +195,8 @@ Result<std::unique_ptr<HmacSession>> HmacSession::Start(ESYS_CONTEXT* esys, ESYS
   ByteView ex(point.data() + 1, 32);
   ByteView ey(point.data() + 33, 32);
   ByteView srk_x(area.unique.ecc.x.buffer, area.unique.ecc.x.size);
-  WIMSE_ASSIGN_OR_RETURN(Bytes salt_bytes, crypto::KdfE("SHA256", z.view(), "SECRET", ex, srk_x,
-                                                        kDigestSize * 8));
+  WIMSE_ASSIGN_OR_RETURN(Bytes salt_bytes,
+                         crypto::KdfE("SHA256", z.view(), "SECRET", ex, srk_x, kDigestSize * 8));
   SecretBytes salt(salt_bytes);
   OPENSSL_cleanse(salt_bytes.data(), salt_bytes.size());
 
@@ -223,23 +224,25 @@ Result<std::unique_ptr<HmacSession>> HmacSession::Start(ESYS_CONTEXT* esys, ESYS
                                  &encrypted_salt, TPM2_SE_HMAC, &symmetric, TPM2_ALG_SHA256,
                                  &handle, &nonce_tpm, nullptr);
   if (rc == TPM2_RC_SESSION_MEMORY || rc == TPM2_RC_SESSION_HANDLES) {
-    return Error(Layer::kTpm, "TPM2_StartAuthSession: the TPM has no free session slot (other "
-                              "clients hold them)", rc);
+    return Error(Layer::kTpm,
+                 "TPM2_StartAuthSession: the TPM has no free session slot (other "
+                 "clients hold them)",
+                 rc);
   }
   if (rc != TSS2_RC_SUCCESS) {
     return TpmError("TPM2_StartAuthSession (salted to the storage primary, AES-128-CFB)", rc);
   }
   if (nonce_tpm.size != kDigestSize) {
     Tss2_Sys_FlushContext(sys, handle);
-    return Error(Layer::kTpm, "TPM2_StartAuthSession returned a " +
-                                  std::to_string(nonce_tpm.size) + "-byte nonceTPM (SHA-256 "
+    return Error(Layer::kTpm, "TPM2_StartAuthSession returned a " + std::to_string(nonce_tpm.size) +
+                                  "-byte nonceTPM (SHA-256 "
                                   "sessions use 32)");
   }
   auto session = std::unique_ptr<HmacSession>(new HmacSession());
   session->handle_ = handle;
   session->nonce_tpm_ = nonce_tpm;
-  auto key = session_math::DeriveSessionKey(salt.view(), NonceView(nonce_tpm),
-                                            NonceView(nonce_caller));
+  auto key =
+      session_math::DeriveSessionKey(salt.view(), NonceView(nonce_tpm), NonceView(nonce_caller));
   if (key.ok()) session->cipher_.reset(EVP_CIPHER_CTX_new());
   if (!key.ok() || !session->cipher_) {
     session->Flush(esys);
@@ -284,14 +287,15 @@ Result<TPMT_SIGNATURE> HmacSession::SignOnce(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE 
   TPM2B_NONCE nonce_caller{};
   WIMSE_RETURN_IF_ERROR(FreshNonce(nonce_caller));
   SecretBytes session_value = session_math::SessionValue(session_key_.view(), auth);
-  WIMSE_ASSIGN_OR_RETURN(crypto::HmacKey mac, crypto::HmacKey::Make("SHA256", session_value.view()));
+  WIMSE_ASSIGN_OR_RETURN(crypto::HmacKey mac,
+                         crypto::HmacKey::Make("SHA256", session_value.view()));
 
   // Parameter encryption of the first command parameter (the digest's bytes, not its size).
   TPM2B_DIGEST encrypted = digest;
   {
     std::array<uint8_t, 32> key_iv{};
-    Status s = session_math::CommandCfbKeyIv(mac, NonceView(nonce_caller), NonceView(nonce_tpm_),
-                                             key_iv);
+    Status s =
+        session_math::CommandCfbKeyIv(mac, NonceView(nonce_caller), NonceView(nonce_tpm_), key_iv);
     if (s.ok()) {
       s = crypto::AesCfb(/*encrypt=*/true, ByteView(key_iv.data(), 16),
                          ByteView(key_iv.data() + 16, 16), ByteView(digest.buffer, digest.size),
@@ -310,8 +314,8 @@ Result<TPMT_SIGNATURE> HmacSession::SignOnce(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE 
   size_t cp_size = 0;
   rc = Tss2_Sys_GetCpBuffer(sys, &cp_size, &cp);
   if (rc != TSS2_RC_SUCCESS) return TpmError("Tss2_Sys_GetCpBuffer", rc);
-  std::array<uint8_t, 32> cp_hash = session_math::CpHash(TPM2_CC_Sign, key_name,
-                                                         ByteView(cp, cp_size));
+  std::array<uint8_t, 32> cp_hash =
+      session_math::CpHash(TPM2_CC_Sign, key_name, ByteView(cp, cp_size));
 
   TSS2L_SYS_AUTH_COMMAND cmd{};
   cmd.count = 1;
@@ -319,9 +323,9 @@ Result<TPMT_SIGNATURE> HmacSession::SignOnce(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE 
   a.sessionHandle = handle_;
   a.nonce = nonce_caller;
   a.sessionAttributes = kSignAttributes;
-  WIMSE_ASSIGN_OR_RETURN(Bytes hmac, session_math::CommandHmac(mac, cp_hash, NonceView(nonce_caller),
-                                                               NonceView(nonce_tpm_),
-                                                               kSignAttributes));
+  WIMSE_ASSIGN_OR_RETURN(Bytes hmac,
+                         session_math::CommandHmac(mac, cp_hash, NonceView(nonce_caller),
+                                                   NonceView(nonce_tpm_), kSignAttributes));
   a.hmac.size = static_cast<UINT16>(hmac.size());
   std::copy(hmac.begin(), hmac.end(), a.hmac.buffer);
   rc = Tss2_Sys_SetCmdAuths(sys, &cmd);
@@ -341,8 +345,8 @@ Result<TPMT_SIGNATURE> HmacSession::SignOnce(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE 
   // the response size; Tss2_Sys_GetRpBuffer (tss2-sys 3.2.1) trusts parameterSize.
   rc = Tss2_Sys_GetRpBuffer(sys, &rp_size, &rp);
   if (rc != TSS2_RC_SUCCESS) return TpmError("Tss2_Sys_GetRpBuffer", rc);
-  std::array<uint8_t, 32> rp_hash = session_math::RpHash(TPM2_RC_SUCCESS, TPM2_CC_Sign,
-                                                         ByteView(rp, rp_size));
+  std::array<uint8_t, 32> rp_hash =
+      session_math::RpHash(TPM2_RC_SUCCESS, TPM2_CC_Sign, ByteView(rp, rp_size));
   TPM2B_AUTH received = r.hmac;
   if (tamper_next_response_) {
     tamper_next_response_ = false;

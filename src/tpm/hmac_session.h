@@ -130,8 +130,8 @@ class HmacSession {
  private:
   HmacSession() = default;
   // One submission of Sign (fresh nonceCaller, encryption, HMAC, execute, verify).
-  Result<TPMT_SIGNATURE> SignOnce(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE key_handle,
-                                  ByteView key_name, ByteView auth, const TPM2B_DIGEST& digest,
+  Result<TPMT_SIGNATURE> SignOnce(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE key_handle, ByteView key_name,
+                                  ByteView auth, const TPM2B_DIGEST& digest,
                                   const TPMT_SIG_SCHEME& scheme);
 
   TPM2_HANDLE handle_ = 0;

@@ -14,9 +14,9 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstddef>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -32,7 +32,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr uint64_t kMagic = 0x77696d7365737774ULL;  // "wimseswt"
-constexpr size_t kHeaderSize = 10;                   // tag, size, code (Part 1 §18)
+constexpr size_t kHeaderSize = 10;                  // tag, size, code (Part 1 §18)
 // swtpm's I/O buffer (and tpm2-tss's command/response buffers) are 4,096 bytes.
 constexpr size_t kMaxMessage = 4096;
 constexpr int kDefaultIdleMs = 5;
@@ -456,9 +456,7 @@ TSS2_RC NoPollHandles(TSS2_TCTI_CONTEXT*, TSS2_TCTI_POLL_HANDLE*, size_t*) {
   return TSS2_TCTI_RC_NOT_IMPLEMENTED;
 }
 TSS2_RC NoLocality(TSS2_TCTI_CONTEXT*, uint8_t) { return TSS2_TCTI_RC_NOT_IMPLEMENTED; }
-TSS2_RC NoSticky(TSS2_TCTI_CONTEXT*, TPM2_HANDLE*, uint8_t) {
-  return TSS2_TCTI_RC_NOT_IMPLEMENTED;
-}
+TSS2_RC NoSticky(TSS2_TCTI_CONTEXT*, TPM2_HANDLE*, uint8_t) { return TSS2_TCTI_RC_NOT_IMPLEMENTED; }
 
 // Parses a swtpm TCTI string into addresses. False if it is not one we take (the loader gets it).
 bool ParseSwtpm(std::string_view conf, Transport* t) {

@@ -30,8 +30,8 @@ namespace wimse::tpm {
 TSS2_RC OpenTcti(const std::string& conf, TSS2_TCTI_CONTEXT** out);
 
 // Finalizes and frees a context from OpenTcti (either kind) and sets *ctx to null; use this, not
-// Tss2_Tcti_Finalize (the persistent transport frees its own memory when finalized). Must be called in the
-// process that opened it; after fork() the child abandons the parent's context instead (its
+// Tss2_Tcti_Finalize (the persistent transport frees its own memory when finalized). Must be called
+// in the process that opened it; after fork() the child abandons the parent's context instead (its
 // copy of the socket is already closed by a fork handler).
 void CloseTcti(TSS2_TCTI_CONTEXT** ctx);
 

@@ -8,8 +8,7 @@ TPM2B_PUBLIC StoragePrimaryTemplateEccP256() {
   t.publicArea.nameAlg = TPM2_ALG_SHA256;
   t.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
                                   TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-                                  TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED |
-                                  TPMA_OBJECT_DECRYPT;
+                                  TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
   TPMS_ECC_PARMS& ecc = t.publicArea.parameters.eccDetail;
   ecc.symmetric.algorithm = TPM2_ALG_AES;
   ecc.symmetric.keyBits.aes = 128;

@@ -24,12 +24,13 @@ bool IsTpmLayer(TSS2_RC rc) { return (rc & TSS2_RC_LAYER_MASK) == 0; }
 bool IsFmt1(TSS2_RC rc, TPM2_RC code) {
   return IsTpmLayer(rc) && (rc & TPM2_RC_FMT1) != 0 && (rc & 0x3f) == (code & 0x3f);
 }
-bool IsAuthFailure(TSS2_RC rc) { return IsFmt1(rc, TPM2_RC_AUTH_FAIL) || IsFmt1(rc, TPM2_RC_BAD_AUTH); }
+bool IsAuthFailure(TSS2_RC rc) {
+  return IsFmt1(rc, TPM2_RC_AUTH_FAIL) || IsFmt1(rc, TPM2_RC_BAD_AUTH);
+}
 bool IsLockout(TSS2_RC rc) { return rc == TPM2_RC_LOCKOUT; }
 bool IsStaleHandle(TSS2_RC rc) {
   // TPM_RC_REFERENCE_H0..H6 (0x910..0x916: a handle refers to a flushed object).
-  return (IsTpmLayer(rc) && (rc & ~0x7u) == TPM2_RC_REFERENCE_H0) ||
-         IsFmt1(rc, TPM2_RC_HANDLE);
+  return (IsTpmLayer(rc) && (rc & ~0x7u) == TPM2_RC_REFERENCE_H0) || IsFmt1(rc, TPM2_RC_HANDLE);
 }
 
 Result<TPM2B_PRIVATE> UnmarshalPrivate(ByteView blob) {
@@ -159,8 +160,8 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Create(std::shared_ptr<TpmCont
     TPM2B_DIGEST* creation_hash = nullptr;
     TPMT_TK_CREATION* creation_ticket = nullptr;
     TSS2_RC rc = Esys_Create(esys, srk.get(), session, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
-                             &in_public, &outside, &pcrs, &out_private, &out_public,
-                             &creation_data, &creation_hash, &creation_ticket);
+                             &in_public, &outside, &pcrs, &out_private, &out_public, &creation_data,
+                             &creation_hash, &creation_ticket);
     std::unique_ptr<TPM2B_CREATION_DATA, void (*)(void*)> cd_owner(creation_data, Esys_Free);
     std::unique_ptr<TPM2B_DIGEST, void (*)(void*)> ch_owner(creation_hash, Esys_Free);
     std::unique_ptr<TPMT_TK_CREATION, void (*)(void*)> ct_owner(creation_ticket, Esys_Free);
@@ -181,8 +182,8 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Create(std::shared_ptr<TpmCont
     WIMSE_ASSIGN_OR_RETURN(file.public_blob, MarshalTpm2bPublic(*out_public));
     WIMSE_ASSIGN_OR_RETURN(file.private_blob, MarshalPrivate(*out_private));
     if (creation_data != nullptr && creation_hash != nullptr && creation_ticket != nullptr) {
-      WIMSE_ASSIGN_OR_RETURN(creation, MarshalKeyCreation(*creation_data, *creation_hash,
-                                                          *creation_ticket));
+      WIMSE_ASSIGN_OR_RETURN(creation,
+                             MarshalKeyCreation(*creation_data, *creation_hash, *creation_ticket));
     }
     return file;
   });
@@ -197,13 +198,14 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Create(std::shared_ptr<TpmCont
 Result<std::shared_ptr<WorkloadKey>> WorkloadKey::OpenPersistent(std::shared_ptr<TpmContext> ctx,
                                                                  uint32_t handle) {
   if ((handle >> 24) != TPM2_HT_PERSISTENT) {
-    return Error(Layer::kUsage, HandleToString(handle) + " is not a persistent handle (0x81xxxxxx)");
+    return Error(Layer::kUsage,
+                 HandleToString(handle) + " is not a persistent handle (0x81xxxxxx)");
   }
   auto area = ctx->Run([&](ESYS_CONTEXT* esys) -> Result<TPMT_PUBLIC> {
     WIMSE_ASSIGN_OR_RETURN(ESYS_TR tr, ctx->PersistentObjectLocked(esys, handle));
     TPM2B_PUBLIC* pub = nullptr;
-    TSS2_RC rc = Esys_ReadPublic(esys, tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub,
-                                 nullptr, nullptr);
+    TSS2_RC rc =
+        Esys_ReadPublic(esys, tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, nullptr, nullptr);
     if (rc != TSS2_RC_SUCCESS) {
       ctx->ForgetPersistentLocked(esys, handle);
       return TpmError(("TPM2_ReadPublic of " + HandleToString(handle)).c_str(), rc);
@@ -219,8 +221,9 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::OpenPersistent(std::shared_ptr
     return Error(Layer::kPolicy, label + ": the object is not a signing key");
   }
   if ((a.objectAttributes & TPMA_OBJECT_RESTRICTED) != 0) {
-    return Error(Layer::kPolicy, label + ": the key is restricted (an attestation key); it "
-                                         "cannot sign arbitrary digests");
+    return Error(Layer::kPolicy, label +
+                                     ": the key is restricted (an attestation key); it "
+                                     "cannot sign arbitrary digests");
   }
   if ((a.objectAttributes & TPMA_OBJECT_USERWITHAUTH) == 0) {
     return Error(Layer::kPolicy, label + ": " + kPolicyOnlyKey);
@@ -251,7 +254,8 @@ void WorkloadKey::SetAuth(SecretBytes auth) {
 
 Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Persist(uint32_t handle) const {
   if ((handle >> 24) != TPM2_HT_PERSISTENT) {
-    return Error(Layer::kUsage, HandleToString(handle) + " is not a persistent handle (0x81xxxxxx)");
+    return Error(Layer::kUsage,
+                 HandleToString(handle) + " is not a persistent handle (0x81xxxxxx)");
   }
   if (persistent_handle_ != 0) {
     return Error(Layer::kUsage, label_ + " is already persistent");
@@ -262,8 +266,10 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Persist(uint32_t handle) const
     TSS2_RC rc = Esys_EvictControl(esys, ESYS_TR_RH_OWNER, key_tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
                                    ESYS_TR_NONE, handle, &out);
     if (IsTpmLayer(rc) && (rc & 0xfff) == TPM2_RC_NV_DEFINED) {
-      return Error(Layer::kTpm, "TPM2_EvictControl: handle " + HandleToString(handle) +
-                                    " is already in use (evict it first)", rc);
+      return Error(Layer::kTpm,
+                   "TPM2_EvictControl: handle " + HandleToString(handle) +
+                       " is already in use (evict it first)",
+                   rc);
     }
     if (rc != TSS2_RC_SUCCESS) {
       return TpmError(("TPM2_EvictControl to " + HandleToString(handle)).c_str(), rc);
@@ -281,7 +287,8 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Persist(uint32_t handle) const
 Status WorkloadKey::EvictPersistent(std::shared_ptr<TpmContext> ctx, uint32_t handle,
                                     bool any_object) {
   if ((handle >> 24) != TPM2_HT_PERSISTENT) {
-    return Error(Layer::kUsage, HandleToString(handle) + " is not a persistent handle (0x81xxxxxx)");
+    return Error(Layer::kUsage,
+                 HandleToString(handle) + " is not a persistent handle (0x81xxxxxx)");
   }
   return ctx->Run([&](ESYS_CONTEXT* esys) -> Status {
     WIMSE_ASSIGN_OR_RETURN(ESYS_TR tr, ctx->PersistentObjectLocked(esys, handle));
@@ -298,10 +305,11 @@ Status WorkloadKey::EvictPersistent(std::shared_ptr<TpmContext> ctx, uint32_t ha
       bool decrypt = (attrs & TPMA_OBJECT_DECRYPT) != 0;
       bool sign = (attrs & TPMA_OBJECT_SIGN_ENCRYPT) != 0;
       if (restricted || decrypt || !sign) {
-        const char* what = restricted && decrypt ? "a restricted decryption key (an EK or a storage key)"
-                           : restricted          ? "a restricted signing key (an attestation key)"
-                           : decrypt             ? "a decryption key"
-                                                 : "an object that is not a signing key";
+        const char* what = restricted && decrypt
+                               ? "a restricted decryption key (an EK or a storage key)"
+                           : restricted ? "a restricted signing key (an attestation key)"
+                           : decrypt    ? "a decryption key"
+                                        : "an object that is not a signing key";
         return Error(Layer::kUsage, HandleToString(handle) + " holds " + what +
                                         ", not a workload key: refusing to evict it (--force "
                                         "removes any persistent object)");
@@ -338,46 +346,47 @@ Result<ESYS_TR> WorkloadKey::LoadLocked(ESYS_CONTEXT* esys) const {
     }
     return tr;
   }
-  return ctx_->CachedObjectLocked(
-      esys, file_.public_blob, [&](ESYS_CONTEXT* e) -> Result<ESYS_TR> {
-        WIMSE_ASSIGN_OR_RETURN(TPM2B_PUBLIC pub, UnmarshalTpm2bPublic(file_.public_blob));
-        WIMSE_ASSIGN_OR_RETURN(TPM2B_PRIVATE priv, UnmarshalPrivate(file_.private_blob));
-        TpmHandle srk;
-        ESYS_TR parent = ESYS_TR_NONE;
-        if ((file_.parent >> 24) == TPM2_HT_PERSISTENT) {
-          auto p = ctx_->PersistentObjectLocked(e, file_.parent);
-          if (!p.ok()) return p.error().WithContext("parent of " + label_);
-          parent = *p;
-        } else {
-          WIMSE_ASSIGN_OR_RETURN(srk, ctx_->LoadStoragePrimaryLocked(e));
-          parent = srk.get();
-        }
-        ESYS_TR tr = ESYS_TR_NONE;
-        TSS2_RC rc = Esys_Load(e, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv,
-                               &pub, &tr);
-        if (rc == TPM2_RC_OBJECT_MEMORY) {
-          return ctx_->ObjectSlotErrorLocked(e, "TPM2_Load (" + label_ + ")", rc,
-                                             srk.get() != ESYS_TR_NONE ? 1 : 0);
-        }
-        if (IsFmt1(rc, TPM2_RC_SIZE)) {
-          // The TPM could not even unmarshal the private blob: damage, not another TPM.
-          return Error(Layer::kTpm,
-                       "TPM2_Load: " + label_ + " is damaged (the TPM cannot parse its private "
+  return ctx_->CachedObjectLocked(esys, file_.public_blob, [&](ESYS_CONTEXT* e) -> Result<ESYS_TR> {
+    WIMSE_ASSIGN_OR_RETURN(TPM2B_PUBLIC pub, UnmarshalTpm2bPublic(file_.public_blob));
+    WIMSE_ASSIGN_OR_RETURN(TPM2B_PRIVATE priv, UnmarshalPrivate(file_.private_blob));
+    TpmHandle srk;
+    ESYS_TR parent = ESYS_TR_NONE;
+    if ((file_.parent >> 24) == TPM2_HT_PERSISTENT) {
+      auto p = ctx_->PersistentObjectLocked(e, file_.parent);
+      if (!p.ok()) return p.error().WithContext("parent of " + label_);
+      parent = *p;
+    } else {
+      WIMSE_ASSIGN_OR_RETURN(srk, ctx_->LoadStoragePrimaryLocked(e));
+      parent = srk.get();
+    }
+    ESYS_TR tr = ESYS_TR_NONE;
+    TSS2_RC rc =
+        Esys_Load(e, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &tr);
+    if (rc == TPM2_RC_OBJECT_MEMORY) {
+      return ctx_->ObjectSlotErrorLocked(e, "TPM2_Load (" + label_ + ")", rc,
+                                         srk.get() != ESYS_TR_NONE ? 1 : 0);
+    }
+    if (IsFmt1(rc, TPM2_RC_SIZE)) {
+      // The TPM could not even unmarshal the private blob: damage, not another TPM.
+      return Error(Layer::kTpm,
+                   "TPM2_Load: " + label_ +
+                       " is damaged (the TPM cannot parse its private "
                        "part)",
-                       rc);
-        }
-        if (IsFmt1(rc, TPM2_RC_INTEGRITY) || IsFmt1(rc, TPM2_RC_BINDING)) {
-          // The private blob was wrapped by another TPM or parent (or altered: the integrity
-          // HMAC cannot tell the two apart).
-          return Error(Layer::kTpm,
-                       "TPM2_Load: " + label_ + " does not belong to this TPM (its private part "
-                       "was wrapped by another TPM or parent " + HandleToString(file_.parent) +
-                       ", or was altered)",
-                       rc);
-        }
-        if (rc != TSS2_RC_SUCCESS) return TpmError(("TPM2_Load (" + label_ + ")").c_str(), rc);
-        return tr;
-      });
+                   rc);
+    }
+    if (IsFmt1(rc, TPM2_RC_INTEGRITY) || IsFmt1(rc, TPM2_RC_BINDING)) {
+      // The private blob was wrapped by another TPM or parent (or altered: the integrity
+      // HMAC cannot tell the two apart).
+      return Error(Layer::kTpm,
+                   "TPM2_Load: " + label_ +
+                       " does not belong to this TPM (its private part "
+                       "was wrapped by another TPM or parent " +
+                       HandleToString(file_.parent) + ", or was altered)",
+                   rc);
+    }
+    if (rc != TSS2_RC_SUCCESS) return TpmError(("TPM2_Load (" + label_ + ")").c_str(), rc);
+    return tr;
+  });
 }
 
 namespace {
@@ -392,10 +401,12 @@ Error WorkloadKey::MissingAuthError() const {
   // emptyAuth absent: the file says the key has an auth value. Trying empty auth would cost a
   // dictionary-attack strike; refuse before the TPM sees anything. (An explicit FALSE is
   // ambiguous, tpm2-tools #3458: there empty auth is tried once, see AuthorizationError.)
-  return Error(Layer::kUsage,
-               KeyNoun() + " needs an auth value (its key file has no emptyAuth field); "
-               "give it (" + std::string(kAuthOptions) + "; nothing was sent to the TPM: no "
-               "dictionary-attack strike)");
+  return Error(Layer::kUsage, KeyNoun() +
+                                  " needs an auth value (its key file has no emptyAuth field); "
+                                  "give it (" +
+                                  std::string(kAuthOptions) +
+                                  "; nothing was sent to the TPM: no "
+                                  "dictionary-attack strike)");
 }
 
 Error WorkloadKey::RejectedAuthError() const {
@@ -406,8 +417,8 @@ Error WorkloadKey::RejectedAuthError() const {
   return Error(Layer::kTpm,
                KeyNoun() + ": auth value was rejected by the TPM earlier (" + rc +
                    ", TPM_RC_AUTH_FAIL); not retried to protect the dictionary-attack counter; "
-                   "give the correct auth value (" + kAuthOptions +
-                   "; nothing was sent to the TPM)");
+                   "give the correct auth value (" +
+                   kAuthOptions + "; nothing was sent to the TPM)");
 }
 
 Status WorkloadKey::CheckAuthUsable() const {
@@ -432,24 +443,24 @@ Error WorkloadKey::AuthorizationError(const char* what, TSS2_RC rc) const {
     // Whatever the caller does next (a TLS server retries on every handshake), this auth value
     // gets no second try: CheckAuthUsable refuses until SetAuth.
     auth_rejected_rc_.store(rc);
-    std::string hint = secure ? " (wrong auth value; not retried: every failure counts toward the "
-                                "TPM's dictionary-attack lockout)"
-                              : (file_.empty_auth
-                                     ? " (no auth value was given; if the key has one, give it: " +
-                                           std::string(kAuthOptions) + ")"
-                                     : " (the key file says the key needs an auth value; empty "
-                                       "auth was tried once; give one: " +
-                                           std::string(kAuthOptions) + ")");
-    return Error(Layer::kTpm,
-                 std::string(what) + ": authorization failed for " + KeyNoun() +
-                     ": TPM_RC_AUTH_FAIL" + hint,
-                 rc);
+    std::string hint =
+        secure ? " (wrong auth value; not retried: every failure counts toward the "
+                 "TPM's dictionary-attack lockout)"
+               : (file_.empty_auth ? " (no auth value was given; if the key has one, give it: " +
+                                         std::string(kAuthOptions) + ")"
+                                   : " (the key file says the key needs an auth value; empty "
+                                     "auth was tried once; give one: " +
+                                         std::string(kAuthOptions) + ")");
+    return Error(
+        Layer::kTpm,
+        std::string(what) + ": authorization failed for " + KeyNoun() + ": TPM_RC_AUTH_FAIL" + hint,
+        rc);
   }
   if (IsLockout(rc)) {
     return Error(Layer::kTpm,
                  "the TPM is in dictionary-attack lockout (TPM_RC_LOCKOUT) and refuses "
-                 "authorization for " + KeyNoun() +
-                     " until the lockout recovery time passes or the lockout is reset",
+                 "authorization for " +
+                     KeyNoun() + " until the lockout recovery time passes or the lockout is reset",
                  rc);
   }
   return TpmError((std::string(what) + " (" + label_ + ")").c_str(), rc);
@@ -526,12 +537,11 @@ Result<Bytes> WorkloadKey::SignLocked(ESYS_CONTEXT* esys, const TPM2B_DIGEST& di
   if (sig->sigAlg == TPM2_ALG_ECDSA) {
     const TPMS_SIGNATURE_ECC& ecc = sig->signature.ecdsa;
     return EcdsaRsToRaw(ByteView(ecc.signatureR.buffer, ecc.signatureR.size),
-                        ByteView(ecc.signatureS.buffer, ecc.signatureS.size),
-                        CurveFieldSize(alg_));
+                        ByteView(ecc.signatureS.buffer, ecc.signatureS.size), CurveFieldSize(alg_));
   }
   if (sig->sigAlg == TPM2_ALG_RSASSA || sig->sigAlg == TPM2_ALG_RSAPSS) {
-    const TPM2B_PUBLIC_KEY_RSA& s = sig->sigAlg == TPM2_ALG_RSASSA ? sig->signature.rsassa.sig
-                                                                    : sig->signature.rsapss.sig;
+    const TPM2B_PUBLIC_KEY_RSA& s =
+        sig->sigAlg == TPM2_ALG_RSASSA ? sig->signature.rsassa.sig : sig->signature.rsapss.sig;
     return Bytes(s.buffer, s.buffer + s.size);
   }
   return Error(Layer::kTpm, "TPM2_Sign returned an unexpected signature algorithm");
@@ -543,9 +553,8 @@ Result<Bytes> WorkloadKey::SignDigest(HashAlg hash, ByteView digest) const {
 
 Result<Bytes> WorkloadKey::SignDigestRsa(HashAlg hash, ByteView digest, RsaScheme scheme) const {
   if (digest.size() != HashSize(hash)) {
-    return Error(Layer::kUsage, "digest is " + std::to_string(digest.size()) +
-                                    " bytes; " + HashName(hash) + " needs " +
-                                    std::to_string(HashSize(hash)));
+    return Error(Layer::kUsage, "digest is " + std::to_string(digest.size()) + " bytes; " +
+                                    HashName(hash) + " needs " + std::to_string(HashSize(hash)));
   }
   WIMSE_RETURN_IF_ERROR(CheckAuthUsable());
   TPM2B_DIGEST in{};

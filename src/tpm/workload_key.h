@@ -45,14 +45,13 @@ class WorkloadKey {
  public:
   // Creates a key in the TPM (TPM2_Create under the SRK). TPM side effects: SRK created or
   // context-loaded and flushed; no object left loaded except through the context's cache.
-  static Result<std::shared_ptr<WorkloadKey>> Create(std::shared_ptr<TpmContext> ctx,
-                                                     KeyAlg alg);
+  static Result<std::shared_ptr<WorkloadKey>> Create(std::shared_ptr<TpmContext> ctx, KeyAlg alg);
   // Like Create, with an auth value (1..32 bytes) the key will demand. TPM2_Create runs in the
   // salted, encrypted session so the auth value in TPM2B_SENSITIVE_CREATE is encrypted on the
   // bus. The returned key carries `auth` (SetAuth); its file has emptyAuth (TRUE without an auth
   // value, an explicit FALSE with one, as tpm2-openssl writes it: see Create in the .cc).
-  static Result<std::shared_ptr<WorkloadKey>> Create(std::shared_ptr<TpmContext> ctx,
-                                                     KeyAlg alg, const SecretBytes& auth);
+  static Result<std::shared_ptr<WorkloadKey>> Create(std::shared_ptr<TpmContext> ctx, KeyAlg alg,
+                                                     const SecretBytes& auth);
   // Wraps an existing key file (no TPM I/O until the first use).
   static Result<std::shared_ptr<WorkloadKey>> FromKeyFile(std::shared_ptr<TpmContext> ctx,
                                                           Tss2KeyFile file);

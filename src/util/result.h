@@ -55,7 +55,7 @@ class Error {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
   Result(Error error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return v_.index() == 0; }
@@ -103,12 +103,12 @@ inline Status OkStatus() { return Status(); }
 #define WIMSE_CONCAT_(a, b) WIMSE_CONCAT_INNER_(a, b)
 
 // Evaluates `expr` (a Result<void> or Result<T>); returns its error from the enclosing function.
-#define WIMSE_RETURN_IF_ERROR(expr)                        \
-  do {                                                     \
-    auto wimse_status_ = (expr);                           \
-    if (!wimse_status_.ok()) {                             \
-      return std::move(wimse_status_).error();             \
-    }                                                      \
+#define WIMSE_RETURN_IF_ERROR(expr)            \
+  do {                                         \
+    auto wimse_status_ = (expr);               \
+    if (!wimse_status_.ok()) {                 \
+      return std::move(wimse_status_).error(); \
+    }                                          \
   } while (0)
 
 // `WIMSE_ASSIGN_OR_RETURN(auto x, F());` declares x from F()'s value or returns F()'s error.

@@ -113,8 +113,9 @@ std::string EscapeReason(std::string_view reason) {
 }
 
 std::string ProblemJson(int status, std::string_view title, std::string_view detail) {
-  return "{\"type\":\"about:blank\",\"title\":\"" + std::string(title) + "\",\"status\":" +
-         std::to_string(status) + ",\"detail\":\"" + EscapeReason(detail) + "\"}";
+  return "{\"type\":\"about:blank\",\"title\":\"" + std::string(title) +
+         "\",\"status\":" + std::to_string(status) + ",\"detail\":\"" + EscapeReason(detail) +
+         "\"}";
 }
 
 void AuditTransportFailure(const WptHttpOptions& options, std::string_view reason,
@@ -150,8 +151,8 @@ VerifyResult<VerifiedWpt> VerifyWptHttpRequest(const std::vector<HttpField>& fie
   std::vector<std::string_view> auths = ValuesOf(fields, "authorization");
   std::vector<std::string_view> legacy = ValuesOf(fields, kWptLegacyHeaderName);
   if (wits.size() != 1) {
-    return reject(wits.empty() ? "no Workload-Identity-Token" : "more than one Workload-Identity-Token",
-                  "");
+    return reject(
+        wits.empty() ? "no Workload-Identity-Token" : "more than one Workload-Identity-Token", "");
   }
   auto wit = ParseWitFieldValue(wits[0]);
   if (!wit.ok()) {

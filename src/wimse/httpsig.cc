@@ -37,7 +37,7 @@ struct TargetUri {
   std::string authority;  // lower-case host[:port], default port removed
   std::string path;       // "/" when empty
   bool has_query = false;
-  std::string query;      // without "?"
+  std::string query;  // without "?"
   std::string without_fragment;
 };
 
@@ -65,7 +65,8 @@ Result<TargetUri> ParseTargetUri(std::string_view uri) {
   t.authority = Lower(authority);
   for (const char* suffix : {":80", ":443"}) {
     std::string_view sfx(suffix);
-    bool default_port = (t.scheme == "http" && sfx == ":80") || (t.scheme == "https" && sfx == ":443");
+    bool default_port =
+        (t.scheme == "http" && sfx == ":80") || (t.scheme == "https" && sfx == ":443");
     if (default_port && t.authority.size() > sfx.size() &&
         t.authority.compare(t.authority.size() - sfx.size(), sfx.size(), sfx) == 0) {
       t.authority.resize(t.authority.size() - sfx.size());
@@ -142,7 +143,8 @@ std::optional<Failure> SelectWimseSignature(const std::vector<HttpField>& fields
     }
   }
   if (chosen == nullptr) {
-    return Failure{TokenCheck::kMalformed, "no wimse signature (no tag wimse-workload-to-workload)"};
+    return Failure{TokenCheck::kMalformed,
+                   "no wimse signature (no tag wimse-workload-to-workload)"};
   }
   auto sigs = sf::ParseDictionary(*sig_value);
   if (!sigs.ok()) {
@@ -159,8 +161,8 @@ std::optional<Failure> SelectWimseSignature(const std::vector<HttpField>& fields
   }
   if (sig->is_inner_list || sig->item.value.type != sf::Type::kByteSequence ||
       !sig->item.params.empty()) {
-    return Failure{TokenCheck::kMalformed, "Signature \"" + chosen->key +
-                                               "\" is not a byte sequence"};
+    return Failure{TokenCheck::kMalformed,
+                   "Signature \"" + chosen->key + "\" is not a byte sequence"};
   }
   out->label = chosen->key;
   out->list = chosen->list;
@@ -171,9 +173,9 @@ std::optional<Failure> SelectWimseSignature(const std::vector<HttpField>& fields
 
 // Profile checks, Content-Digest and the signature itself. `response` null: a request.
 std::optional<Failure> CheckMessage(const HttpRequest& request, const HttpResponse* response,
-                                    std::string_view request_nonce, EVP_PKEY* key,
-                                    jose::JwsAlg alg, const HttpSigVerifyOptions& options,
-                                    int64_t now, VerifiedHttpSig* out) {
+                                    std::string_view request_nonce, EVP_PKEY* key, jose::JwsAlg alg,
+                                    const HttpSigVerifyOptions& options, int64_t now,
+                                    VerifiedHttpSig* out) {
   const bool is_response = response != nullptr;
   const std::vector<HttpField>& fields = is_response ? response->fields : request.fields;
   Selected sel;
@@ -183,8 +185,8 @@ std::optional<Failure> CheckMessage(const HttpRequest& request, const HttpRespon
   out->label = sel.label;
 
   // Signature parameters.
-  static const std::set<std::string> kRequestParams = {"created", "expires",   "nonce",
-                                                       "tag",     "wimse-aud", "wimse-sign-response"};
+  static const std::set<std::string> kRequestParams = {
+      "created", "expires", "nonce", "tag", "wimse-aud", "wimse-sign-response"};
   static const std::set<std::string> kResponseParams = {"created", "expires", "nonce", "tag",
                                                         "wimse-req-nonce"};
   for (const auto& [name, value] : sel.list.params) {
@@ -199,10 +201,10 @@ std::optional<Failure> CheckMessage(const HttpRequest& request, const HttpRespon
   const sf::BareItem* expires = sf::FindParam(sel.list.params, "expires");
   const sf::BareItem* nonce = sf::FindParam(sel.list.params, "nonce");
   if (created == nullptr || expires == nullptr || nonce == nullptr) {
-    return Failure{TokenCheck::kHeader, std::string("missing signature parameter ") +
-                                            (created == nullptr   ? "created"
-                                             : expires == nullptr ? "expires"
-                                                                  : "nonce")};
+    return Failure{TokenCheck::kHeader,
+                   std::string("missing signature parameter ") + (created == nullptr   ? "created"
+                                                                  : expires == nullptr ? "expires"
+                                                                                       : "nonce")};
   }
   if (created->type != sf::Type::kInteger || created->integer < 0 ||
       expires->type != sf::Type::kInteger || expires->integer < 0) {
@@ -283,8 +285,8 @@ std::optional<Failure> CheckMessage(const HttpRequest& request, const HttpRespon
     return Failure{TokenCheck::kBinding, "\"@status\" not covered"};
   }
   if (!has("@method", req_ctx)) {
-    return Failure{TokenCheck::kBinding, ComponentId(Component("@method", req_ctx)) +
-                                             " not covered"};
+    return Failure{TokenCheck::kBinding,
+                   ComponentId(Component("@method", req_ctx)) + " not covered"};
   }
   if (!has("@request-target", req_ctx) && !(has("@path", req_ctx) && has("@query", req_ctx))) {
     return Failure{TokenCheck::kBinding,
@@ -337,8 +339,8 @@ VerifyResult<VerifiedWit> VerifyFieldWit(const std::vector<HttpField>& fields,
   using R = VerifyResult<VerifiedWit>;
   size_t n = FieldCount(fields, kWitHeaderName);
   if (n != 1) {
-    return R::Reject(TokenCheck::kMalformed,
-                     n == 0 ? "no Workload-Identity-Token" : "more than one Workload-Identity-Token");
+    return R::Reject(TokenCheck::kMalformed, n == 0 ? "no Workload-Identity-Token"
+                                                    : "more than one Workload-Identity-Token");
   }
   auto value = CombinedFieldValue(fields, kWitHeaderName);
   auto wit = ParseWitFieldValue(*value);
@@ -368,9 +370,8 @@ VerifyResult<VerifiedHttpSig> VerifyImpl(const HttpRequest& request, const HttpR
     return R::Reject(f->check, f->reason);
   }
   if (options.replay_cache != nullptr &&
-      !options.replay_cache->CheckAndInsert(
-          w.claims().cnf_thumbprint + ".httpsig." + out.nonce,
-          out.expires + options.wit.leeway_seconds + 1, now)) {
+      !options.replay_cache->CheckAndInsert(w.claims().cnf_thumbprint + ".httpsig." + out.nonce,
+                                            out.expires + options.wit.leeway_seconds + 1, now)) {
     return R::Reject(TokenCheck::kReplay, "nonce replayed");
   }
   out.wit = std::move(w).take_claims();
@@ -415,8 +416,8 @@ Result<HttpSigResult> SignCommon(Signer& key, jose::JwsAlg alg, sf::InnerList li
     }
     for (const sf::Member& m : *dict) {
       if (m.key == label) {
-        return Error(Layer::kUsage, "the message already has a signature labelled " +
-                                        std::string(label));
+        return Error(Layer::kUsage,
+                     "the message already has a signature labelled " + std::string(label));
       }
     }
   }
@@ -563,8 +564,8 @@ Result<std::string> BuildSignatureBase(const sf::InnerList& covered, const HttpR
     bool req = false;
     for (const auto& [pname, pvalue] : item.params) {
       if (pname != "req" || pvalue.type != sf::Type::kBoolean || !pvalue.boolean) {
-        return Error(Layer::kPolicy, "unsupported component parameter ;" + pname + " on " +
-                                         Quoted(name));
+        return Error(Layer::kPolicy,
+                     "unsupported component parameter ;" + pname + " on " + Quoted(name));
       }
       req = true;
     }
@@ -647,8 +648,8 @@ Result<HttpSigResult> SignHttpRequest(Signer& key, std::string_view wit, HttpReq
   for (std::string_view c : {"@method", "@request-target", "@path", "@query"}) {
     list.items.push_back(Component(c));
   }
-  for (std::string_view f :
-       {"content-type", "content-digest", "authorization", "txn-token", "workload-identity-token"}) {
+  for (std::string_view f : {"content-type", "content-digest", "authorization", "txn-token",
+                             "workload-identity-token"}) {
     if (FieldCount(request.fields, f) != 0) {
       list.items.push_back(Component(f));
     }

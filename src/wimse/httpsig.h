@@ -90,10 +90,10 @@ Result<std::string> BuildSignatureBase(const sf::InnerList& covered, const HttpR
                                        const HttpResponse* response);
 
 struct HttpSigSignOptions {
-  std::string audience;        // wimse-aud (requests); empty: AudienceFromTargetUri
-  int64_t ttl_seconds = 60;    // expires - created, (0, 300]
-  std::optional<int64_t> now;  // created; system clock when unset
-  std::string nonce;           // empty: 128 random bits, base64url
+  std::string audience;                  // wimse-aud (requests); empty: AudienceFromTargetUri
+  int64_t ttl_seconds = 60;              // expires - created, (0, 300]
+  std::optional<int64_t> now;            // created; system clock when unset
+  std::string nonce;                     // empty: 128 random bits, base64url
   bool require_signed_response = false;  // adds ;wimse-sign-response (requests)
   std::string label = std::string(kHttpSigLabel);
 };
@@ -120,8 +120,8 @@ Result<HttpSigResult> SignHttpResponse(Signer& key, std::string_view wit,
                                        HttpResponse& response, const HttpSigSignOptions& options);
 
 struct HttpSigVerifyOptions {
-  WitVerifyOptions wit;                 // trust anchors, clock, leeway, limits
-  std::vector<std::string> audiences;   // accepted wimse-aud values (requests), from config
+  WitVerifyOptions wit;                // trust anchors, clock, leeway, limits
+  std::vector<std::string> audiences;  // accepted wimse-aud values (requests), from config
   // expires - created may not exceed this. The draft asks for "minutes" and its own response
   // example uses 302 s, so the default is 600 s.
   int64_t max_lifetime_seconds = 600;
@@ -136,9 +136,9 @@ struct VerifiedHttpSig {
   std::string nonce;
   int64_t created = 0;
   int64_t expires = 0;
-  std::string aud;                       // wimse-aud (requests)
+  std::string aud;                         // wimse-aud (requests)
   bool signed_response_requested = false;  // wimse-sign-response (requests)
-  std::vector<std::string> covered;      // component identifiers as serialized
+  std::vector<std::string> covered;        // component identifiers as serialized
 };
 
 // Verifies the WIMSE signature of `request`. Never throws; a rejection carries no claims.

@@ -12,11 +12,12 @@ bool IsLcAlpha(char c) { return c >= 'a' && c <= 'z'; }
 bool IsAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 // tchar (RFC 9110 §5.6.2)
 bool IsTchar(char c) {
-  return IsAlpha(c) || IsDigit(c) || std::string_view("!#$%&'*+-.^_`|~").find(c) !=
-                                         std::string_view::npos;
+  return IsAlpha(c) || IsDigit(c) ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
-bool IsKeyChar(char c) { return IsLcAlpha(c) || IsDigit(c) || c == '_' || c == '-' || c == '.' ||
-                                c == '*'; }
+bool IsKeyChar(char c) {
+  return IsLcAlpha(c) || IsDigit(c) || c == '_' || c == '-' || c == '.' || c == '*';
+}
 
 class Parser {
  public:
@@ -414,10 +415,10 @@ Result<Bytes> Base64DecodeStrict(std::string_view text) {
     }
   }
   Bytes out(text.size() / 4 * 3);
-  int n = text.empty() ? 0
-                       : EVP_DecodeBlock(out.data(),
-                                         reinterpret_cast<const unsigned char*>(text.data()),
-                                         static_cast<int>(text.size()));
+  int n = text.empty()
+              ? 0
+              : EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(text.data()),
+                                static_cast<int>(text.size()));
   if (n < 0) {
     return Error(Layer::kParse, "invalid base64");
   }

@@ -27,10 +27,10 @@ enum class Type { kInteger, kDecimal, kString, kToken, kByteSequence, kBoolean }
 // One bare item. Only the member matching `type` is meaningful.
 struct BareItem {
   Type type = Type::kBoolean;
-  int64_t integer = 0;  // kInteger (|v| <= 999999999999999)
+  int64_t integer = 0;              // kInteger (|v| <= 999999999999999)
   int64_t decimal_thousandths = 0;  // kDecimal, scaled by 1000 (exact, no floating point)
-  std::string string;  // kString (printable ASCII) and kToken
-  Bytes bytes;         // kByteSequence
+  std::string string;               // kString (printable ASCII) and kToken
+  Bytes bytes;                      // kByteSequence
   bool boolean = false;
 
   static BareItem Integer(int64_t v);
@@ -56,8 +56,8 @@ struct InnerList {
 struct Member {
   std::string key;
   bool is_inner_list = false;
-  Item item;        // when !is_inner_list
-  InnerList list;   // when is_inner_list
+  Item item;       // when !is_inner_list
+  InnerList list;  // when is_inner_list
 };
 
 using Dictionary = std::vector<Member>;

@@ -15,7 +15,7 @@ struct TokenAuditRecord {
   std::string sub;   // the WIT sub, only when the WIT itself was accepted
   std::string aud;   // the audience the verifier expected ("" for WIT-only checks)
   bool accepted = false;
-  std::string reason;        // rejection reason, empty when accepted
+  std::string reason;  // rejection reason, empty when accepted
   // Lower-case hex SHA-256 of the token string as received (for httpsig: of the Signature
   // field value; for a WPT transport failure: of the offending field value, or of "" when the
   // field is missing).

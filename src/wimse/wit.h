@@ -40,10 +40,10 @@ struct WitRequest {
 };
 
 struct WitIssueOptions {
-  std::string kid;             // header kid; omitted when empty
+  std::string kid;                  // header kid; omitted when empty
   std::optional<jose::JwsAlg> alg;  // issuer's algorithm; unset: the issuer key's default
-  int64_t ttl_seconds = 3600;  // (0, 86400]
-  std::optional<int64_t> now;  // seconds since the epoch; system clock when unset
+  int64_t ttl_seconds = 3600;       // (0, 86400]
+  std::optional<int64_t> now;       // seconds since the epoch; system clock when unset
 };
 
 // Issues a WIT signed by `issuer` (alg from the issuer's key: ES256 for P-256). Claims: cnf

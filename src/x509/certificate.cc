@@ -64,11 +64,12 @@ Result<X509Ptr> IssueCertificate(const CertificateRequest& req, EVP_PKEY* issuer
       X509_set_pubkey(cert.get(), req.subject_public_key) != 1) {
     return OpenSslError("issuer/pubkey");
   }
-  WIMSE_RETURN_IF_ERROR(AddExtension(cert.get(), issuer_cert, NID_basic_constraints,
-                                     req.is_ca ? "critical,CA:TRUE,pathlen:0" : "critical,CA:FALSE"));
-  WIMSE_RETURN_IF_ERROR(AddExtension(cert.get(), issuer_cert, NID_key_usage,
-                                     req.is_ca ? "critical,keyCertSign,cRLSign"
-                                               : "critical,digitalSignature"));
+  WIMSE_RETURN_IF_ERROR(
+      AddExtension(cert.get(), issuer_cert, NID_basic_constraints,
+                   req.is_ca ? "critical,CA:TRUE,pathlen:0" : "critical,CA:FALSE"));
+  WIMSE_RETURN_IF_ERROR(
+      AddExtension(cert.get(), issuer_cert, NID_key_usage,
+                   req.is_ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature"));
   if (!req.is_ca) {
     WIMSE_RETURN_IF_ERROR(AddExtension(cert.get(), issuer_cert, NID_ext_key_usage,
                                        req.server_auth ? "serverAuth,clientAuth" : "clientAuth"));
@@ -96,8 +97,8 @@ Result<X509Ptr> IssueCertificate(const CertificateRequest& req, EVP_PKEY* issuer
   const char* md = "SHA256";
   if (EVP_PKEY_is_a(issuer_key, "EC") && EVP_PKEY_get_bits(issuer_key) == 384) md = "SHA384";
   EvpMdCtxPtr mctx(EVP_MD_CTX_new());
-  if (!mctx || EVP_DigestSignInit_ex(mctx.get(), nullptr, md, nullptr, nullptr, issuer_key,
-                                     nullptr) != 1) {
+  if (!mctx ||
+      EVP_DigestSignInit_ex(mctx.get(), nullptr, md, nullptr, nullptr, issuer_key, nullptr) != 1) {
     return OpenSslError("EVP_DigestSignInit_ex (certificate issuer key)");
   }
   if (X509_sign_ctx(cert.get(), mctx.get()) <= 0) return OpenSslError("X509_sign_ctx");
@@ -120,8 +121,8 @@ Result<X509Ptr> CertificateFromPem(std::string_view pem) {
 }
 
 Result<std::string> SingleUriSan(X509* cert) {
-  GeneralNamesPtr names(static_cast<GENERAL_NAMES*>(
-      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
+  GeneralNamesPtr names(
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
   if (!names) return Error(Layer::kPolicy, "certificate has no subjectAltName");
   std::string uri;
   int count = 0;

@@ -15,12 +15,12 @@ namespace wimse::x509 {
 struct CertificateRequest {
   EVP_PKEY* subject_public_key = nullptr;  // borrowed
   std::string common_name;
-  std::string uri_san;                     // the workload identifier; empty for a CA
+  std::string uri_san;  // the workload identifier; empty for a CA
   std::chrono::seconds lifetime{3600};
   bool is_ca = false;
-  bool server_auth = false;                // add id-kp-serverAuth (else clientAuth only)
-  std::string dns_san;                     // optional DNS SAN (server certificates)
-  std::string ip_san;                      // optional IP SAN (server certificates)
+  bool server_auth = false;  // add id-kp-serverAuth (else clientAuth only)
+  std::string dns_san;       // optional DNS SAN (server certificates)
+  std::string ip_san;        // optional IP SAN (server certificates)
 };
 
 // Issues a certificate for `req` signed by `issuer_key` (which must carry a private key in

@@ -19,12 +19,12 @@
 #include "attest/evidence.h"
 #include "crypto/ossl.h"
 #include "crypto/tpm_public.h"
+#include "tests/support/bus_recorder.h"
+#include "tests/support/shell.h"
 #include "tpm/attestation.h"
 #include "tpm/context.h"
-#include "tests/support/bus_recorder.h"
 #include "tpm/ek.h"
 #include "util/file.h"
-#include "tests/support/shell.h"
 
 namespace wimse::attest {
 namespace {
@@ -322,15 +322,14 @@ TEST_F(EnrollTpmTest, ActivatedCredentialNeverCrossesTheBusInClear) {
       TPM2B_ID_OBJECT blob{};
       TPM2B_ENCRYPTED_SECRET enc{};
       size_t off = 0;
-      Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(made->credential_blob.data(),
-                                        made->credential_blob.size(), &off, &blob);
+      Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(made->credential_blob.data(), made->credential_blob.size(),
+                                        &off, &blob);
       off = 0;
       Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(made->secret.data(), made->secret.size(), &off,
                                                &enc);
       TPM2B_DIGEST* info = nullptr;
-      TSS2_RC rc = Esys_ActivateCredential(esys, ak.handle.get(), ek.handle.get(),
-                                           ESYS_TR_PASSWORD, ESYS_TR_PASSWORD, ESYS_TR_NONE, &blob,
-                                           &enc, &info);
+      TSS2_RC rc = Esys_ActivateCredential(esys, ak.handle.get(), ek.handle.get(), ESYS_TR_PASSWORD,
+                                           ESYS_TR_PASSWORD, ESYS_TR_NONE, &blob, &enc, &info);
       Esys_Free(info);
       if (rc != TSS2_RC_SUCCESS) {
         return tpm::TpmError("baseline ActivateCredential", rc);

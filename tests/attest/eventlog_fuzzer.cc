@@ -43,8 +43,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (parsed->events.size() > limits.max_events) {
     __builtin_trap();
   }
-  for (uint16_t bank : {uint16_t{TPM2_ALG_SHA1}, uint16_t{TPM2_ALG_SHA256}, uint16_t{TPM2_ALG_SHA384},
-                        uint16_t{TPM2_ALG_SHA512}}) {
+  for (uint16_t bank : {uint16_t{TPM2_ALG_SHA1}, uint16_t{TPM2_ALG_SHA256},
+                        uint16_t{TPM2_ALG_SHA384}, uint16_t{TPM2_ALG_SHA512}}) {
     Result<std::map<uint32_t, Bytes>> all = ReplayLog(*parsed, bank);
     if (format != LogFormat::kTcgPcClient && !all.ok()) {
       __builtin_trap();

@@ -27,11 +27,11 @@
 #include "crypto/public_key.h"
 #include "crypto/tpm_public.h"
 #include "tests/attest/log_builder.h"
+#include "tests/support/shell.h"
 #include "tpm/attestation.h"
 #include "tpm/context.h"
 #include "tpm/workload_key.h"
 #include "util/file.h"
-#include "tests/support/shell.h"
 
 namespace wimse::attest {
 namespace {
@@ -41,7 +41,7 @@ using testing::MakeImaEntry;
 using testing::Md;
 using testing::TcgLogBuilder;
 
-constexpr uint32_t kBootMask = 0xFF;            // PCRs 0-7
+constexpr uint32_t kBootMask = 0xFF;                // PCRs 0-7
 constexpr uint32_t kQuoteMask = 0xFF | (1u << 10);  // and IMA's PCR 10
 
 using wimse::testing::Shell;

@@ -52,8 +52,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   ByteView in(data + 1, size - 1);
   std::string_view text(reinterpret_cast<const char*>(in.data()), in.size());
-  const Bytes nonce = HexDecode("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
-                          .value();
+  const Bytes nonce =
+      HexDecode("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f").value();
   switch (data[0] % 3) {
     case 0: {
       AppraisalOptions o;
@@ -91,7 +91,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                        (uint32_t{in[pos + 2]} << 8) | in[pos + 3];
         pos += 4;
         len = static_cast<uint32_t>(std::min<size_t>(len, in.size() - pos));
-        piece.assign(in.begin() + static_cast<long>(pos), in.begin() + static_cast<long>(pos + len));
+        piece.assign(in.begin() + static_cast<long>(pos),
+                     in.begin() + static_cast<long>(pos + len));
         pos += len;
       }
       Tpm2Evidence e;

@@ -36,7 +36,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "fuzz replay: cannot read %s\n", p.c_str());
       return 1;
     }
-    std::vector<uint8_t> data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    std::vector<uint8_t> data((std::istreambuf_iterator<char>(f)),
+                              std::istreambuf_iterator<char>());
     LLVMFuzzerTestOneInput(data.data(), data.size());
   }
   std::printf("fuzz replay: %zu inputs, no crash\n", inputs.size());

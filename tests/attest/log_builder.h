@@ -47,17 +47,17 @@ class TcgLogBuilder {
     Bytes spec;
     const char sig[16] = "Spec ID Event03";
     spec.insert(spec.end(), sig, sig + 16);
-    Le32(spec, 0);          // platformClass
-    spec.push_back(0);      // specVersionMinor
-    spec.push_back(2);      // specVersionMajor
-    spec.push_back(0);      // errata
-    spec.push_back(2);      // uintnSize
-    Le32(spec, 2);          // numberOfAlgorithms
+    Le32(spec, 0);      // platformClass
+    spec.push_back(0);  // specVersionMinor
+    spec.push_back(2);  // specVersionMajor
+    spec.push_back(0);  // errata
+    spec.push_back(2);  // uintnSize
+    Le32(spec, 2);      // numberOfAlgorithms
     Le16(spec, TPM2_ALG_SHA1);
     Le16(spec, 20);
     Le16(spec, TPM2_ALG_SHA256);
     Le16(spec, 32);
-    spec.push_back(0);      // vendorInfoSize
+    spec.push_back(0);  // vendorInfoSize
     Le32(log_, 0);
     Le32(log_, 3);
     log_.insert(log_.end(), 20, 0);
@@ -155,8 +155,8 @@ inline Bytes ImaBinary(const std::vector<ImaEntry>& entries) {
 inline std::string ImaAscii(const std::vector<ImaEntry>& entries) {
   std::string out;
   for (const ImaEntry& e : entries) {
-    out += std::to_string(e.pcr) + " " + HexEncode(e.template_sha1) + " ima-ng sha256:" + HexEncode(e.file_sha256) +
-           " " + e.path + "\n";
+    out += std::to_string(e.pcr) + " " + HexEncode(e.template_sha1) +
+           " ima-ng sha256:" + HexEncode(e.file_sha256) + " " + e.path + "\n";
   }
   return out;
 }

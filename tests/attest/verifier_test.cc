@@ -11,13 +11,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "jose/base64url.h"
 #include "attest/ear.h"
 #include "attest/eventlog.h"
 #include "attest/evidence_format.h"
 #include "attest/verifier.h"
 #include "crypto/public_key.h"
 #include "crypto/tpm_public.h"
+#include "jose/base64url.h"
 #include "tests/attest/log_builder.h"
 #include "util/file.h"
 
@@ -370,7 +370,8 @@ TEST(MalformedEvidence, ContainerDefects) {
        "evidence_malformed"},
       {"[\"" + std::string(type) + "\",\"" + jose::Base64UrlEncode(AsBytes("[1,2]")) + "\",4]",
        "evidence_malformed"},
-      {"[\"" + std::string(type) + "\",\"" + jose::Base64UrlEncode(AsBytes("{\"profile\":1}")) + "\",4]",
+      {"[\"" + std::string(type) + "\",\"" + jose::Base64UrlEncode(AsBytes("{\"profile\":1}")) +
+           "\",4]",
        "evidence_malformed"},
       {WrapCmw(inner), nullptr},
       {"[\"" + std::string(type) + "\",\"" + b64 + "\"]", nullptr},
@@ -463,19 +464,96 @@ TEST(MalformedEvidence, NestingDepthIsCapped) {
 // JSON). Deliberate differences are listed separately.
 TEST(MalformedEvidence, JsonReaderAgreesWithNlohmann) {
   const std::vector<std::string> corpus = {
-      "", " ", "{}", "[]", "[", "]", "{", "}", "[1,]", "[,1]", "{\"a\":1,}", "{,}", "{\"a\"}",
-      "{\"a\":}", "{\"a\" 1}", "{1:2}", "{\"a\":1 \"b\":2}", "[1 2]", "null", "nul", "nulll",
-      "true", "tru", "false", "falsey", "0", "-0", "01", "-01", "1.", ".1", "1.5", "1e5", "1E+5",
-      "1e-5", "1e", "1e+", "-", "+1", "0x10", "1.5e3", "123456789012345678901234567890",
-      "18446744073709551615", "18446744073709551616", "-9223372036854775809", "1e308", "1e309",
-      "\"\"", "\"a\"", "\"\\\"\"", "\"\\/\"", "\"\\b\\f\\n\\r\\t\"", "\"\\u0041\"",
-      "\"\\u00e9\"", "\"\\uD83D\\uDE00\"", "\"\\uD83D\"", "\"\\uDE00\"", "\"\\uD83Dx\"",
-      "\"\\u12\"", "\"\\u12G4\"", "\"\\x\"", "\"\\\"", "\"abc", "\"a\tb\"",
-      std::string("\"a\x01b\""), "\"\x7f\"", "\"\xc3\xa9\"", "\"\xc3\"", "\"\xc0\x80\"",
-      "\"\xed\xa0\x80\"", "\"\xe2\x82\xac\"", "\"\xf0\x9f\x98\x80\"", "\"\xf4\x90\x80\x80\"",
-      "\"\xff\"", "\"\xe2\x82\"", " [ 1 , { \"a\" : [ ] } ] ", "\t\r\n[]\n", "[]x", "[] []",
-      "[1]\x00", "/* c */ []", "[NaN]", "[Infinity]", "['a']", "[\"a\"\"b\"]",
-      "{\"a\":{\"b\":{\"c\":[true,false,null]}}}", "{\"\":1}", "[-]", "[--1]", "[1.e1]",
+      "",
+      " ",
+      "{}",
+      "[]",
+      "[",
+      "]",
+      "{",
+      "}",
+      "[1,]",
+      "[,1]",
+      "{\"a\":1,}",
+      "{,}",
+      "{\"a\"}",
+      "{\"a\":}",
+      "{\"a\" 1}",
+      "{1:2}",
+      "{\"a\":1 \"b\":2}",
+      "[1 2]",
+      "null",
+      "nul",
+      "nulll",
+      "true",
+      "tru",
+      "false",
+      "falsey",
+      "0",
+      "-0",
+      "01",
+      "-01",
+      "1.",
+      ".1",
+      "1.5",
+      "1e5",
+      "1E+5",
+      "1e-5",
+      "1e",
+      "1e+",
+      "-",
+      "+1",
+      "0x10",
+      "1.5e3",
+      "123456789012345678901234567890",
+      "18446744073709551615",
+      "18446744073709551616",
+      "-9223372036854775809",
+      "1e308",
+      "1e309",
+      "\"\"",
+      "\"a\"",
+      "\"\\\"\"",
+      "\"\\/\"",
+      "\"\\b\\f\\n\\r\\t\"",
+      "\"\\u0041\"",
+      "\"\\u00e9\"",
+      "\"\\uD83D\\uDE00\"",
+      "\"\\uD83D\"",
+      "\"\\uDE00\"",
+      "\"\\uD83Dx\"",
+      "\"\\u12\"",
+      "\"\\u12G4\"",
+      "\"\\x\"",
+      "\"\\\"",
+      "\"abc",
+      "\"a\tb\"",
+      std::string("\"a\x01b\""),
+      "\"\x7f\"",
+      "\"\xc3\xa9\"",
+      "\"\xc3\"",
+      "\"\xc0\x80\"",
+      "\"\xed\xa0\x80\"",
+      "\"\xe2\x82\xac\"",
+      "\"\xf0\x9f\x98\x80\"",
+      "\"\xf4\x90\x80\x80\"",
+      "\"\xff\"",
+      "\"\xe2\x82\"",
+      " [ 1 , { \"a\" : [ ] } ] ",
+      "\t\r\n[]\n",
+      "[]x",
+      "[] []",
+      "[1]\x00",
+      "/* c */ []",
+      "[NaN]",
+      "[Infinity]",
+      "['a']",
+      "[\"a\"\"b\"]",
+      "{\"a\":{\"b\":{\"c\":[true,false,null]}}}",
+      "{\"\":1}",
+      "[-]",
+      "[--1]",
+      "[1.e1]",
   };
   for (const std::string& text : corpus) {
     bool theirs = !nlohmann::json::parse(text, nullptr, false).is_discarded();
@@ -499,9 +577,9 @@ TEST(MalformedEvidence, JsonReaderAgreesWithNlohmann) {
             std::string::npos);
   EXPECT_EQ(DecodeEvidenceJson(big + "\"k100\":0}").error().message().find("duplicate member"),
             std::string::npos);
-  EXPECT_NE(DecodeEvidenceJson("{\"ab\":1,\"\\u0061b\":2}").error().message().find(
-                "duplicate member"),
-            std::string::npos);
+  EXPECT_NE(
+      DecodeEvidenceJson("{\"ab\":1,\"\\u0061b\":2}").error().message().find("duplicate member"),
+      std::string::npos);
 }
 
 // An escaped member name means the same member: the evidence decodes the same.
@@ -848,7 +926,6 @@ TEST(EvidenceFormat, RoundTripIsExact) {
   EXPECT_NE(record.find("\",4]"), std::string::npos);
 }
 
-
 TEST(ForgedEvidence, EvidenceAgeIsBoundedByThePolicy) {
   SoftwareAttester sw;
   Forged f = Forge(sw);
@@ -905,9 +982,9 @@ Forged ForgeWithIma(SoftwareAttester& sw, const std::vector<testing::ImaEntry>& 
 }
 
 int Executables(const AppraisalResult& r, const Bytes& nonce) {
-  return BuildEarClaims(r, nonce, EarOptions{})["submods"]["tpm"]["ear_trustworthiness_vector"]
-                       ["executables"]
-                           .get<int>();
+  return BuildEarClaims(r, nonce,
+                        EarOptions{})["submods"]["tpm"]["ear_trustworthiness_vector"]["executables"]
+      .get<int>();
 }
 
 TEST(ImaAppraisal, EntryForAnotherPcrIsRefusedNotAppraised) {

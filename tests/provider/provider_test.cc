@@ -172,8 +172,8 @@ class ProviderTest : public ::testing::Test {
   static bool VerifyInSoftware(const char* md, ByteView msg, ByteView sig) {
     EvpPkeyPtr pub = SoftwarePublicKey();
     EvpMdCtxPtr ctx(EVP_MD_CTX_new());
-    return EVP_DigestVerifyInit_ex(ctx.get(), nullptr, md, nullptr, nullptr, pub.get(),
-                                   nullptr) == 1 &&
+    return EVP_DigestVerifyInit_ex(ctx.get(), nullptr, md, nullptr, nullptr, pub.get(), nullptr) ==
+               1 &&
            EVP_DigestVerify(ctx.get(), sig.data(), sig.size(), msg.data(), msg.size()) == 1;
   }
 
@@ -194,13 +194,11 @@ class ProviderTest : public ::testing::Test {
     }
     EvpMdCtxPtr ctx(EVP_MD_CTX_new());
     EVP_PKEY_CTX* pctx = nullptr;
-    if (EVP_DigestVerifyInit_ex(ctx.get(), &pctx, md, nullptr, nullptr, pub->get(), nullptr) !=
-        1) {
+    if (EVP_DigestVerifyInit_ex(ctx.get(), &pctx, md, nullptr, nullptr, pub->get(), nullptr) != 1) {
       return false;
     }
-    if (pss_saltlen != 0 &&
-        (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
-         EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, pss_saltlen) != 1)) {
+    if (pss_saltlen != 0 && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+                             EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, pss_saltlen) != 1)) {
       return false;
     }
     return EVP_DigestVerify(ctx.get(), sig.data(), sig.size(), msg.data(), msg.size()) == 1;
@@ -320,8 +318,8 @@ TEST_F(ProviderTest, RegistersOnlyKeyBoundOperations) {
                  OSSL_OP_MAC, OSSL_OP_KEM, OSSL_OP_ASYM_CIPHER}) {
     EXPECT_EQ(OSSL_PROVIDER_query_operation(wimsetpm_, op, &no_cache), nullptr) << op;
   }
-  const OSSL_ALGORITHM* sig = OSSL_PROVIDER_query_operation(wimsetpm_, OSSL_OP_SIGNATURE,
-                                                            &no_cache);
+  const OSSL_ALGORITHM* sig =
+      OSSL_PROVIDER_query_operation(wimsetpm_, OSSL_OP_SIGNATURE, &no_cache);
   ASSERT_NE(sig, nullptr);
   EXPECT_STREQ(sig[0].algorithm_names, "ECDSA");
   EXPECT_STREQ(sig[0].property_definition, "provider=wimsetpm");
@@ -361,8 +359,8 @@ TEST_F(ProviderTest, LoadsTss2KeyWithPublicParams) {
   EXPECT_STREQ(name, "prime256v1");
   uint8_t pub[133];
   size_t pub_len = 0;
-  ASSERT_EQ(EVP_PKEY_get_octet_string_param(key.get(), OSSL_PKEY_PARAM_PUB_KEY, pub,
-                                            sizeof(pub), &pub_len),
+  ASSERT_EQ(EVP_PKEY_get_octet_string_param(key.get(), OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof(pub),
+                                            &pub_len),
             1);
   EvpPkeyPtr sw = SoftwarePublicKey();
   auto expected = EcPublicPoint(sw.get());
@@ -405,8 +403,8 @@ TEST_F(ProviderTest, KeyLoadIsCleanAndPublicDecodesStayInDefault) {
   EXPECT_EQ(ERR_peek_error(), 0u) << OpenSslErrors();
 
   const unsigned char* p = spki_der_->data();
-  EvpPkeyPtr pub(d2i_PUBKEY_ex(nullptr, &p, static_cast<long>(spki_der_->size()), libctx_,
-                               nullptr));
+  EvpPkeyPtr pub(
+      d2i_PUBKEY_ex(nullptr, &p, static_cast<long>(spki_der_->size()), libctx_, nullptr));
   ASSERT_TRUE(pub) << OpenSslErrors();
   EXPECT_EQ(EVP_PKEY_get0_provider(pub.get()), default_);
   EXPECT_EQ(ERR_peek_error(), 0u) << OpenSslErrors();
@@ -416,8 +414,8 @@ TEST_F(ProviderTest, KeyLoadIsCleanAndPublicDecodesStayInDefault) {
   auto pem = ReadFileBytes(*key_path_);
   ASSERT_TRUE(pem.ok());
   EVP_PKEY* raw = nullptr;
-  OSSL_DECODER_CTX* dctx = OSSL_DECODER_CTX_new_for_pkey(
-      &raw, "PEM", nullptr, nullptr, EVP_PKEY_PUBLIC_KEY, libctx_, nullptr);
+  OSSL_DECODER_CTX* dctx = OSSL_DECODER_CTX_new_for_pkey(&raw, "PEM", nullptr, nullptr,
+                                                         EVP_PKEY_PUBLIC_KEY, libctx_, nullptr);
   ASSERT_NE(dctx, nullptr);
   const unsigned char* data = pem->data();
   size_t len = pem->size();
@@ -435,8 +433,7 @@ TEST_F(ProviderTest, DigestSignVerifiesInSoftwareAndIsMinimalDer) {
       Bytes msg(1 + static_cast<size_t>(i) * 37);
       ASSERT_EQ(RAND_bytes(msg.data(), static_cast<int>(msg.size())), 1);
       EvpMdCtxPtr ctx(EVP_MD_CTX_new());
-      ASSERT_EQ(EVP_DigestSignInit_ex(ctx.get(), nullptr, md, libctx_, nullptr, key.get(),
-                                      nullptr),
+      ASSERT_EQ(EVP_DigestSignInit_ex(ctx.get(), nullptr, md, libctx_, nullptr, key.get(), nullptr),
                 1)
           << OpenSslErrors();
       size_t sig_len = 0;
@@ -459,9 +456,8 @@ TEST_F(ProviderTest, StreamingDigestSignUsesDupCtx) {
   Bytes msg(5000);
   ASSERT_EQ(RAND_bytes(msg.data(), static_cast<int>(msg.size())), 1);
   EvpMdCtxPtr ctx(EVP_MD_CTX_new());
-  ASSERT_EQ(EVP_DigestSignInit_ex(ctx.get(), nullptr, "SHA256", libctx_, nullptr, key.get(),
-                                  nullptr),
-            1);
+  ASSERT_EQ(
+      EVP_DigestSignInit_ex(ctx.get(), nullptr, "SHA256", libctx_, nullptr, key.get(), nullptr), 1);
   ASSERT_EQ(EVP_DigestSignUpdate(ctx.get(), msg.data(), 1000), 1);
   ASSERT_EQ(EVP_DigestSignUpdate(ctx.get(), msg.data() + 1000, msg.size() - 1000), 1);
   size_t sig_len = 0;
@@ -558,9 +554,9 @@ TEST_F(ProviderTest, SelfSignedCertificateMatchesKey) {
   ASSERT_EQ(X509_set_issuer_name(cert.get(), name), 1);
   ASSERT_EQ(X509_set_pubkey(cert.get(), key.get()), 1) << OpenSslErrors();
   EvpMdCtxPtr mdctx(EVP_MD_CTX_new());
-  ASSERT_EQ(EVP_DigestSignInit_ex(mdctx.get(), nullptr, "SHA256", libctx_, nullptr, key.get(),
-                                  nullptr),
-            1);
+  ASSERT_EQ(
+      EVP_DigestSignInit_ex(mdctx.get(), nullptr, "SHA256", libctx_, nullptr, key.get(), nullptr),
+      1);
   ASSERT_GT(X509_sign_ctx(cert.get(), mdctx.get()), 0) << OpenSslErrors();
 
   // Verified in software; AlgorithmIdentifier ecdsa-with-SHA256 with ABSENT parameters.
@@ -603,8 +599,7 @@ TEST_F(ProviderTest, RestrictedKeyIsRefusedAtLoad) {
   EvpPkeyPtr key = LoadKey(path);
   EXPECT_FALSE(key);
   std::string errors = OpenSslErrors();
-  EXPECT_NE(errors.find("restricted attestation key cannot sign external data"),
-            std::string::npos)
+  EXPECT_NE(errors.find("restricted attestation key cannot sign external data"), std::string::npos)
       << errors;
 }
 
@@ -636,8 +631,8 @@ X509Ptr MakeSelfSigned(OSSL_LIB_CTX* libctx, EVP_PKEY* key, const char* cn,
   X509_gmtime_adj(X509_getm_notBefore(cert.get()), -60);
   X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600);
   X509_NAME* name = X509_get_subject_name(cert.get());
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>(cn), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn),
+                             -1, -1, 0);
   X509_set_issuer_name(cert.get(), name);
   if (X509_set_pubkey(cert.get(), key) != 1) {
     return nullptr;
@@ -723,8 +718,7 @@ TEST_F(ProviderTest, RsaPkcs1AndPssSignaturesVerifyInSoftware) {
     return EVP_PKEY_CTX_set_params(c, params) == 1;
   });
   EXPECT_TRUE(max.empty());
-  EXPECT_NE(OpenSslErrors().find("PSS salt length \"max\" cannot be produced"),
-            std::string::npos);
+  EXPECT_NE(OpenSslErrors().find("PSS salt length \"max\" cannot be produced"), std::string::npos);
   Bytes bad = DigestSign(key.get(), "SHA256", msg, [](EVP_PKEY_CTX* c) {
     return EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PSS_PADDING) == 1 &&
            EVP_PKEY_CTX_set_rsa_pss_saltlen(c, 20) == 1;
@@ -759,14 +753,14 @@ TEST_F(ProviderTest, RsaPkcs1AndPssSignaturesVerifyInSoftware) {
   EXPECT_TRUE(VerifyWith(*rsa_spki_, "SHA256", msg, sig));
   // Verification through the provider is delegated to software and agrees.
   EvpMdCtxPtr vctx(EVP_MD_CTX_new());
-  ASSERT_EQ(EVP_DigestVerifyInit_ex(vctx.get(), nullptr, "SHA256", libctx_, nullptr, key.get(),
-                                    nullptr),
-            1);
+  ASSERT_EQ(
+      EVP_DigestVerifyInit_ex(vctx.get(), nullptr, "SHA256", libctx_, nullptr, key.get(), nullptr),
+      1);
   EXPECT_EQ(EVP_DigestVerify(vctx.get(), sig.data(), sig.size(), msg.data(), msg.size()), 1);
   sig[10] ^= 1;
-  ASSERT_EQ(EVP_DigestVerifyInit_ex(vctx.get(), nullptr, "SHA256", libctx_, nullptr, key.get(),
-                                    nullptr),
-            1);
+  ASSERT_EQ(
+      EVP_DigestVerifyInit_ex(vctx.get(), nullptr, "SHA256", libctx_, nullptr, key.get(), nullptr),
+      1);
   EXPECT_NE(EVP_DigestVerify(vctx.get(), sig.data(), sig.size(), msg.data(), msg.size()), 1);
   ERR_clear_error();
 }
@@ -838,8 +832,8 @@ TEST_F(ProviderTest, GeneratesKeysInTheTpmAndWritesTss2) {
     std::string pem(data, static_cast<size_t>(len));
     EXPECT_EQ(pem.rfind("-----BEGIN TSS2 PRIVATE KEY-----", 0), 0u) << pem;
     EXPECT_EQ(pem.find("BEGIN PRIVATE KEY"), std::string::npos);
-    EvpPkeyPtr reloaded(PEM_read_bio_PrivateKey_ex(mem.get(), nullptr, nullptr, nullptr, libctx_,
-                                                   nullptr));
+    EvpPkeyPtr reloaded(
+        PEM_read_bio_PrivateKey_ex(mem.get(), nullptr, nullptr, nullptr, libctx_, nullptr));
     ASSERT_TRUE(reloaded) << OpenSslErrors();
     EXPECT_EQ(EVP_PKEY_eq(key.get(), reloaded.get()), 1);
     int der_len = i2d_PUBKEY(key.get(), nullptr);
@@ -896,7 +890,8 @@ TEST_F(ProviderTest, PrivatePartNeverLeaves) {
     EXPECT_EQ(i2d_PKCS8PrivateKey_bio(der.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr),
               1);
     len = BIO_get_mem_data(der.get(), &data);
-    auto parsed = ParseTss2KeyDer(ByteView(reinterpret_cast<uint8_t*>(data), static_cast<size_t>(len)));
+    auto parsed =
+        ParseTss2KeyDer(ByteView(reinterpret_cast<uint8_t*>(data), static_cast<size_t>(len)));
     EXPECT_TRUE(parsed.ok());
     ERR_clear_error();
   }
@@ -1001,8 +996,8 @@ TEST_F(ProviderTest, FiveThousandEcdsaSignaturesAreMinimalDer) {
       uint8_t msg[32];
       RAND_bytes(msg, sizeof(msg));
       EvpMdCtxPtr ctx(EVP_MD_CTX_new());
-      ASSERT_EQ(EVP_DigestSignInit_ex(ctx.get(), nullptr, fs == 32 ? "SHA256" : "SHA384",
-                                      libctx_, nullptr, key.get(), nullptr),
+      ASSERT_EQ(EVP_DigestSignInit_ex(ctx.get(), nullptr, fs == 32 ? "SHA256" : "SHA384", libctx_,
+                                      nullptr, key.get(), nullptr),
                 1);
       size_t len = 0;
       ASSERT_EQ(EVP_DigestSign(ctx.get(), nullptr, &len, msg, sizeof(msg)), 1);
@@ -1017,8 +1012,8 @@ TEST_F(ProviderTest, FiveThousandEcdsaSignaturesAreMinimalDer) {
       auto again = raw.ok() ? EcdsaRawToDer(*raw) : raw;
       EvpMdCtxPtr v(EVP_MD_CTX_new());
       bool ok = raw.ok() && again.ok() && *again == sig &&
-                EVP_DigestVerifyInit_ex(v.get(), nullptr, fs == 32 ? "SHA256" : "SHA384",
-                                        nullptr, nullptr, pub->get(), nullptr) == 1 &&
+                EVP_DigestVerifyInit_ex(v.get(), nullptr, fs == 32 ? "SHA256" : "SHA384", nullptr,
+                                        nullptr, pub->get(), nullptr) == 1 &&
                 EVP_DigestVerify(v.get(), sig.data(), sig.size(), msg, sizeof(msg)) == 1;
       bad += ok ? 0 : 1;
     }
@@ -1038,8 +1033,8 @@ struct TlsCase {
 
 // One in-memory TLS handshake: a software server requiring a client certificate, and a client
 // whose key lives in the TPM. Returns "" on success or what failed.
-std::string TlsHandshake(OSSL_LIB_CTX* libctx, EVP_PKEY* client_key, X509* client_cert,
-                         int version, bool key_first) {
+std::string TlsHandshake(OSSL_LIB_CTX* libctx, EVP_PKEY* client_key, X509* client_cert, int version,
+                         bool key_first) {
   EvpPkeyPtr server_key(EVP_PKEY_Q_keygen(libctx, "provider=default", "EC", "P-256"));
   if (!server_key) {
     return "server keygen";
@@ -1203,9 +1198,9 @@ TEST(ProviderLazyConnectTest, LoadsWithoutTpmAndFailsAtFirstUse) {
         PEM_read_bio_PrivateKey_ex(bio.get(), nullptr, nullptr, nullptr, libctx, nullptr));
     ASSERT_TRUE(key) << OpenSslErrors();
     EvpMdCtxPtr ctx(EVP_MD_CTX_new());
-    ASSERT_EQ(EVP_DigestSignInit_ex(ctx.get(), nullptr, "SHA256", libctx, nullptr, key.get(),
-                                    nullptr),
-              1);
+    ASSERT_EQ(
+        EVP_DigestSignInit_ex(ctx.get(), nullptr, "SHA256", libctx, nullptr, key.get(), nullptr),
+        1);
     uint8_t sig[72];
     size_t sig_len = sizeof(sig);
     const uint8_t msg[] = "x";

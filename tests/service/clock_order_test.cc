@@ -111,11 +111,9 @@ class ClockOrderTest : public testing::TpmTest {
     ServiceResponse start = svc_->EnrolStart(attest::EncodeEnrollmentRequest(*req), "test");
     ASSERT_EQ(start.status, 200) << start.body;
     jose::Json sj = Body(start);
-    auto challenge =
-        attest::DecodeEnrollmentChallenge(jose::SerializeJson(sj["challenge"]));
+    auto challenge = attest::DecodeEnrollmentChallenge(jose::SerializeJson(sj["challenge"]));
     ASSERT_TRUE(challenge.ok()) << challenge.error().ToString();
-    auto answer =
-        attest::ActivateEnrollmentChallenge(*ctx_, tpm::EkType::kRsa2048, *challenge);
+    auto answer = attest::ActivateEnrollmentChallenge(*ctx_, tpm::EkType::kRsa2048, *challenge);
     ASSERT_TRUE(answer.ok()) << answer.error().ToString();
     jose::Json fin = {{"enrolment_id", sj["enrolment_id"]},
                       {"credential", jose::Base64UrlEncode(answer->view())}};
@@ -144,8 +142,11 @@ class ClockOrderTest : public testing::TpmTest {
   }
 
   ServiceResponse Attest(const std::string& nonce_hex, const std::string& evidence) {
-    jose::Json req = {{"identity", kIdentity}, {"label", "w"}, {"nonce", nonce_hex},
-                      {"evidence", evidence},  {"csr", csr_}};
+    jose::Json req = {{"identity", kIdentity},
+                      {"label", "w"},
+                      {"nonce", nonce_hex},
+                      {"evidence", evidence},
+                      {"csr", csr_}};
     return svc_->Attest(jose::SerializeJson(req), "test");
   }
 
@@ -265,15 +266,14 @@ TEST_F(ClockOrderTest, RollbackBeforeNonceIsRefused) {
   std::string nc = Nonce();
   ServiceResponse rc = Attest(nc, Evidence(nc));
   EXPECT_EQ(rc.status, 403) << rc.body;
-  EXPECT_NE(Body(rc).value("reason", std::string()).find("resetCount went back"),
-            std::string::npos)
+  EXPECT_NE(Body(rc).value("reason", std::string()).find("resetCount went back"), std::string::npos)
       << rc.body;
 }
 
 TEST_F(ClockOrderTest, StoreRaisesOnly) {
   Bytes ak = {0x00, 0x0b, 0x01, 0x02};
   ASSERT_TRUE(store_->RaiseClock(ak, {100, 2, 3}).ok());
-  ASSERT_TRUE(store_->RaiseClock(ak, {90, 2, 3}).ok());  // lower clock: ignored
+  ASSERT_TRUE(store_->RaiseClock(ak, {90, 2, 3}).ok());   // lower clock: ignored
   ASSERT_TRUE(store_->RaiseClock(ak, {500, 2, 2}).ok());  // lower restart: ignored
   ASSERT_TRUE(store_->RaiseClock(ak, {900, 1, 9}).ok());  // lower reset: ignored
   auto c = store_->GetClock(ak);

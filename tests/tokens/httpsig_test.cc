@@ -79,9 +79,9 @@ TEST(StructuredFields, ParsesSignatureInputAndReserializesCanonically) {
 }
 
 TEST(StructuredFields, RejectsMalformed) {
-  for (const char* bad : {"a=(\"x\"", "a=1,", "a=1 b=2", "A=1", "a=\"\x01\"", "a=:AA=:",
-                          "a=:AAE:", "a=:AB==:", "a=1234567890123456", "a=1.2345", "a=?2",
-                          "a=(\"x\");p=1;p=2", "a=1, a=2", "a=\"unterminated"}) {
+  for (const char* bad : {"a=(\"x\"", "a=1,", "a=1 b=2", "A=1", "a=\"\x01\"",
+                          "a=:AA=:", "a=:AAE:", "a=:AB==:", "a=1234567890123456", "a=1.2345",
+                          "a=?2", "a=(\"x\");p=1;p=2", "a=1, a=2", "a=\"unterminated"}) {
     EXPECT_FALSE(sf::ParseDictionary(bad).ok()) << bad;
   }
   EXPECT_EQ(sf::ParseDictionary("a=1, a=2").error().message(),
@@ -131,32 +131,40 @@ TEST_F(WgExamples, RequestSignatureBaseIsByteExactAndVerifies) {
             "\"@method\": GET\n"
             "\"@path\": /gimme-ice-cream\n"
             "\"@query\": ?flavor=vanilla\n"
-            "\"workload-identity-token\": " + wit + "\n"
-            "\"@signature-params\": (\"@method\" \"@path\" \"@query\" "
-            "\"workload-identity-token\");created=1788298924;expires=1788299224;"
-            "nonce=\"abcd1111\";tag=\"wimse-workload-to-workload\";"
-            "wimse-aud=\"https://svcb.example.com/gimme-ice-cream\";wimse-sign-response");
+            "\"workload-identity-token\": " +
+                wit +
+                "\n"
+                "\"@signature-params\": (\"@method\" \"@path\" \"@query\" "
+                "\"workload-identity-token\");created=1788298924;expires=1788299224;"
+                "nonce=\"abcd1111\";tag=\"wimse-workload-to-workload\";"
+                "wimse-aud=\"https://svcb.example.com/gimme-ice-cream\";wimse-sign-response");
   EvpPkeyPtr key = CnfKeyUnverified(wit);
-  Status st = VerifyMessageSignatureWithKey(request_, nullptr, "", key.get(),
-                                            jose::JwsAlg::kEdDsa, opts_);
+  Status st =
+      VerifyMessageSignatureWithKey(request_, nullptr, "", key.get(), jose::JwsAlg::kEdDsa, opts_);
   EXPECT_TRUE(st.ok()) << st.error().ToString();
 
   // Any change breaks it.
   HttpRequest other = request_;
   other.target_uri = "https://svcb.example.com/gimme-ice-cream?flavor=chocolate";
-  EXPECT_EQ(VerifyMessageSignatureWithKey(other, nullptr, "", key.get(), jose::JwsAlg::kEdDsa,
-                                          opts_).error().message(),
-            "signature does not verify");
+  EXPECT_EQ(
+      VerifyMessageSignatureWithKey(other, nullptr, "", key.get(), jose::JwsAlg::kEdDsa, opts_)
+          .error()
+          .message(),
+      "signature does not verify");
   HttpSigVerifyOptions late = opts_;
   late.wit.now = 1788299224 + 31;
-  EXPECT_EQ(VerifyMessageSignatureWithKey(request_, nullptr, "", key.get(), jose::JwsAlg::kEdDsa,
-                                          late).error().message(),
-            "signature expired");
+  EXPECT_EQ(
+      VerifyMessageSignatureWithKey(request_, nullptr, "", key.get(), jose::JwsAlg::kEdDsa, late)
+          .error()
+          .message(),
+      "signature expired");
   HttpSigVerifyOptions aud = opts_;
   aud.audiences = {"https://svcc.example.com/gimme-ice-cream"};
-  EXPECT_EQ(VerifyMessageSignatureWithKey(request_, nullptr, "", key.get(), jose::JwsAlg::kEdDsa,
-                                          aud).error().message(),
-            "wimse-aud does not match");
+  EXPECT_EQ(
+      VerifyMessageSignatureWithKey(request_, nullptr, "", key.get(), jose::JwsAlg::kEdDsa, aud)
+          .error()
+          .message(),
+      "wimse-aud does not match");
 }
 
 TEST_F(WgExamples, ResponseVerifiesAgainstTheRequestNonce) {
@@ -171,18 +179,24 @@ TEST_F(WgExamples, ResponseVerifiesAgainstTheRequestNonce) {
   Status st = VerifyMessageSignatureWithKey(request_, &resp, "abcd1111", key.get(),
                                             jose::JwsAlg::kEdDsa, o);
   EXPECT_TRUE(st.ok()) << st.error().ToString();
-  EXPECT_EQ(VerifyMessageSignatureWithKey(request_, &resp, "abcd9999", key.get(),
-                                          jose::JwsAlg::kEdDsa, o).error().message(),
-            "wimse-req-nonce does not match the request nonce");
+  EXPECT_EQ(
+      VerifyMessageSignatureWithKey(request_, &resp, "abcd9999", key.get(), jose::JwsAlg::kEdDsa, o)
+          .error()
+          .message(),
+      "wimse-req-nonce does not match the request nonce");
   HttpResponse body = resp;
   body.body = "No ice cream today.\n";
-  EXPECT_EQ(VerifyMessageSignatureWithKey(request_, &body, "abcd1111", key.get(),
-                                          jose::JwsAlg::kEdDsa, o).error().message(),
-            "Content-Digest does not match the body");
+  EXPECT_EQ(
+      VerifyMessageSignatureWithKey(request_, &body, "abcd1111", key.get(), jose::JwsAlg::kEdDsa, o)
+          .error()
+          .message(),
+      "Content-Digest does not match the body");
   HttpResponse status = resp;
   status.status = 200;
   EXPECT_EQ(VerifyMessageSignatureWithKey(request_, &status, "abcd1111", key.get(),
-                                          jose::JwsAlg::kEdDsa, o).error().message(),
+                                          jose::JwsAlg::kEdDsa, o)
+                .error()
+                .message(),
             "signature does not verify");
 }
 
@@ -515,28 +529,36 @@ TEST_F(HttpSigTest, EveryParameterRule) {
       {"(\"@method\" \"@request-target\" \"content-type\" \"content-digest\")" + Params(),
        "\"workload-identity-token\" present but not covered"},
       {"(\"@method\" \"@method\" \"@request-target\" \"content-type\" \"content-digest\" "
-       "\"workload-identity-token\")" + Params(),
+       "\"workload-identity-token\")" +
+           Params(),
        "duplicate covered component \"@method\""},
       {"(\"@method\" \"@request-target\" \"content-type\" \"content-digest\" "
-       "\"workload-identity-token\" \"@query-param\";name=\"a\")" + Params(),
+       "\"workload-identity-token\" \"@query-param\";name=\"a\")" +
+           Params(),
        "unsupported component parameter ;name on \"@query-param\""},
       {"(\"@method\" \"@request-target\" \"content-type\" \"content-digest\" "
-       "\"workload-identity-token\" \"@foo\")" + Params(),
+       "\"workload-identity-token\" \"@foo\")" +
+           Params(),
        "unsupported derived component \"@foo\""},
       {"(\"@method\" \"@request-target\" \"content-type\" \"content-digest\" "
-       "\"workload-identity-token\" \"x-absent\")" + Params(),
+       "\"workload-identity-token\" \"x-absent\")" +
+           Params(),
        "covered field \"x-absent\" is absent"},
       {"(\"@method\" \"@request-target\" \"content-type\" \"content-digest\" "
-       "\"workload-identity-token\" \"content-type\";sf)" + Params(),
+       "\"workload-identity-token\" \"content-type\";sf)" +
+           Params(),
        "unsupported component parameter ;sf on \"content-type\""},
       {"(\"@method\" \"@request-target\" \"content-type\" \"content-digest\" "
-       "\"workload-identity-token\" \"@status\")" + Params(),
+       "\"workload-identity-token\" \"@status\")" +
+           Params(),
        "\"@status\" outside a response"},
       {"(\"@method\" \"@request-target\" \"content-type\" \"content-digest\" "
-       "\"workload-identity-token\" \"@path\";req)" + Params(),
+       "\"workload-identity-token\" \"@path\";req)" +
+           Params(),
        ";req on \"@path\" in a request signature"},
       {"(\"@method\" \"@request-target\" \"Content-Type\" \"content-digest\" "
-       "\"workload-identity-token\")" + Params(),
+       "\"workload-identity-token\")" +
+           Params(),
        "\"content-type\" present but not covered"},
   };
   for (const Case& c : cases) {

@@ -73,8 +73,12 @@ TEST_P(NodeOracle, JoseVerifiesOurWitAndWpt) {
   po.audience = kAud;
   po.now = now_;
   std::string wpt = *SignWpt(*workload_, wit_, po);
-  Json c = {{"kind", "jwt"}, {"issuer_jwk", issuer_jwk_}, {"wit", wit_}, {"wpt", wpt},
-            {"aud", kAud}, {"thumbprint", thumb_},
+  Json c = {{"kind", "jwt"},
+            {"issuer_jwk", issuer_jwk_},
+            {"wit", wit_},
+            {"wpt", wpt},
+            {"aud", kAud},
+            {"thumbprint", thumb_},
             {"expected_alg", GetParam().pss ? std::string("PS256")
                                             : std::string(jose::JwsAlgName(
                                                   *jose::JwsAlgForKey(workload_->public_key())))}};

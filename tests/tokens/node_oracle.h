@@ -52,10 +52,13 @@ inline jose::Json FieldsJson(const std::vector<HttpField>& fields) {
 inline jose::Json HttpSigCase(const jose::Json& issuer_jwk, const HttpRequest& req,
                               const HttpResponse* resp, const std::string& aud) {
   jose::Json c = {{"kind", "httpsig"}, {"issuer_jwk", issuer_jwk}, {"aud", aud}};
-  c["request"] = {{"method", req.method}, {"url", req.target_uri},
-                  {"headers", FieldsJson(req.fields)}, {"body", req.body.value_or("")}};
+  c["request"] = {{"method", req.method},
+                  {"url", req.target_uri},
+                  {"headers", FieldsJson(req.fields)},
+                  {"body", req.body.value_or("")}};
   if (resp != nullptr) {
-    c["response"] = {{"status", resp->status}, {"headers", FieldsJson(resp->fields)},
+    c["response"] = {{"status", resp->status},
+                     {"headers", FieldsJson(resp->fields)},
                      {"body", resp->body.value_or("")}};
   }
   return c;

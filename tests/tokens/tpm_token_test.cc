@@ -164,8 +164,12 @@ TEST_F(TpmTokenTest, TpmRsaKeySignsRs256AndPs256) {
     auto ours = VerifyWpt(*wpt, wit, VerifyOptions());
     ASSERT_TRUE(ours.ok()) << ours.reason();
     EXPECT_EQ(ours.claims().wit.cnf_alg, alg);
-    int rc = testing::RunNodeOracle({{"kind", "jwt"}, {"issuer_jwk", issuer_jwk}, {"wit", wit},
-                                     {"wpt", *wpt}, {"aud", kAud}, {"thumbprint", thumb},
+    int rc = testing::RunNodeOracle({{"kind", "jwt"},
+                                     {"issuer_jwk", issuer_jwk},
+                                     {"wit", wit},
+                                     {"wpt", *wpt},
+                                     {"aud", kAud},
+                                     {"thumbprint", thumb},
                                      {"expected_alg", jose::JwsAlgName(alg)}});
     if (rc != testing::kNodeOracleMissing) {
       EXPECT_EQ(rc, 0);
@@ -182,8 +186,13 @@ TEST_F(TpmTokenTest, TpmSignedTokensAndMessagesVerifyInNpmOracles) {
   ASSERT_TRUE(wpt.ok()) << wpt.error().ToString();
   jose::Json issuer_jwk = *jose::PublicKeyToJwk(issuer_->public_key(), "ES256");
   std::string thumb = *jose::JwkThumbprint(*jose::PublicKeyToJwk(signer_->public_key(), ""));
-  jose::Json c = {{"kind", "jwt"}, {"issuer_jwk", issuer_jwk}, {"wit", wit_}, {"wpt", *wpt},
-                  {"aud", kAud}, {"thumbprint", thumb}, {"expected_alg", "ES256"}};
+  jose::Json c = {{"kind", "jwt"},
+                  {"issuer_jwk", issuer_jwk},
+                  {"wit", wit_},
+                  {"wpt", *wpt},
+                  {"aud", kAud},
+                  {"thumbprint", thumb},
+                  {"expected_alg", "ES256"}};
   int rc = testing::RunNodeOracle(c);
   if (rc == testing::kNodeOracleMissing) {
     GTEST_SKIP() << "npm packages not installed (ci/setup)";

@@ -56,8 +56,10 @@ class WptHttpTest : public ::testing::Test {
   }
   // A WPT in the s2s-07 shape: ath over an access token, signed by the workload key.
   std::string LegacyWpt(const std::string& access_token) {
-    jose::Json claims = {{"aud", kAud},        {"exp", kNow + 60},
-                         {"jti", "legacy-jti-1"}, {"wth", TokenHashB64(wit_)},
+    jose::Json claims = {{"aud", kAud},
+                         {"exp", kNow + 60},
+                         {"jti", "legacy-jti-1"},
+                         {"wth", TokenHashB64(wit_)},
                          {"ath", TokenHashB64(access_token)}};
     return testing::SignRaw(*workload_, R"({"alg":"ES256","typ":"wpt+jwt"})",
                             jose::SerializeJson(claims));
@@ -113,12 +115,14 @@ TEST_F(WptHttpTest, S2s07CompatibilityIsOptIn) {
             "more than one Workload-Proof-Token field");
   // s2s-07 bearer + ath: the ath must match the bearer token.
   std::string legacy = LegacyWpt("16_mAd0GiwaZokU26_0902100");
-  auto ok = VerifyWptHttpRequest(
-      {wit, {"Authorization", "Bearer 16_mAd0GiwaZokU26_0902100"}, {"Workload-Proof-Token", legacy}},
-      opts_);
+  auto ok = VerifyWptHttpRequest({wit,
+                                  {"Authorization", "Bearer 16_mAd0GiwaZokU26_0902100"},
+                                  {"Workload-Proof-Token", legacy}},
+                                 opts_);
   EXPECT_TRUE(ok.ok()) << ok.reason();
-  EXPECT_EQ(Reject({wit, {"Authorization", "Bearer other-token"}, {"Workload-Proof-Token", legacy}}),
-            "ath does not match the access token");
+  EXPECT_EQ(
+      Reject({wit, {"Authorization", "Bearer other-token"}, {"Workload-Proof-Token", legacy}}),
+      "ath does not match the access token");
   EXPECT_EQ(Reject({wit, {"Authorization", "Bearer x"}, {"Workload-Proof-Token", wpt_}}),
             "ath missing for the access token");
   EXPECT_EQ(Reject({wit, {"Authorization", "Basic x"}, {"Workload-Proof-Token", wpt_}}),
@@ -226,16 +230,16 @@ TEST(Ps256, WitPinsPs256AndProofsFollowIt) {
   ASSERT_TRUE(r.ok()) << r.reason();
   EXPECT_EQ(r.claims().wit.cnf_alg, jose::JwsAlg::kPs256);
   // The same claims signed RS256 with the same key: rejected, cnf.jwk.alg pins PS256.
-  jose::Json claims = {{"aud", kAud}, {"exp", kNow + 60}, {"jti", "j-rs"},
-                       {"wth", TokenHashB64(*wit)}};
+  jose::Json claims = {
+      {"aud", kAud}, {"exp", kNow + 60}, {"jti", "j-rs"}, {"wth", TokenHashB64(*wit)}};
   auto rs = jose::SignCompactJws(workload, jose::JwsAlg::kRs256, {{"typ", "wpt+jwt"}},
                                  jose::SerializeJson(claims));
   ASSERT_TRUE(rs.ok());
   EXPECT_EQ(VerifyWpt(*rs, *wit, vo).reason(), "alg does not match cnf.jwk.alg");
   // A PSS signature relabelled RS256 (and the reverse) does not verify.
-  std::string relabel = testing::SigningInput(R"({"alg":"PS256","typ":"wpt+jwt"})",
-                                              jose::SerializeJson(claims)) +
-                        "." + rs->substr(rs->rfind('.') + 1);
+  std::string relabel =
+      testing::SigningInput(R"({"alg":"PS256","typ":"wpt+jwt"})", jose::SerializeJson(claims)) +
+      "." + rs->substr(rs->rfind('.') + 1);
   EXPECT_EQ(VerifyWpt(relabel, *wit, vo).reason(), "signature does not verify");
   // No PS256 from a signer that cannot do PSS, no ES256 from an RSA key.
   auto plain = std::move(SoftwareSigner::Generate(KeyAlg::kRsa2048)).value();

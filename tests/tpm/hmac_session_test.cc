@@ -19,9 +19,9 @@
 namespace wimse {
 namespace {
 
-using testing::TpmTest;
 using testing::LockoutCounter;
 using testing::ResetDictionaryAttack;
+using testing::TpmTest;
 using HmacSessionTest = TpmTest;
 namespace sm = tpm::session_math;
 
@@ -43,9 +43,9 @@ size_t TpmSessionsNow(tpm::TpmContext& ctx) {
     size_t total = 0;
     for (TPM2_HANDLE first : {TPM2_LOADED_SESSION_FIRST, TPM2_ACTIVE_SESSION_FIRST}) {
       TPMS_CAPABILITY_DATA* caps = nullptr;
-      TSS2_RC rc = Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                      TPM2_CAP_HANDLES, first, TPM2_MAX_CAP_HANDLES, nullptr,
-                                      &caps);
+      TSS2_RC rc =
+          Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES,
+                             first, TPM2_MAX_CAP_HANDLES, nullptr, &caps);
       if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("GetCapability", rc);
       for (uint32_t i = 0; i < caps->data.handles.count; ++i) {
         if ((caps->data.handles.handle[i] >> 24) == (first >> 24)) ++total;
@@ -149,8 +149,7 @@ TEST_F(HmacSessionTest, AlteredResponseHmacFailsClosedWithASpecificError) {
   ASSERT_TRUE(hooked.ok());
   auto sig = (*key)->SignDigest(HashAlg::kSha256, digest);
   ASSERT_FALSE(sig.ok()) << "a response whose HMAC does not verify must not be accepted";
-  EXPECT_NE(sig.error().message().find("the TPM response HMAC does not verify"),
-            std::string::npos)
+  EXPECT_NE(sig.error().message().find("the TPM response HMAC does not verify"), std::string::npos)
       << sig.error().ToString();
   EXPECT_EQ(sig.error().tss2_rc(), 0u);
   EXPECT_EQ(TpmSessionsNow(*ctx_), 0u) << "the session is dropped";
@@ -249,9 +248,15 @@ std::map<std::string, Bytes> RunPython(const std::map<std::string, Bytes>& in) {
 TEST(SessionMath, MatchesAnIndependentPythonImplementation) {
   for (int round = 0; round < 3; ++round) {
     std::map<std::string, Bytes> in = {
-        {"salt", RandomBytes(32)},   {"ntpm", RandomBytes(32)},  {"ncaller", RandomBytes(32)},
-        {"ntpm2", RandomBytes(32)},  {"digest", RandomBytes(48)}, {"name", RandomBytes(34)},
-        {"cp", RandomBytes(60)},     {"rp", RandomBytes(80)},     {"z", RandomBytes(32)},
+        {"salt", RandomBytes(32)},
+        {"ntpm", RandomBytes(32)},
+        {"ncaller", RandomBytes(32)},
+        {"ntpm2", RandomBytes(32)},
+        {"digest", RandomBytes(48)},
+        {"name", RandomBytes(34)},
+        {"cp", RandomBytes(60)},
+        {"rp", RandomBytes(80)},
+        {"z", RandomBytes(32)},
         // An auth value with trailing zero bytes: the TPM ignores them, so must we.
         {"auth", Bytes{'p', 'w', static_cast<uint8_t>(round), 0, 0}},
     };
@@ -274,15 +279,15 @@ TEST(SessionMath, MatchesAnIndependentPythonImplementation) {
                     .ok());
     EXPECT_EQ(HexEncode(enc), HexEncode(py["encrypted"]));
     Bytes dec(enc.size());
-    ASSERT_TRUE(crypto::AesCfb(false, ByteView(kiv.data(), 16), ByteView(kiv.data() + 16, 16),
-                               enc, dec)
-                    .ok());
+    ASSERT_TRUE(
+        crypto::AesCfb(false, ByteView(kiv.data(), 16), ByteView(kiv.data() + 16, 16), enc, dec)
+            .ok());
     EXPECT_EQ(dec, in["digest"]);
 
     auto cp = sm::CpHash(TPM2_CC_Sign, in["name"], in["cp"]);
     EXPECT_EQ(HexEncode(cp), HexEncode(py["cp_hash"]));
-    auto cmd = sm::CommandHmac(*mac, cp, in["ncaller"], in["ntpm"],
-                               tpm::HmacSession::kSignAttributes);
+    auto cmd =
+        sm::CommandHmac(*mac, cp, in["ncaller"], in["ntpm"], tpm::HmacSession::kSignAttributes);
     ASSERT_TRUE(cmd.ok());
     EXPECT_EQ(HexEncode(*cmd), HexEncode(py["cmd_hmac"]));
     auto rp = sm::RpHash(TPM2_RC_SUCCESS, TPM2_CC_Sign, in["rp"]);
@@ -324,8 +329,7 @@ TEST(SessionMath, ResponseHmacCheckRejectsAnyFlippedBit) {
   ASSERT_TRUE(sm::VerifyResponseHmac(*mac, rp, ntpm, ncaller, attrs, *good).ok());
   auto expect_reject = [&](const Status& s, const char* what) {
     ASSERT_FALSE(s.ok()) << what;
-    EXPECT_NE(s.error().message().find("the TPM response HMAC does not verify"),
-              std::string::npos)
+    EXPECT_NE(s.error().message().find("the TPM response HMAC does not verify"), std::string::npos)
         << what;
   };
   for (size_t bit : {0u, 77u, 255u}) {
@@ -337,9 +341,9 @@ TEST(SessionMath, ResponseHmacCheckRejectsAnyFlippedBit) {
     expect_reject(sm::VerifyResponseHmac(*mac, bad_rp, ntpm, ncaller, attrs, *good), "rpHash bit");
   }
   expect_reject(sm::VerifyResponseHmac(*mac, rp, ncaller, ntpm, attrs, *good), "nonces swapped");
-  expect_reject(sm::VerifyResponseHmac(*mac, rp, ntpm, ncaller, attrs | TPMA_SESSION_DECRYPT,
-                                       *good),
-                "attributes");
+  expect_reject(
+      sm::VerifyResponseHmac(*mac, rp, ntpm, ncaller, attrs | TPMA_SESSION_DECRYPT, *good),
+      "attributes");
   expect_reject(sm::VerifyResponseHmac(*mac, rp, ntpm, ncaller, attrs, ByteView(*good).first(31)),
                 "truncated");
 }

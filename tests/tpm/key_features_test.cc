@@ -36,11 +36,11 @@
 namespace wimse {
 namespace {
 
-using testing::TpmTest;
 using testing::BusRecorder;
 using testing::Contains;
 using testing::ResetDictionaryAttack;
 using testing::TpmProperty;
+using testing::TpmTest;
 using KeyFeaturesTest = TpmTest;
 
 Bytes TestDigest(HashAlg hash, const char* msg) {
@@ -64,8 +64,9 @@ TEST_F(KeyFeaturesTest, EveryAlgorithmSignsAndVerifiesInSoftware) {
     KeyAlg alg;
     HashAlg hash;
   };
-  for (Case c : {Case{KeyAlg::kEcP256, HashAlg::kSha256}, Case{KeyAlg::kEcP384, HashAlg::kSha384},
-                 Case{KeyAlg::kRsa2048, HashAlg::kSha256}, Case{KeyAlg::kRsa3072, HashAlg::kSha384}}) {
+  for (Case c :
+       {Case{KeyAlg::kEcP256, HashAlg::kSha256}, Case{KeyAlg::kEcP384, HashAlg::kSha384},
+        Case{KeyAlg::kRsa2048, HashAlg::kSha256}, Case{KeyAlg::kRsa3072, HashAlg::kSha384}}) {
     auto key = tpm::WorkloadKey::Create(ctx_, c.alg);
     ASSERT_TRUE(key.ok()) << key.error().ToString();
     EXPECT_EQ((*key)->alg(), c.alg);
@@ -81,8 +82,7 @@ TEST_F(KeyFeaturesTest, EveryAlgorithmSignsAndVerifiesInSoftware) {
         Bytes d = TestDigest(h, "pss");
         auto pss = (*key)->SignDigestRsa(h, d, tpm::WorkloadKey::RsaScheme::kPss);
         ASSERT_TRUE(pss.ok()) << pss.error().ToString();
-        EXPECT_TRUE(VerifyPssSalt((*key)->public_key(), h, d, *pss,
-                                  static_cast<int>(HashSize(h))));
+        EXPECT_TRUE(VerifyPssSalt((*key)->public_key(), h, d, *pss, static_cast<int>(HashSize(h))));
         // Not PKCS#1 v1.5.
         EXPECT_FALSE(VerifyDigest((*key)->public_key(), h, d, *pss).ok());
       }
@@ -114,8 +114,8 @@ TEST(PssSaltCheck, MaxSaltSignatureIsRefusedWithAClearReason) {
   EXPECT_TRUE(CheckRsaPssSaltIsDigestLength(key.get(), HashAlg::kSha256, digest,
                                             sign(RSA_PSS_SALTLEN_DIGEST))
                   .ok());
-  Status max = CheckRsaPssSaltIsDigestLength(key.get(), HashAlg::kSha256, digest,
-                                             sign(RSA_PSS_SALTLEN_MAX));
+  Status max =
+      CheckRsaPssSaltIsDigestLength(key.get(), HashAlg::kSha256, digest, sign(RSA_PSS_SALTLEN_MAX));
   ASSERT_FALSE(max.ok());
   EXPECT_NE(max.error().message().find("salt length is not the digest length"), std::string::npos)
       << max.error().ToString();
@@ -425,7 +425,9 @@ TEST_F(KeyFeaturesTest, AuthValueNeverCrossesTheRecordedBusInClear) {
   // Encryption alone does not prove salting (an unsalted session's key derives from nonces that
   // cross the bus). Every TPM2_StartAuthSession on the bus names a tpmKey and carries an
   // encrypted salt, and asks for an HMAC session with AES-128-CFB.
-  auto be16 = [&](size_t at) { return static_cast<uint32_t>(secure_capture[at] << 8 | secure_capture[at + 1]); };
+  auto be16 = [&](size_t at) {
+    return static_cast<uint32_t>(secure_capture[at] << 8 | secure_capture[at + 1]);
+  };
   auto be32 = [&](size_t at) { return be16(at) << 16 | be16(at + 2); };
   int sessions = 0;
   for (size_t at = 0; at + 10 <= secure_capture.size();) {
@@ -439,7 +441,7 @@ TEST_F(KeyFeaturesTest, AuthValueNeverCrossesTheRecordedBusInClear) {
       ++sessions;
       size_t p = at + 10;
       uint32_t tpm_key = be32(p);
-      p += 8;  // tpmKey, bind
+      p += 8;            // tpmKey, bind
       p += 2 + be16(p);  // nonceCaller
       uint32_t salt_size = be16(p);
       p += 2 + salt_size;
@@ -574,9 +576,10 @@ TEST_F(KeyFeaturesTest, SlotPressureWithAuthAndPlainKeysIsTransparent) {
   // More keys than the 3 object slots, with and without auth (sessions), interleaved.
   std::vector<std::shared_ptr<tpm::WorkloadKey>> keys;
   for (int i = 0; i < 5; ++i) {
-    auto k = (i % 2 == 0) ? tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256,
-                                                     SecretBytes(AsBytes("slot" + std::to_string(i))))
-                          : tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256);
+    auto k = (i % 2 == 0)
+                 ? tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256,
+                                            SecretBytes(AsBytes("slot" + std::to_string(i))))
+                 : tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256);
     ASSERT_TRUE(k.ok()) << k.error().ToString();
     keys.push_back(*k);
   }
@@ -601,9 +604,10 @@ TEST_F(KeyFeaturesTest, SlotPressureAcrossContextsOfOneProcessIsTransparent) {
   for (int i = 0; i < kContexts; ++i) {
     contexts.push_back(std::make_shared<tpm::TpmContext>(tcti_));
     // Odd ones carry an auth value: a salted session per context as well.
-    auto k = (i % 2 == 1) ? tpm::WorkloadKey::Create(contexts.back(), KeyAlg::kEcP256,
-                                                     SecretBytes(AsBytes("ctx" + std::to_string(i))))
-                          : tpm::WorkloadKey::Create(contexts.back(), KeyAlg::kEcP256);
+    auto k = (i % 2 == 1)
+                 ? tpm::WorkloadKey::Create(contexts.back(), KeyAlg::kEcP256,
+                                            SecretBytes(AsBytes("ctx" + std::to_string(i))))
+                 : tpm::WorkloadKey::Create(contexts.back(), KeyAlg::kEcP256);
     ASSERT_TRUE(k.ok()) << "context " << i << ": " << k.error().ToString();
     keys.push_back(*k);
   }
@@ -781,7 +785,8 @@ TEST_F(KeyFeaturesTest, ConnectionPerCommandNeverSignsWithAnotherClientsObject) 
     ASSERT_TRUE(ctx_->Run([&](ESYS_CONTEXT* esys) -> Status {
                       for (ESYS_TR tr : theirs) Esys_FlushContext(esys, tr);
                       return OkStatus();
-                    }).ok());
+                    })
+                    .ok());
   }
   key->reset();
   a->Disconnect();
@@ -830,13 +835,15 @@ TEST_F(KeyFeaturesTest, ResponseTimeoutIsReportedAndTheNextOperationRecovers) {
                     for (uint32_t i = 0; i < caps->data.handles.count; ++i) {
                       ESYS_TR tr = ESYS_TR_NONE;
                       if (Esys_TR_FromTPMPublic(esys, caps->data.handles.handle[i], ESYS_TR_NONE,
-                                                ESYS_TR_NONE, ESYS_TR_NONE, &tr) == TSS2_RC_SUCCESS) {
+                                                ESYS_TR_NONE, ESYS_TR_NONE,
+                                                &tr) == TSS2_RC_SUCCESS) {
                         Esys_FlushContext(esys, tr);
                       }
                     }
                     Esys_Free(caps);
                     return OkStatus();
-                  }).ok());
+                  })
+                  .ok());
 }
 
 // The same across processes sharing one swtpm: each child loads its own key and signs in
@@ -847,9 +854,10 @@ TEST_F(KeyFeaturesTest, SlotPressureAcrossProcessesIsTransparent) {
   std::string dir = TempDir();
   std::vector<std::string> paths;
   for (int i = 0; i < kChildren; ++i) {
-    auto k = (i % 2 == 1) ? tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256,
-                                                     SecretBytes(AsBytes("proc" + std::to_string(i))))
-                          : tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256);
+    auto k = (i % 2 == 1)
+                 ? tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256,
+                                            SecretBytes(AsBytes("proc" + std::to_string(i))))
+                 : tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256);
     ASSERT_TRUE(k.ok()) << k.error().ToString();
     paths.push_back(dir + "/k" + std::to_string(i) + ".pem");
     ASSERT_TRUE((*k)->Save(paths.back()).ok());
@@ -895,9 +903,10 @@ TEST_F(KeyFeaturesTest, SlotPressureAcrossProcessesIsTransparent) {
 TEST_F(KeyFeaturesTest, ThreadsSigningWithSeveralKeysAndAuthValues) {
   std::vector<std::shared_ptr<tpm::WorkloadKey>> keys;
   for (int i = 0; i < 4; ++i) {
-    auto k = (i % 2 == 1) ? tpm::WorkloadKey::Create(ctx_, i == 1 ? KeyAlg::kEcP256 : KeyAlg::kEcP384,
-                                                     SecretBytes(AsBytes("thr" + std::to_string(i))))
-                          : tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256);
+    auto k = (i % 2 == 1)
+                 ? tpm::WorkloadKey::Create(ctx_, i == 1 ? KeyAlg::kEcP256 : KeyAlg::kEcP384,
+                                            SecretBytes(AsBytes("thr" + std::to_string(i))))
+                 : tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256);
     ASSERT_TRUE(k.ok()) << k.error().ToString();
     keys.push_back(*k);
   }
@@ -964,7 +973,8 @@ TEST_F(KeyFeaturesTest, FullTpmSaysWhoseObjectsFillIt) {
   ASSERT_TRUE(ctx_->Run([&](ESYS_CONTEXT* esys) -> Status {
                     for (ESYS_TR tr : foreign) Esys_FlushContext(esys, tr);
                     return OkStatus();
-                  }).ok());
+                  })
+                  .ok());
   auto after = (*key)->SignDigest(HashAlg::kSha256, digest);
   EXPECT_TRUE(after.ok()) << after.error().ToString();
 }
@@ -998,7 +1008,8 @@ TEST_F(KeyFeaturesTest, KeyFileFromAnotherTpmIsRefusedClearly) {
   const char* root = std::getenv("WIMSE_SOURCE_ROOT");
   ASSERT_NE(root, nullptr);
   std::string dir = TempDir();
-  std::string other_tcti = wimse::testing::Shell(std::string(root) + "/ci/swtpm start " + dir + "/other");
+  std::string other_tcti =
+      wimse::testing::Shell(std::string(root) + "/ci/swtpm start " + dir + "/other");
   ASSERT_EQ(other_tcti.rfind("swtpm:", 0), 0u) << "second swtpm did not start: " << other_tcti;
   std::string path = dir + "/other.pem";
   {

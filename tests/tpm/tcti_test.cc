@@ -50,8 +50,7 @@ bool StockGetRandom(const std::string& tcti) {
   bool ok = false;
   if (Esys_Initialize(&esys, t, nullptr) == TSS2_RC_SUCCESS) {
     TPM2B_DIGEST* out = nullptr;
-    ok = Esys_GetRandom(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, 8, &out) ==
-         TSS2_RC_SUCCESS;
+    ok = Esys_GetRandom(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, 8, &out) == TSS2_RC_SUCCESS;
     Esys_Free(out);
     Esys_Finalize(&esys);
   }
@@ -256,8 +255,16 @@ class BrokenEndpoint {
 };
 
 std::vector<uint8_t> Header(uint32_t size) {
-  return {0x80, 0x01, static_cast<uint8_t>(size >> 24), static_cast<uint8_t>(size >> 16),
-          static_cast<uint8_t>(size >> 8), static_cast<uint8_t>(size), 0, 0, 0, 0};
+  return {0x80,
+          0x01,
+          static_cast<uint8_t>(size >> 24),
+          static_cast<uint8_t>(size >> 16),
+          static_cast<uint8_t>(size >> 8),
+          static_cast<uint8_t>(size),
+          0,
+          0,
+          0,
+          0};
 }
 
 TEST(TctiBrokenEndpoint, HangUpIsATctiErrorThatSaysSo) {
@@ -328,8 +335,7 @@ TEST(TctiBrokenEndpoint, PeerThatHungUpBetweenCommandsIsReconnected) {
     ASSERT_EQ(Tss2_Tcti_Transmit(t, command.size(), command.data()), TSS2_RC_SUCCESS) << i;
     uint8_t response[64];
     size_t size = sizeof(response);
-    ASSERT_EQ(Tss2_Tcti_Receive(t, &size, response, TSS2_TCTI_TIMEOUT_BLOCK), TSS2_RC_SUCCESS)
-        << i;
+    ASSERT_EQ(Tss2_Tcti_Receive(t, &size, response, TSS2_TCTI_TIMEOUT_BLOCK), TSS2_RC_SUCCESS) << i;
     EXPECT_EQ(size, 10u);
     // Let the hang-up arrive before the next command.
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -120,8 +120,8 @@ TEST(Tss2Key, RefusesWhatItCannotUseWithAReason) {
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message().find("sealed"), std::string::npos);
 
-  auto transient = ParseTss2KeyDer(BuildKey({}, Bytes{0x00, 0x80, 0, 0, 1}, Tpm2b(4, 1),
-                                            Tpm2b(4, 2)));
+  auto transient =
+      ParseTss2KeyDer(BuildKey({}, Bytes{0x00, 0x80, 0, 0, 1}, Tpm2b(4, 1), Tpm2b(4, 2)));
   ASSERT_FALSE(transient.ok());
 
   Bytes good = BuildKey({}, Bytes{0x40, 0, 0, 1}, Tpm2b(4, 1), Tpm2b(4, 2));
@@ -132,7 +132,8 @@ TEST(Tss2Key, RefusesWhatItCannotUseWithAReason) {
   Bytes trailing = good;
   trailing.push_back(0);
   EXPECT_FALSE(ParseTss2KeyDer(trailing).ok());
-  auto wrong_label = ParseTss2KeyPem("-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n");
+  auto wrong_label =
+      ParseTss2KeyPem("-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n");
   ASSERT_FALSE(wrong_label.ok());
   EXPECT_NE(wrong_label.error().message().find("PRIVATE KEY"), std::string::npos);
 }
@@ -240,8 +241,8 @@ Result<SecretBytes> AuthFromFile(const std::string& content) {
 }
 
 TEST(AuthSource, FileWithMoreThanOneLineOrANulIsRefused) {
-  for (const std::string& content : {std::string("line1\nline2\n"), std::string("ab\0cd\n", 6),
-                                     std::string("a\rb")}) {
+  for (const std::string& content :
+       {std::string("line1\nline2\n"), std::string("ab\0cd\n", 6), std::string("a\rb")}) {
     auto v = AuthFromFile(content);
     ASSERT_FALSE(v.ok());
     EXPECT_NE(v.error().message().find("more than one line or a NUL byte"), std::string::npos)

@@ -70,8 +70,8 @@ TEST(Ecdsa, DirectDerEncodingMatchesOpenSsl) {
       size_t zr = rng() % 4 == 0 ? rng() % (field + 1) : 0;
       size_t zs = rng() % 4 == 0 ? rng() % (field + 1) : 0;
       std::fill(raw.begin(), raw.begin() + static_cast<long>(zr), 0);
-      std::fill(raw.begin() + static_cast<long>(field),
-                raw.begin() + static_cast<long>(field + zs), 0);
+      std::fill(raw.begin() + static_cast<long>(field), raw.begin() + static_cast<long>(field + zs),
+                0);
       if (rng() % 3 == 0 && zr < field) raw[zr] |= 0x80;
       ByteView r = ByteView(raw).subspan(0, field);
       ByteView s = ByteView(raw).subspan(field);
