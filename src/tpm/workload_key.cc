@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <tss2/tss2_mu.h>
 
+#include <chrono>
 #include <cstdio>
 
 #include "crypto/ecdsa.h"
@@ -12,6 +13,7 @@
 #include "keyfile/key_ref.h"
 #include "tpm/attestation.h"
 #include "tpm/hmac_session.h"
+#include "tpm/tcti.h"
 #include "tpm/templates.h"
 
 namespace wimse::tpm {
@@ -110,6 +112,7 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::FromKeyFile(std::shared_ptr<Tp
                      " (supported: the ECC storage primary of 0x40000001, or a persistent "
                      "parent 0x81xxxxxx)");
   }
+  AuthLatch::Global();  // made now, so workers forked after the key is opened share it
   auto key = std::shared_ptr<WorkloadKey>(new WorkloadKey());
   key->ctx_ = std::move(ctx);
   key->public_area_ = area;
@@ -201,6 +204,7 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::OpenPersistent(std::shared_ptr
     return Error(Layer::kUsage,
                  HandleToString(handle) + " is not a persistent handle (0x81xxxxxx)");
   }
+  AuthLatch::Global();  // made now, so workers forked after the key is opened share it
   auto area = ctx->Run([&](ESYS_CONTEXT* esys) -> Result<TPMT_PUBLIC> {
     WIMSE_ASSIGN_OR_RETURN(ESYS_TR tr, ctx->PersistentObjectLocked(esys, handle));
     TPM2B_PUBLIC* pub = nullptr;
@@ -249,7 +253,33 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::OpenPersistent(std::shared_ptr
 
 void WorkloadKey::SetAuth(SecretBytes auth) {
   auth_ = std::make_shared<SecretBytes>(std::move(auth));
-  auth_rejected_rc_.store(0);  // a new value gets its one try
+  auth_rejected_rc_.store(0);  // a new value gets its one try (unless the latch has it)
+  auth_accepted_.store(false);
+}
+
+namespace {
+void PutU32(Bytes& out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
+}
+}  // namespace
+
+AuthLatch::Fingerprint WorkloadKey::AuthFingerprint() const {
+  // What is authorized: the key (Name), its wrapping (the private blob: TPM2_ObjectChangeAuth
+  // keeps the Name but gives a new blob with a new auth value) and, for persistent keys, the
+  // handle.
+  Bytes object = name_;
+  PutU32(object, persistent_handle_);
+  object.insert(object.end(), file_.private_blob.begin(), file_.private_blob.end());
+  ByteView auth = auth_ ? auth_->view() : ByteView();
+  return AuthLatch::Global().Of("key", object, auth);
+}
+
+AuthLatch::Fingerprint WorkloadKey::ParentFingerprint() const {
+  Bytes object;
+  PutU32(object, file_.parent);
+  object.insert(object.end(), file_.public_blob.begin(), file_.public_blob.end());
+  object.insert(object.end(), file_.private_blob.begin(), file_.private_blob.end());
+  return AuthLatch::Global().Of("parent", object, ByteView());
 }
 
 Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Persist(uint32_t handle) const {
@@ -281,6 +311,7 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Persist(uint32_t handle) const
   WIMSE_ASSIGN_OR_RETURN(auto key, OpenPersistent(ctx_, handle));
   key->auth_ = auth_;
   key->auth_rejected_rc_.store(auth_rejected_rc_.load());
+  key->auth_accepted_.store(auth_accepted_.load());
   return key;
 }
 
@@ -359,9 +390,30 @@ Result<ESYS_TR> WorkloadKey::LoadLocked(ESYS_CONTEXT* esys) const {
       WIMSE_ASSIGN_OR_RETURN(srk, ctx_->LoadStoragePrimaryLocked(e));
       parent = srk.get();
     }
+    // A parent that refused the empty auth value once is not asked again (each refusal may
+    // be a dictionary-attack strike), in this process or its forked workers.
+    uint32_t refused = parent_rejected_rc_.load();
+    if (refused == 0) refused = AuthLatch::Global().Rejected(ParentFingerprint());
+    if (refused != 0) {
+      parent_rejected_rc_.store(refused);
+      return ParentAuthError(refused);
+    }
     ESYS_TR tr = ESYS_TR_NONE;
     TSS2_RC rc =
         Esys_Load(e, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &tr);
+    if (IsAuthFailure(rc)) {
+      parent_rejected_rc_.store(rc);
+      AuthLatch::Global().RecordRejected(ParentFingerprint(), rc);
+      return Error(Layer::kTpm, ParentAuthError(rc).message(), rc);
+    }
+    if (IsLockout(rc)) {
+      return Error(Layer::kTpm,
+                   "TPM2_Load (" + label_ +
+                       "): the TPM is in dictionary-attack lockout "
+                       "(TPM_RC_LOCKOUT) and refuses to authorize the parent " +
+                       HandleToString(file_.parent),
+                   rc);
+    }
     if (rc == TPM2_RC_OBJECT_MEMORY) {
       return ctx_->ObjectSlotErrorLocked(e, "TPM2_Load (" + label_ + ")", rc,
                                          srk.get() != ESYS_TR_NONE ? 1 : 0);
@@ -409,6 +461,19 @@ Error WorkloadKey::MissingAuthError() const {
                                   "dictionary-attack strike)");
 }
 
+Error WorkloadKey::ParentAuthError(uint32_t rc) const {
+  char code[16];
+  std::snprintf(code, sizeof(code), "0x%x", rc);
+  return Error(Layer::kTpm,
+               "TPM2_Load (" + label_ + "): the parent " + HandleToString(file_.parent) +
+                   " refused an empty auth value (" + code +
+                   ", TPM_RC_AUTH_FAIL): the parent has an auth value, and wimse-tpm loads keys "
+                   "only under parents without one (the storage primary of 0x40000001, or a "
+                   "persistent parent with an empty auth value); not retried by this process or "
+                   "its workers: each refusal may count toward the TPM's dictionary-attack "
+                   "lockout");
+}
+
 Error WorkloadKey::RejectedAuthError() const {
   // No response code attached: this refusal sent nothing, and a decoded "DA counter
   // incremented" would read as another strike. The earlier answer is named in the text.
@@ -434,6 +499,15 @@ Status WorkloadKey::CheckAuthUsable() const {
   if (auth_rejected()) {
     return RejectedAuthError();
   }
+  if (!auth_accepted_.load(std::memory_order_relaxed)) {
+    // Another WorkloadKey for this key and value, or another process of the tree, may have
+    // been refused already.
+    uint32_t rc = AuthLatch::Global().Rejected(AuthFingerprint());
+    if (rc != 0) {
+      auth_rejected_rc_.store(rc);
+      return RejectedAuthError();
+    }
+  }
   return OkStatus();
 }
 
@@ -443,6 +517,7 @@ Error WorkloadKey::AuthorizationError(const char* what, TSS2_RC rc) const {
     // Whatever the caller does next (a TLS server retries on every handshake), this auth value
     // gets no second try: CheckAuthUsable refuses until SetAuth.
     auth_rejected_rc_.store(rc);
+    AuthLatch::Global().RecordRejected(AuthFingerprint(), rc);
     std::string hint =
         secure ? " (wrong auth value; not retried: every failure counts toward the "
                  "TPM's dictionary-attack lockout)"
@@ -573,8 +648,35 @@ Result<Bytes> WorkloadKey::SignDigestRsa(HashAlg hash, ByteView digest, RsaSchem
     sig_scheme.scheme = TPM2_ALG_RSASSA;
     sig_scheme.details.rsassa.hashAlg = TpmAlgFromHash(hash);
   }
+  // Until the TPM has accepted this auth value once, the first attempt is claimed in the
+  // process tree's AuthLatch: concurrent first attempts by forked workers wait for its answer
+  // (outside the context lock and the TPM connection) instead of each risking a strike.
+  std::optional<AuthLatch::Fingerprint> claim;
+  if (!auth_accepted_.load(std::memory_order_acquire)) {
+    claim = AuthFingerprint();
+    int wait_ms = SwtpmResponseTimeoutMilliseconds();
+    switch (AuthLatch::Global().BeginFirstTry(*claim, std::chrono::milliseconds(wait_ms))) {
+      case AuthLatch::Claim::kMine:
+        break;
+      case AuthLatch::Claim::kRejected:
+        auth_rejected_rc_.store(AuthLatch::Global().Rejected(*claim));
+        return RejectedAuthError();
+      case AuthLatch::Claim::kTimedOut:
+        return Error(Layer::kTpm, KeyNoun() +
+                                      ": another process has been making the first TPM attempt "
+                                      "with this key's auth value for more than " +
+                                      std::to_string(wait_ms / 1000) +
+                                      " s; not trying in parallel (nothing was sent to the TPM)");
+    }
+  }
   auto sig = ctx_->Run(
       [&](ESYS_CONTEXT* esys) -> Result<Bytes> { return SignLocked(esys, in, sig_scheme); });
+  if (claim) {
+    if (sig.ok()) auth_accepted_.store(true, std::memory_order_release);
+    // After an authorization failure the entry is already 'rejected' (AuthorizationError) and
+    // stays; any other outcome frees it for the next process.
+    AuthLatch::Global().EndFirstTry(*claim);
+  }
   if (!sig.ok() || !pss) return sig;
   // TPM2_Sign has no salt-length parameter; refuse anything but salt = digest length.
   Status salt = CheckRsaPssSaltIsDigestLength(public_key_.get(), hash, digest, *sig);

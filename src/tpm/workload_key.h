@@ -12,7 +12,14 @@
 // failure counts toward the TPM's dictionary-attack lockout. After such a failure the key
 // refuses every further use locally (no TPM command) until SetAuth gives a new value: a server
 // whose key was configured with a wrong pass phrase would otherwise spend one strike per TLS
-// handshake, and any unauthenticated client could drive the TPM into lockout.
+// handshake, and any unauthenticated client could drive the TPM into lockout. The refusal is
+// shared by every WorkloadKey for the same key and auth value in the process and in every process
+// forked after the key was opened (tpm/auth_latch.h): a reloaded key, a key decoded per
+// connection and a pre-fork server's workers all get one try in all, and concurrent first tries
+// wait for the first answer instead of each spending a strike.
+//
+// A key file whose parent needs an auth value is refused after the TPM's first TPM_RC_AUTH_FAIL
+// on TPM2_Load (parents are used with an empty auth value), shared the same way.
 //
 // Keys whose public area needs a policy session (userWithAuth clear) or that are restricted
 // (attestation keys) are refused when they are opened.
@@ -27,6 +34,7 @@
 #include "crypto/ossl.h"
 #include "crypto/signer.h"
 #include "keyfile/tss2_key.h"
+#include "tpm/auth_latch.h"
 #include "tpm/context.h"
 
 namespace wimse::tpm {
@@ -169,9 +177,17 @@ class WorkloadKey {
   std::optional<KeyCreation> creation_;
   // The TPM's response code when it rejected the current auth value; 0 when it has not.
   mutable std::atomic<uint32_t> auth_rejected_rc_{0};
+  // Set after the TPM accepted the current auth value once: the shared latch is skipped.
+  mutable std::atomic<bool> auth_accepted_{false};
+  // The TPM's response code when it refused the parent's (empty) auth value on TPM2_Load.
+  mutable std::atomic<uint32_t> parent_rejected_rc_{0};
 
+  // This key with its current auth value, and loading it under its parent, in AuthLatch.
+  AuthLatch::Fingerprint AuthFingerprint() const;
+  AuthLatch::Fingerprint ParentFingerprint() const;
   Error MissingAuthError() const;
   Error RejectedAuthError() const;
+  Error ParentAuthError(uint32_t rc) const;
   Result<Bytes> SignLocked(ESYS_CONTEXT* esys, const TPM2B_DIGEST& digest,
                            const TPMT_SIG_SCHEME& scheme) const;
 };

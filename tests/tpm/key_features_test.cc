@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -246,6 +247,169 @@ TEST_F(KeyFeaturesTest, RejectedAuthValueCostsOneStrikeThenIsRefusedLocally) {
   ASSERT_TRUE(good.ok()) << good.error().ToString();
   EXPECT_TRUE(VerifyDigest((*key)->public_key(), HashAlg::kSha256, digest, *good).ok());
   EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before + 1);
+  ASSERT_TRUE(ResetDictionaryAttack(*ctx_).ok());
+}
+
+TEST_F(KeyFeaturesTest, RejectionIsSharedByReloadedKeysAndForkedWorkers) {
+  // nginx re-reads its key on reload (a new key object), programs decode the key per
+  // connection, and a pre-fork server's workers each sign: one wrong value, one strike in all
+  // (tpm/auth_latch.h).
+  auto created = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256, SecretBytes(AsBytes("right")));
+  ASSERT_TRUE(created.ok()) << created.error().ToString();
+  std::string path = TempDir() + "/shared.pem";
+  ASSERT_TRUE((*created)->Save(path).ok());
+  Bytes digest = TestDigest(HashAlg::kSha256, "latch");
+  uint32_t before = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER);
+
+  auto first = tpm::OpenKey(ctx_, path);
+  ASSERT_TRUE(first.ok());
+  (*first)->SetAuth(SecretBytes(AsBytes("wrong")));
+  auto sig = (*first)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_FALSE(sig.ok());
+  EXPECT_NE(sig.error().message().find("TPM_RC_AUTH_FAIL"), std::string::npos);
+  EXPECT_NE(sig.error().tss2_rc(), 0u);  // this one was the TPM's answer
+  for (int reload = 0; reload < 3; ++reload) {
+    auto again = tpm::OpenKey(ctx_, path);
+    ASSERT_TRUE(again.ok());
+    (*again)->SetAuth(SecretBytes(AsBytes("wrong")));
+    auto refused = (*again)->SignDigest(HashAlg::kSha256, digest);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_NE(refused.error().message().find("rejected by the TPM earlier"), std::string::npos)
+        << refused.error().ToString();
+    EXPECT_EQ(refused.error().tss2_rc(), 0u);
+  }
+  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before + 1) << "reloads";
+
+  // Pre-fork: the master opens the key with another wrong value that was never tried, then
+  // forks workers that all sign at once.
+  auto master = tpm::OpenKey(ctx_, path);
+  ASSERT_TRUE(master.ok());
+  (*master)->SetAuth(SecretBytes(AsBytes("also wrong")));
+  ctx_->Disconnect();
+  constexpr int kWorkers = 4;
+  std::vector<pid_t> workers;
+  for (int i = 0; i < kWorkers; ++i) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      alarm(60);
+      int tpm_answers = 0;
+      for (int n = 0; n < 3; ++n) {
+        auto s = (*master)->SignDigest(HashAlg::kSha256, digest);
+        if (s.ok()) _exit(20);
+        if (s.error().tss2_rc() != 0) ++tpm_answers;
+      }
+      ctx_->Disconnect();
+      _exit(tpm_answers);  // 1 for the worker that asked the TPM, 0 for the others
+    }
+    workers.push_back(pid);
+  }
+  int answered = 0;
+  for (pid_t pid : workers) {
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_LE(WEXITSTATUS(status), 1) << "a worker signed, or asked the TPM twice";
+    answered += WEXITSTATUS(status);
+  }
+  EXPECT_EQ(answered, 1) << "exactly one worker's attempt reached the TPM";
+  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before + 2);
+  // The master learns it too, without a TPM command.
+  auto in_master = (*master)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_FALSE(in_master.ok());
+  EXPECT_EQ(in_master.error().tss2_rc(), 0u) << in_master.error().ToString();
+
+  // The right value still signs, in a reloaded key too.
+  auto good = tpm::OpenKey(ctx_, path);
+  ASSERT_TRUE(good.ok());
+  (*good)->SetAuth(SecretBytes(AsBytes("right")));
+  auto ok = (*good)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_TRUE(ok.ok()) << ok.error().ToString();
+  EXPECT_TRUE(VerifyDigest((*good)->public_key(), HashAlg::kSha256, digest, *ok).ok());
+  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before + 2);
+  ASSERT_TRUE(ResetDictionaryAttack(*ctx_).ok());
+}
+
+TEST_F(KeyFeaturesTest, ParentWithAnAuthValueCostsOneStrikeAndIsNamed) {
+  // A key file whose persistent parent has an auth value: parents are used with an empty auth
+  // value, so TPM2_Load fails with TPM_RC_AUTH_FAIL (a strike unless the parent is noDA).
+  // Without a latch every signature would load again and strike again.
+  const uint32_t kParent = 0x81000102;
+  const char kParentAuth[] = "parent-pw";
+  auto made = ctx_->Run([&](ESYS_CONTEXT* esys) -> Result<Tss2KeyFile> {
+    WIMSE_ASSIGN_OR_RETURN(tpm::TpmHandle srk, ctx_->LoadStoragePrimaryLocked(esys));
+    TPM2B_PUBLIC storage = tpm::StoragePrimaryTemplateEccP256();  // restricted decrypt
+    storage.publicArea.objectAttributes &= ~TPMA_OBJECT_NODA;     // its failures count
+    TPM2B_SENSITIVE_CREATE sensitive{};
+    sensitive.sensitive.userAuth.size = sizeof(kParentAuth) - 1;
+    std::memcpy(sensitive.sensitive.userAuth.buffer, kParentAuth, sizeof(kParentAuth) - 1);
+    TPM2B_DATA outside{};
+    TPML_PCR_SELECTION pcrs{};
+    TPM2B_PRIVATE* priv = nullptr;
+    TPM2B_PUBLIC* pub = nullptr;
+    TSS2_RC rc =
+        Esys_Create(esys, srk.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
+                    &storage, &outside, &pcrs, &priv, &pub, nullptr, nullptr, nullptr);
+    if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("Create (parent)", rc);
+    ESYS_TR parent = ESYS_TR_NONE;
+    rc = Esys_Load(esys, srk.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub,
+                   &parent);
+    Esys_Free(priv);
+    Esys_Free(pub);
+    if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("Load (parent)", rc);
+    ESYS_TR persistent = ESYS_TR_NONE;
+    rc = Esys_EvictControl(esys, ESYS_TR_RH_OWNER, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                           ESYS_TR_NONE, kParent, &persistent);
+    if (rc != TSS2_RC_SUCCESS) {
+      Esys_FlushContext(esys, parent);
+      return tpm::TpmError("EvictControl (parent)", rc);
+    }
+    TPM2B_AUTH auth{};
+    auth.size = sizeof(kParentAuth) - 1;
+    std::memcpy(auth.buffer, kParentAuth, auth.size);
+    Esys_TR_SetAuth(esys, parent, &auth);
+    WIMSE_ASSIGN_OR_RETURN(TPM2B_PUBLIC tmpl, tpm::WorkloadKeyTemplate(KeyAlg::kEcP256));
+    TPM2B_SENSITIVE_CREATE child_sensitive{};
+    rc = Esys_Create(esys, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &child_sensitive,
+                     &tmpl, &outside, &pcrs, &priv, &pub, nullptr, nullptr, nullptr);
+    Esys_FlushContext(esys, parent);
+    Esys_TR_Close(esys, &persistent);
+    if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("Create (child)", rc);
+    Tss2KeyFile f;
+    f.parent = kParent;
+    f.empty_auth = true;
+    f.empty_auth_present = true;
+    WIMSE_ASSIGN_OR_RETURN(f.public_blob, MarshalTpm2bPublic(*pub));
+    Bytes buf(sizeof(TPM2B_PRIVATE) + 2);
+    size_t off = 0;
+    Tss2_MU_TPM2B_PRIVATE_Marshal(priv, buf.data(), buf.size(), &off);
+    buf.resize(off);
+    f.private_blob = buf;
+    Esys_Free(priv);
+    Esys_Free(pub);
+    return f;
+  });
+  ASSERT_TRUE(made.ok()) << made.error().ToString();
+  std::string path = TempDir() + "/under-authed-parent.pem";
+  ASSERT_TRUE(WriteTss2KeyFile(path, *made).ok());
+  Bytes digest = TestDigest(HashAlg::kSha256, "parent auth");
+  uint32_t before = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER);
+  for (int reload = 0; reload < 3; ++reload) {
+    auto key = tpm::OpenKey(ctx_, path);
+    ASSERT_TRUE(key.ok()) << key.error().ToString();
+    for (int n = 0; n < 2; ++n) {
+      auto sig = (*key)->SignDigest(HashAlg::kSha256, digest);
+      ASSERT_FALSE(sig.ok());
+      const std::string& m = sig.error().message();
+      EXPECT_NE(m.find("the parent 0x81000102 refused an empty auth value"), std::string::npos)
+          << sig.error().ToString();
+      EXPECT_NE(m.find("loads keys only under parents without one"), std::string::npos) << m;
+      // Only the very first attempt was a TPM answer.
+      EXPECT_EQ(sig.error().tss2_rc() != 0, reload == 0 && n == 0) << sig.error().ToString();
+    }
+  }
+  EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before + 1);
+  ASSERT_TRUE(tpm::WorkloadKey::EvictPersistent(ctx_, kParent, /*any_object=*/true).ok());
   ASSERT_TRUE(ResetDictionaryAttack(*ctx_).ok());
 }
 

@@ -1,0 +1,209 @@
+#include "tpm/auth_latch.h"
+
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+namespace wimse::tpm {
+
+namespace {
+enum : uint32_t { kFree = 0, kTrying = 1, kRejected = 2 };
+}  // namespace
+
+struct AuthLatch::Table {
+  pthread_mutex_t mu;
+  uint8_t salt[32];
+  uint64_t clock;  // orders rejected entries for reuse (oldest first)
+  struct Slot {
+    Fingerprint fp;
+    uint32_t state;
+    uint32_t rc;
+    pid_t pid;
+    uint64_t stamp;
+  } slots[kSlots];
+};
+
+namespace {
+
+// Locks the table's robust mutex; a process that died holding it left the table consistent
+// (every update is a few plain stores), so the lock is simply made consistent again.
+class TableLock {
+ public:
+  explicit TableLock(pthread_mutex_t* mu) : mu_(mu) {
+    if (pthread_mutex_lock(mu_) == EOWNERDEAD) pthread_mutex_consistent(mu_);
+  }
+  ~TableLock() { pthread_mutex_unlock(mu_); }
+  TableLock(const TableLock&) = delete;
+  TableLock& operator=(const TableLock&) = delete;
+
+ private:
+  pthread_mutex_t* mu_;
+};
+
+bool ProcessAlive(pid_t pid) { return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM); }
+
+void FillSalt(uint8_t* salt, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = getrandom(salt + got, n - got, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    got += static_cast<size_t>(r);
+  }
+  // getrandom cannot fail on Linux >= 3.17 once the pool is ready; should it, the salt still
+  // differs per table (address and pid) so fingerprints are not comparable across trees.
+  if (got < n) {
+    uint64_t mix = reinterpret_cast<uintptr_t>(salt) ^ (static_cast<uint64_t>(getpid()) << 32);
+    std::memcpy(salt, &mix, sizeof(mix));
+  }
+}
+
+}  // namespace
+
+AuthLatch& AuthLatch::Global() {
+  static AuthLatch* latch = [] {
+    bool shared = true;
+    void* mem =
+        mmap(nullptr, sizeof(Table), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) {
+      shared = false;
+      mem = new Table;
+    }
+    auto* table = static_cast<Table*>(mem);
+    std::memset(table, 0, sizeof(Table));
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    if (shared) pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&table->mu, &attr);
+    pthread_mutexattr_destroy(&attr);
+    FillSalt(table->salt, sizeof(table->salt));
+    return new AuthLatch(table, shared);
+  }();
+  return *latch;
+}
+
+AuthLatch::Fingerprint AuthLatch::Of(std::string_view domain, ByteView object,
+                                     ByteView auth) const {
+  Fingerprint fp{};
+  EVP_MD_CTX* md = EVP_MD_CTX_new();
+  auto put = [&](const void* p, size_t n) {
+    uint32_t len = static_cast<uint32_t>(n);
+    EVP_DigestUpdate(md, &len, sizeof(len));  // length-prefixed: fields cannot run together
+    EVP_DigestUpdate(md, p, n);
+  };
+  bool ok = md != nullptr && EVP_DigestInit_ex(md, EVP_sha256(), nullptr) == 1;
+  if (ok) {
+    put(table_->salt, sizeof(table_->salt));
+    put(domain.data(), domain.size());
+    put(object.data(), object.size());
+    put(auth.data(), auth.size());
+    unsigned int n = 0;
+    ok = EVP_DigestFinal_ex(md, fp.data(), &n) == 1 && n == fp.size();
+  }
+  EVP_MD_CTX_free(md);
+  if (!ok) {
+    // Without SHA-256 nothing else works either; an all-0xff fingerprint fails closed (every
+    // authorization then shares one entry: at most one strike in all).
+    fp.fill(0xff);
+  }
+  return fp;
+}
+
+uint32_t AuthLatch::Rejected(const Fingerprint& fp) {
+  TableLock lock(&table_->mu);
+  for (const auto& s : table_->slots) {
+    if (s.state == kRejected && s.fp == fp) return s.rc;
+  }
+  return 0;
+}
+
+void AuthLatch::RecordRejected(const Fingerprint& fp, uint32_t rc) {
+  TableLock lock(&table_->mu);
+  Table::Slot* target = nullptr;
+  Table::Slot* oldest = nullptr;
+  for (auto& s : table_->slots) {
+    if (s.state != kFree && s.fp == fp) {
+      target = &s;
+      break;
+    }
+  }
+  if (target == nullptr) {
+    for (auto& s : table_->slots) {
+      if (s.state == kFree) {
+        target = &s;
+        break;
+      }
+      if (s.state == kRejected && (oldest == nullptr || s.stamp < oldest->stamp)) oldest = &s;
+    }
+  }
+  if (target == nullptr) target = oldest;
+  if (target == nullptr) return;  // every slot is a live first try: nothing to displace
+  target->fp = fp;
+  target->state = kRejected;
+  target->rc = rc == 0 ? 1 : rc;
+  target->pid = 0;
+  target->stamp = ++table_->clock;
+}
+
+AuthLatch::Claim AuthLatch::BeginFirstTry(const Fingerprint& fp, std::chrono::milliseconds wait) {
+  const pid_t self = getpid();
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  auto pause = std::chrono::microseconds(200);
+  for (;;) {
+    {
+      TableLock lock(&table_->mu);
+      Table::Slot* free_slot = nullptr;
+      Table::Slot* found = nullptr;
+      for (auto& s : table_->slots) {
+        if (s.state != kFree && s.fp == fp) {
+          found = &s;
+          break;
+        }
+        if (s.state == kFree && free_slot == nullptr) free_slot = &s;
+      }
+      if (found != nullptr && found->state == kRejected) return Claim::kRejected;
+      if (found != nullptr && (found->pid == self || !ProcessAlive(found->pid))) {
+        found->pid = self;  // ours already, or its holder died mid-try: take it over
+        return Claim::kMine;
+      }
+      if (found == nullptr) {
+        // A full table of live first tries is not worth waiting for: try without a claim.
+        if (free_slot == nullptr) return Claim::kMine;
+        free_slot->fp = fp;
+        free_slot->state = kTrying;
+        free_slot->pid = self;
+        free_slot->rc = 0;
+        free_slot->stamp = ++table_->clock;
+        return Claim::kMine;
+      }
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return Claim::kTimedOut;
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(5000));
+  }
+}
+
+void AuthLatch::EndFirstTry(const Fingerprint& fp) {
+  TableLock lock(&table_->mu);
+  for (auto& s : table_->slots) {
+    if (s.state == kTrying && s.fp == fp && s.pid == getpid()) {
+      std::memset(&s, 0, sizeof(s));
+      return;
+    }
+  }
+}
+
+}  // namespace wimse::tpm
