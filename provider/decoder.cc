@@ -201,8 +201,11 @@ bool ObtainKeyAuth(ProviderContext* prov, tpm::WorkloadKey* key, const char* wha
   // draft's "auth required"; files of wimse-tpm before it wrote an explicit FALSE) an empty
   // answer is refused here, before the TPM could count a strike. Asked once; never retried.
   // Longer than any auth value (kMaxAuthValueSize) by far, so an over-long answer is refused
-  // with its real length (WorkloadKey::CheckAuthUsable) rather than cut by the callback.
-  char pass[1024];
+  // with its real length (WorkloadKey::CheckAuthUsable) rather than cut by the callback. It is
+  // larger than OpenSSL's own pass-phrase buffers (apps read -passin file: into 1024 bytes): a
+  // callback that fails with a longer answer is indistinguishable from one with no answer, and
+  // for an emptyAuth FALSE key no answer means empty auth (tried once, see AuthLatch).
+  char pass[4096];
   size_t pass_len = 0;
   OSSL_PARAM info[] = {
       OSSL_PARAM_construct_utf8_string(OSSL_PASSPHRASE_PARAM_INFO, const_cast<char*>(what), 0),

@@ -22,6 +22,7 @@
 
 #include "crypto/public_key.h"
 #include "crypto/tpm_public.h"
+#include "keyfile/auth_source.h"
 #include "provider/provider.h"
 
 namespace wimse::provider {
@@ -679,13 +680,52 @@ struct GenCtx {
   KeyType type = KeyType::kEc;
   KeyAlg alg = KeyAlg::kEcP256;
   int selection = 0;
+  // Where the new key's auth value comes from (a file or an environment variable, never the
+  // value itself: -pkeyopt arguments show in `ps` and shell history). Read at generation.
+  AuthSource auth;
 };
+
+// The gen parameters naming the auth value's source (`-pkeyopt user-auth-file:PATH`,
+// `-pkeyopt user-auth-env:NAME`). tpm2-openssl's `user-auth` (the value itself) is refused.
+constexpr char kGenUserAuthFile[] = "user-auth-file";
+constexpr char kGenUserAuthEnv[] = "user-auth-env";
+constexpr char kGenUserAuth[] = "user-auth";
+
+bool SetGenAuthParams(GenCtx* gen, const OSSL_PARAM params[]) {
+  ProviderContext* prov = gen->prov;
+  if (OSSL_PARAM_locate_const(params, kGenUserAuth) != nullptr) {
+    WIMSE_PROV_RAISE(prov, kReasonAuthFailure,
+                     "user-auth would put the auth value on the command line (visible in ps "
+                     "and shell history); use -pkeyopt user-auth-file:PATH or "
+                     "user-auth-env:NAME");
+    return false;
+  }
+  for (const char* name : {kGenUserAuthFile, kGenUserAuthEnv}) {
+    const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, name);
+    if (p == nullptr) continue;
+    const char* value = nullptr;
+    if (OSSL_PARAM_get_utf8_string_ptr(p, &value) != 1 || value == nullptr || *value == 0) {
+      WIMSE_PROV_RAISE(prov, kReasonAuthFailure, "%s needs a non-empty value", name);
+      return false;
+    }
+    (name == kGenUserAuthFile ? gen->auth.file : gen->auth.env) = value;
+  }
+  if (!gen->auth.file.empty() && !gen->auth.env.empty()) {
+    WIMSE_PROV_RAISE(prov, kReasonAuthFailure, "give one of %s and %s", kGenUserAuthFile,
+                     kGenUserAuthEnv);
+    return false;
+  }
+  return true;
+}
 
 bool SetGenParams(GenCtx* gen, const OSSL_PARAM params[]) {
   if (params == nullptr) {
     return true;
   }
   ProviderContext* prov = gen->prov;
+  if (!SetGenAuthParams(gen, params)) {
+    return false;
+  }
   if (gen->type == KeyType::kEc) {
     const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_GROUP_NAME);
     if (p != nullptr) {
@@ -798,12 +838,18 @@ const OSSL_PARAM kEcGenSettable[] = {
     OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, nullptr, 0),
     OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_EC_ENCODING, nullptr, 0),
     OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, nullptr, 0),
+    OSSL_PARAM_utf8_string(kGenUserAuthFile, nullptr, 0),
+    OSSL_PARAM_utf8_string(kGenUserAuthEnv, nullptr, 0),
+    OSSL_PARAM_utf8_string(kGenUserAuth, nullptr, 0),
     OSSL_PARAM_END,
 };
 const OSSL_PARAM kRsaGenSettable[] = {
     OSSL_PARAM_size_t(OSSL_PKEY_PARAM_RSA_BITS, nullptr),
     OSSL_PARAM_size_t(OSSL_PKEY_PARAM_RSA_PRIMES, nullptr),
     OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_E, nullptr, 0),
+    OSSL_PARAM_utf8_string(kGenUserAuthFile, nullptr, 0),
+    OSSL_PARAM_utf8_string(kGenUserAuthEnv, nullptr, 0),
+    OSSL_PARAM_utf8_string(kGenUserAuth, nullptr, 0),
     OSSL_PARAM_END,
 };
 
@@ -821,7 +867,17 @@ void* Gen(void* genctx, OSSL_CALLBACK* /*cb*/, void* /*cbarg*/) noexcept {
     // WorkloadKey::Create builds the public EVP_PKEY in the NULL library context: give it one
     // with the default provider even when the application loaded only wimsetpm.
     SoftwareCtxScope software(prov);
-    auto wk = tpm::WorkloadKey::Create(prov->Tpm(), gen->alg);
+    SecretBytes auth;
+    if (gen->auth.any()) {
+      auto value = ReadAuthValue(gen->auth, "the new key");
+      if (!value.ok()) {
+        WIMSE_PROV_RAISE_ERROR(prov, kReasonAuthFailure, value.error());
+        return nullptr;
+      }
+      auth = std::move(value).value();
+    }
+    // With an auth value, TPM2_Create runs in the salted session with parameter encryption.
+    auto wk = tpm::WorkloadKey::Create(prov->Tpm(), gen->alg, auth);
     if (!wk.ok()) {
       WIMSE_PROV_RAISE_ERROR(prov, ReasonForError(wk.error(), kReasonKeyGeneration), wk.error());
       return nullptr;

@@ -20,20 +20,42 @@
 
 namespace wimse::cli {
 
-void AddAuthOptions(CLI::App* cmd, AuthSource& src) {
+void AddAuthOptions(CLI::App* cmd, AuthSource& src, bool existing_key) {
   cmd->add_option("--auth-file", src.file, "read the key's auth value from this file");
   cmd->add_option("--auth-env", src.env,
                   "read the key's auth value from this environment variable (give its NAME)");
   cmd->add_flag("--auth-prompt", src.prompt, "prompt for the key's auth value (no echo)");
+  if (existing_key) {
+    cmd->add_flag("--empty-auth", src.empty,
+                  "the key has no auth value although its file says emptyAuth FALSE (as "
+                  "tpm2_encodeobject writes)");
+  }
 }
 
 Result<std::shared_ptr<tpm::WorkloadKey>> OpenCliKey(GlobalOptions& g, const std::string& ref,
                                                      const AuthSource& auth) {
+  if (auth.empty && auth.any()) {
+    return Error(Layer::kUsage,
+                 "--empty-auth and --auth-file/--auth-env/--auth-prompt exclude "
+                 "each other");
+  }
   auto key = tpm::OpenKey(tpm::SharedContext(tpm::ResolveTcti(g.tcti)), ref);
   if (!key.ok()) return key;
   if (auth.any()) {
     WIMSE_ASSIGN_OR_RETURN(SecretBytes value, ReadAuthValue(auth, ref));
     (*key)->SetAuth(std::move(value));
+  } else if (auth.empty) {
+    (*key)->SetAuth(SecretBytes());
+  } else if ((*key)->needs_auth() && !(*key)->auth_required_by_file()) {
+    // emptyAuth FALSE: the key has an auth value (wimse-tpm and tpm2-openssl write FALSE for
+    // such keys) or none (tpm2_encodeobject 5.4 writes FALSE for every key). An empty try
+    // would cost a forgetful user a dictionary-attack strike: the CLI asks to be told.
+    return Error(Layer::kUsage,
+                 (*key)->KeyNoun() +
+                     ": its key file says the key has an auth value (emptyAuth FALSE); give it "
+                     "with --auth-file, --auth-env or --auth-prompt, or, for a key without one "
+                     "(tpm2_encodeobject writes FALSE for those too), --empty-auth; nothing was "
+                     "sent to the TPM (no dictionary-attack strike)");
   }
   return key;
 }
@@ -59,7 +81,7 @@ struct KeygenOptions {
   bool force = false;
 };
 
-Status CheckKeygenDestination(const KeygenOptions& o);
+Status CheckKeygenDestinations(const KeygenOptions& o);
 
 void RunKeygen(GlobalOptions& g, const KeygenOptions& o) {
   auto alg = ParseAlg(o.alg);
@@ -81,8 +103,9 @@ void RunKeygen(GlobalOptions& g, const KeygenOptions& o) {
     if (!a.ok()) return Fail(g, "keygen", a.error());
     auth = std::move(*a);
   }
-  if (!o.out.empty()) {
-    auto s = CheckKeygenDestination(o);
+  // Every destination is checked before the TPM is asked for a key nobody could save.
+  {
+    auto s = CheckKeygenDestinations(o);
     if (!s.ok()) return Fail(g, "keygen", s.error());
   }
   auto ctx = tpm::SharedContext(tpm::ResolveTcti(g.tcti));
@@ -107,19 +130,31 @@ void RunKeygen(GlobalOptions& g, const KeygenOptions& o) {
     }
     Fail(g, "keygen", e);
   };
+  // All files or none: each is staged beside its destination and renamed only when every one
+  // was written.
+  StagedFiles files;
+  if (!o.out.empty()) {
+    auto pem = EncodeTss2KeyPem((*key)->key_file());
+    if (!pem.ok()) return fail(pem.error());
+    auto s = files.Stage(o.out, *pem, 0600);
+    if (!s.ok()) return fail(s.error());
+    // The creation record beside it, for TPM2_CertifyCreation in `attest` (nothing secret).
+    if ((*key)->creation()) {
+      s = files.Stage(o.out + attest::kKeyCreationSuffix,
+                      attest::EncodeKeyCreation(*(*key)->creation(), (*key)->name()), 0644);
+      if (!s.ok()) return fail(s.error());
+    }
+  }
   if (!o.pub_out.empty()) {
     auto pem = PublicKeyToPem((*key)->public_key());
     if (!pem.ok()) return fail(pem.error());
-    auto s = WriteFileAtomic(o.pub_out, *pem, 0644);
+    auto s = files.Stage(o.pub_out, *pem, 0644);
     if (!s.ok()) return fail(s.error());
   }
+  auto committed = files.Commit();
+  if (!committed.ok()) return fail(committed.error());
   if (!o.out.empty()) {
-    auto s = (*key)->Save(o.out);
-    if (!s.ok()) return fail(s.error());
     std::printf("wrote %s (TPM name %s)\n", o.out.c_str(), HexEncode((*key)->name()).c_str());
-    // The creation record beside it, for TPM2_CertifyCreation in `attest` (nothing secret).
-    s = attest::SaveKeyCreation(o.out, **key);
-    if (!s.ok()) return fail(s.error());
   }
 }
 
@@ -140,16 +175,18 @@ void RunEvict(GlobalOptions& g, const EvictOptions& o) {
   std::printf("evicted %s\n", HandleToString(*h).c_str());
 }
 
-Status CheckKeygenDestination(const KeygenOptions& o) {
-  if (!o.force && access(o.out.c_str(), F_OK) == 0) {
-    return Error(Layer::kUsage, o.out + " exists (use --force to replace it)");
+Status CheckKeygenDestinations(const KeygenOptions& o) {
+  if (!o.out.empty()) {
+    WIMSE_RETURN_IF_ERROR(CheckWritableDestination(o.out, o.force));
+    // The creation record is rewritten with its key file (never kept from an older key).
+    WIMSE_RETURN_IF_ERROR(
+        CheckWritableDestination(o.out + attest::kKeyCreationSuffix, /*replace=*/true));
   }
-  // Check the destination before asking the TPM for a key nobody could save.
-  std::string out_dir =
-      o.out.find('/') == std::string::npos ? "." : o.out.substr(0, o.out.rfind('/'));
-  if (out_dir.empty()) out_dir = "/";
-  if (access(out_dir.c_str(), W_OK) != 0) {
-    return Error(Layer::kIo, "cannot write to directory " + out_dir + ": " + std::strerror(errno));
+  if (!o.pub_out.empty()) {
+    if (o.pub_out == o.out) {
+      return Error(Layer::kUsage, "--out and --pubout are the same file");
+    }
+    WIMSE_RETURN_IF_ERROR(CheckWritableDestination(o.pub_out, o.force));
   }
   return OkStatus();
 }
@@ -187,20 +224,27 @@ struct BlobsOptions {
   std::string key;
   std::string pub;
   std::string priv;
+  bool force = false;
 };
 
 // The key file's TPM2B_PUBLIC and TPM2B_PRIVATE, as tpm2_load -u/-r reads them (tpm2-tools 5.4
 // cannot load a TSS2 PEM file itself). No TPM I/O; the private blob is wrapped by the TPM.
 void RunBlobs(GlobalOptions& g, const BlobsOptions& o) {
+  if (o.pub == o.priv) {
+    return Fail(g, "blobs", Error(Layer::kUsage, "--public and --private are the same file"));
+  }
+  for (const std::string* path : {&o.pub, &o.priv}) {
+    auto s = CheckWritableDestination(*path, o.force);
+    if (!s.ok()) return Fail(g, "blobs", s.error());
+  }
   auto file = ReadTss2KeyFile(o.key);
   if (!file.ok()) return Fail(g, "blobs", file.error());
-  auto s = WriteFileAtomic(o.pub, file->public_blob, 0644);
+  // Both or neither: an existing file at either path is replaced only when both were written.
+  StagedFiles files;
+  auto s = files.Stage(o.pub, file->public_blob, 0644);
+  if (s.ok()) s = files.Stage(o.priv, file->private_blob, 0600);
+  if (s.ok()) s = files.Commit();
   if (!s.ok()) return Fail(g, "blobs", s.error());
-  s = WriteFileAtomic(o.priv, file->private_blob, 0600);
-  if (!s.ok()) {
-    unlink(o.pub.c_str());
-    return Fail(g, "blobs", s.error());
-  }
 }
 
 struct SignOptions {
@@ -295,8 +339,8 @@ void RegisterKeyCommands(CLI::App& app, GlobalOptions& g) {
   keygen->add_option("--pubout", kg->pub_out, "also write the public key (PEM SPKI) here");
   keygen->add_option("--persist", kg->persist,
                      "also make the key persistent at this handle (0x81000000..0x81ffffff)");
-  AddAuthOptions(keygen, kg->auth);
-  keygen->add_flag("--force", kg->force, "replace an existing file");
+  AddAuthOptions(keygen, kg->auth, /*existing_key=*/false);
+  keygen->add_flag("--force", kg->force, "replace existing files (--out, --pubout)");
   keygen->callback([&g, kg] { RunKeygen(g, *kg); });
 
   auto* evict = app.add_subcommand("evict", "Remove a persistent key from the TPM");
@@ -320,6 +364,7 @@ void RegisterKeyCommands(CLI::App& app, GlobalOptions& g) {
   blobs->add_option("--key", bo->key, "TSS2 key file")->required();
   blobs->add_option("--public", bo->pub, "TPM2B_PUBLIC file to write")->required();
   blobs->add_option("--private", bo->priv, "TPM2B_PRIVATE file to write (mode 0600)")->required();
+  blobs->add_flag("--force", bo->force, "replace existing files");
   blobs->callback([&g, bo] { RunBlobs(g, *bo); });
 
   auto* sign =

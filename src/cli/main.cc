@@ -25,6 +25,9 @@ int main(int argc, char** argv) {
       "wimse-tpm"};
   app.set_version_flag("--version", std::string("wimse-tpm ") + WIMSE_TPM_VERSION);
   app.require_subcommand(1);
+  // Subcommands (made after this, which inherit it) pass options they do not know to their
+  // parent: `wimse-tpm sign --key k --tcti S` works like `wimse-tpm --tcti S sign --key k`.
+  app.fallthrough();
   wimse::cli::GlobalOptions g;
   app.add_option("--tcti", g.tcti,
                  "TPM transport, e.g. device:/dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321")

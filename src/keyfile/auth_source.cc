@@ -71,7 +71,18 @@ Result<SecretBytes> ReadAuthValue(const AuthSource& src, const std::string& what
   std::string value;
   if (!src.file.empty()) {
     WIMSE_ASSIGN_OR_RETURN(value, ReadFileString(src.file, 4096));
-    CutNewline(value);
+    // Only LF ends the line, as for OpenSSL's `-passin file:` (apps/lib/apps.c cuts at the
+    // first '\n' and keeps a '\r'): a CR LF file would give this CLI and OpenSSL programs two
+    // different values, and each use through OpenSSL would cost a dictionary-attack strike.
+    if (!value.empty() && value.back() == '\n') value.pop_back();
+    if (!value.empty() && value.back() == '\r') {
+      Wipe(value);
+      return Error(Layer::kUsage, "the auth file " + src.file +
+                                      " ends its line with CR LF; OpenSSL's -passin file: "
+                                      "would keep the CR as part of the value, so the CLI and "
+                                      "OpenSSL programs would disagree: end the line with LF "
+                                      "only (nothing was sent to the TPM)");
+    }
     // OpenSSL's `-passin file:` reads only up to the first newline and C strings end at a NUL:
     // a key made with such a value could be used by this CLI but by no OpenSSL program.
     if (value.find_first_of(std::string("\n\r\0", 3)) != std::string::npos) {

@@ -12,10 +12,13 @@
 namespace wimse {
 
 struct AuthSource {
-  std::string file;      // --auth-file PATH: the file's bytes, one trailing "\n" (or "\r\n") cut
-  std::string env;       // --auth-env NAME: the variable's value
-  bool prompt = false;   // --auth-prompt: one line read from /dev/tty with echo off
+  std::string file;     // --auth-file PATH: the file's bytes, one trailing "\n" cut (CR LF refused)
+  std::string env;      // --auth-env NAME: the variable's value
+  bool prompt = false;  // --auth-prompt: one line read from /dev/tty with echo off
   bool confirm = false;  // with prompt: ask twice and require the same value (a new key's)
+  // --empty-auth (CLI only, not a source): the key has no auth value although its file says
+  // emptyAuth FALSE, as tpm2_encodeobject 5.4 writes for every key (tpm2-tools #3458).
+  bool empty = false;
   // True when any source is set.
   bool any() const { return !file.empty() || !env.empty() || prompt; }
 };

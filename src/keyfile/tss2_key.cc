@@ -68,8 +68,17 @@ Result<Tss2KeyFile> ParseTss2KeyDer(ByteView data) {
   }
   Tss2KeyFile key;
   key.empty_auth = false;  // absent emptyAuth means an auth value is required
+  int last_optional = -1;
   while (!r.empty() && (r.PeekTag() & 0xe0) == 0xa0) {
     WIMSE_ASSIGN_OR_RETURN(der::Element opt, r.Next());
+    // The optional fields [0]..[5] appear at most once each, in tag order (DER of a SEQUENCE
+    // with OPTIONAL members): a second emptyAuth must not silently override the first.
+    int number = opt.tag & 0x1f;
+    if (number <= last_optional) {
+      return KeyError("optional field [" + std::to_string(number) +
+                      "] is repeated or out of order");
+    }
+    last_optional = number;
     switch (opt.tag) {
       case der::ContextTag(0): {
         WIMSE_ASSIGN_OR_RETURN(key.empty_auth, ParseBoolean(opt.contents, "emptyAuth"));
@@ -120,24 +129,40 @@ Result<Tss2KeyFile> ParseTss2KeyDer(ByteView data) {
 Result<Tss2KeyFile> ParseTss2KeyPem(std::string_view pem) {
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (!bio) return OpenSslError("BIO_new_mem_buf");
-  char* name = nullptr;
-  char* header = nullptr;
-  unsigned char* data = nullptr;
-  long len = 0;
-  if (PEM_read_bio(bio.get(), &name, &header, &data, &len) != 1) {
-    ERR_clear_error();
-    if (pem.find("-----BEGIN ") != std::string_view::npos) {
-      return KeyError("malformed PEM block (damaged base64 or a missing END line)");
+  // Every block is read: the file may hold a certificate beside the key (as nginx and curl
+  // accept), but exactly one TSS2 PRIVATE KEY, never a choice between two.
+  std::string first_label;
+  Bytes der;
+  int keys = 0;
+  for (int blocks = 0;; ++blocks) {
+    char* name = nullptr;
+    char* header = nullptr;
+    unsigned char* data = nullptr;
+    long len = 0;
+    if (PEM_read_bio(bio.get(), &name, &header, &data, &len) != 1) {
+      ERR_clear_error();
+      if (blocks > 0) break;
+      if (pem.find("-----BEGIN ") != std::string_view::npos) {
+        return KeyError("malformed PEM block (damaged base64 or a missing END line)");
+      }
+      return KeyError("no PEM block found");
     }
-    return KeyError("no PEM block found");
+    std::string label(name);
+    if (blocks == 0) first_label = label;
+    if (label == kPemLabel) {
+      ++keys;
+      der.assign(data, data + len);
+    }
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    OPENSSL_clear_free(data, static_cast<size_t>(len));
   }
-  std::string label(name);
-  Bytes der(data, data + len);
-  OPENSSL_free(name);
-  OPENSSL_free(header);
-  OPENSSL_free(data);
-  if (label != kPemLabel) {
-    return KeyError("PEM label is \"" + label + "\", expected \"" + kPemLabel + "\"");
+  if (keys == 0) {
+    return KeyError("PEM label is \"" + first_label + "\", expected \"" + kPemLabel + "\"");
+  }
+  if (keys > 1) {
+    return KeyError("the file holds " + std::to_string(keys) + " \"" + kPemLabel +
+                    "\" blocks; give a file with one key");
   }
   return ParseTss2KeyDer(der);
 }

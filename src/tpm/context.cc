@@ -259,6 +259,13 @@ Status TpmContext::EnsureConnectedLocked() {
         why = " (" + path + ": permission denied; the tss group or root may use it)";
       }
     }
+    if (why.empty() && (rc & 0xffff) == TSS2_BASE_RC_NOT_SUPPORTED) {
+      // The loader found no TCTI module of that name (tpm2-tss's text says only "Functionality
+      // not supported").
+      std::string module = tcti_.substr(0, tcti_.find(':'));
+      why = " (no TCTI module named \"" + module + "\": tpm2-tss looks for libtss2-tcti-" + module +
+            ".so.0; usual ones: device, swtpm, mssim, tabrmd)";
+    }
     return Error(Layer::kTcti, "cannot reach the TPM at TCTI \"" + tcti_ + "\"" + why, rc);
   }
   rc = Esys_Initialize(&esys_, tcti_ctx_, nullptr);

@@ -63,10 +63,25 @@ Result<std::string> ReadFileString(const std::string& path, size_t max_size) {
   return AsString(b);
 }
 
-Status WriteFileAtomic(const std::string& path, ByteView data, mode_t mode) {
-  std::string dir = ".";
+namespace {
+
+std::string DirOf(const std::string& path) {
   size_t slash = path.rfind('/');
-  if (slash != std::string::npos) dir = slash == 0 ? "/" : path.substr(0, slash);
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+void SyncDir(const std::string& dir) {
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+// Writes `data` to a new temporary file beside `path` (O_EXCL, exact `mode`, fsync'ed) and
+// returns its name; removes it on any failure.
+Result<std::string> WriteTemp(const std::string& path, ByteView data, mode_t mode) {
   std::random_device rd;
   std::string tmp;
   int fd = -1;
@@ -78,46 +93,86 @@ Status WriteFileAtomic(const std::string& path, ByteView data, mode_t mode) {
     if (fd < 0 && errno != EEXIST) return IoError("cannot create", tmp, errno);
   }
   if (fd < 0) return Error(Layer::kIo, "cannot create a temporary file next to " + path);
-  // open() applies the umask; set the exact mode requested.
-  if (::fchmod(fd, mode) != 0) {
+  auto fail = [&](const char* what) -> Error {
     int err = errno;
     ::close(fd);
     ::unlink(tmp.c_str());
-    return IoError("cannot chmod", tmp, err);
-  }
+    return IoError(what, tmp, err);
+  };
+  // open() applies the umask; set the exact mode requested.
+  if (::fchmod(fd, mode) != 0) return fail("cannot chmod");
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::write(fd, data.data() + off, data.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return IoError("cannot write", tmp, err);
+      return fail("cannot write");
     }
     off += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0) {
-    int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return IoError("cannot fsync", tmp, err);
-  }
+  if (::fsync(fd) != 0) return fail("cannot fsync");
   if (::close(fd) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
     return IoError("cannot close", tmp, err);
   }
+  return tmp;
+}
+
+}  // namespace
+
+Status WriteFileAtomic(const std::string& path, ByteView data, mode_t mode) {
+  WIMSE_ASSIGN_OR_RETURN(std::string tmp, WriteTemp(path, data, mode));
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
     return IoError("cannot rename into", path, err);
   }
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
+  SyncDir(DirOf(path));
+  return OkStatus();
+}
+
+Status CheckWritableDestination(const std::string& path, bool replace) {
+  if (path.empty()) return Error(Layer::kUsage, "empty output path");
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return Error(Layer::kUsage, path + " is a directory");
+    if (!replace) return Error(Layer::kUsage, path + " exists (use --force to replace it)");
+  } else if (errno != ENOENT) {
+    return IoError("cannot stat", path, errno);
   }
+  std::string dir = DirOf(path);
+  if (::access(dir.c_str(), W_OK) != 0) return IoError("cannot write to directory", dir, errno);
+  return OkStatus();
+}
+
+StagedFiles::~StagedFiles() {
+  for (const auto& f : files_) ::unlink(f.tmp.c_str());
+}
+
+Status StagedFiles::Stage(const std::string& path, ByteView data, mode_t mode) {
+  for (const auto& f : files_) {
+    if (f.path == path) return Error(Layer::kUsage, path + " is given for two outputs");
+  }
+  WIMSE_ASSIGN_OR_RETURN(std::string tmp, WriteTemp(path, data, mode));
+  files_.push_back({path, std::move(tmp)});
+  return OkStatus();
+}
+
+Status StagedFiles::Commit() {
+  for (size_t i = 0; i < files_.size(); ++i) {
+    if (::rename(files_[i].tmp.c_str(), files_[i].path.c_str()) != 0) {
+      int err = errno;
+      std::string done;
+      for (size_t j = 0; j < i; ++j) done += (done.empty() ? "" : ", ") + files_[j].path;
+      files_.erase(files_.begin(), files_.begin() + static_cast<std::ptrdiff_t>(i));
+      Error e = IoError("cannot rename into", files_[0].path, err);
+      if (done.empty()) return e;
+      return Error(Layer::kIo, e.message() + " (already written: " + done + ")");
+    }
+    SyncDir(DirOf(files_[i].path));
+  }
+  files_.clear();
   return OkStatus();
 }
 

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "util/bytes.h"
 #include "util/result.h"
@@ -23,6 +24,36 @@ Status WriteFileAtomic(const std::string& path, ByteView data, mode_t mode = 064
 inline Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode = 0644) {
   return WriteFileAtomic(path, AsBytes(data), mode);
 }
+
+// Whether `path` can be written as an output before any work is done: not a directory, not an
+// existing file unless `replace`, in a writable directory. A usage error names the path.
+Status CheckWritableDestination(const std::string& path, bool replace);
+
+// Several output files written as one step: Stage writes each to a temporary file beside its
+// destination (as WriteFileAtomic); Commit renames them all into place. Nothing is visible at
+// any destination until Commit; destroying the object without Commit removes every staged
+// temporary. If a rename fails (rare: the directory changed under us), the error names the
+// files already replaced and the rest are removed. The same path staged twice is an error.
+class StagedFiles {
+ public:
+  StagedFiles() = default;
+  ~StagedFiles();
+  StagedFiles(const StagedFiles&) = delete;
+  StagedFiles& operator=(const StagedFiles&) = delete;
+
+  Status Stage(const std::string& path, ByteView data, mode_t mode);
+  Status Stage(const std::string& path, std::string_view data, mode_t mode) {
+    return Stage(path, AsBytes(data), mode);
+  }
+  Status Commit();
+
+ private:
+  struct Staged {
+    std::string path;
+    std::string tmp;
+  };
+  std::vector<Staged> files_;
+};
 
 // mkdir -p: creates `path` and any missing parents with `mode` (an existing directory is
 // fine; its mode is left alone). Errors name the component that could not be made.

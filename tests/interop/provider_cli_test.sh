@@ -231,6 +231,33 @@ openssl dgst -sha384 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:48 -ve
 if openssl dgst "${P[@]}" -sha256 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:20 \
   -sign rsa.pem -out /dev/null msg.bin 2>err.txt; then fail "saltlen 20 accepted"; fi
 grep -q "TPM cannot produce the requested PSS salt length" err.txt || fail "saltlen error text"
+# genpkey with an auth value from an environment variable or a file (never the value itself on
+# the command line): the key demands it, in every OpenSSL program.
+export GEN_PW=gen-s3cret
+openssl genpkey "${P[@]}" -propquery provider=wimsetpm -algorithm EC -pkeyopt group:P-256 \
+  -pkeyopt user-auth-env:GEN_PW -out genauth.pem 2>err.txt || { cat err.txt; fail "genpkey user-auth-env"; }
+openssl pkey "${P[@]}" -in genauth.pem -pubout -passin pass: -out genauth.pub
+openssl dgst "${P[@]}" -sha256 -sign genauth.pem -passin env:GEN_PW -out genauth.sig msg.bin ||
+  fail "dgst -sign with the genpkey auth value"
+openssl dgst -sha256 -verify genauth.pub -signature genauth.sig msg.bin >/dev/null ||
+  fail "genpkey auth key signature does not verify"
+if openssl dgst "${P[@]}" -sha256 -sign genauth.pem -passin pass:not-it -out x.sig msg.bin 2>err.txt; then
+  fail "genpkey auth key signed with a wrong auth value"
+fi
+grep -q "TPM_RC_AUTH_FAIL" err.txt || { cat err.txt; fail "wrong auth for the genpkey key: no reason"; }
+tpm2_dictionarylockout -T "$WIMSE_TPM_TCTI" -c >/dev/null
+printf 'file-s3cret\n' >gen.auth
+openssl genpkey "${P[@]}" -propquery provider=wimsetpm -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
+  -pkeyopt user-auth-file:gen.auth -out genauth-rsa.pem 2>err.txt || { cat err.txt; fail "genpkey user-auth-file"; }
+openssl dgst "${P[@]}" -sha256 -sign genauth-rsa.pem -passin file:gen.auth -out genauth-rsa.sig msg.bin ||
+  fail "dgst -sign with the genpkey user-auth-file value"
+if openssl genpkey "${P[@]}" -propquery provider=wimsetpm -algorithm EC -pkeyopt group:P-256 \
+  -pkeyopt user-auth:visible -out never.pem 2>err.txt; then
+  fail "genpkey accepted an auth value on the command line"
+fi
+grep -q "user-auth would put the auth value on the command line" err.txt ||
+  { cat err.txt; fail "user-auth refusal: no reason"; }
+[ ! -s never.pem ] || fail "a refused genpkey wrote a key file"
 openssl pkey "${P[@]}" -in rsa.pem -outform DER -out rsa.der
 openssl pkey "${P[@]}" -inform DER -in rsa.der -pubout | cmp -s - rsa.pub || fail "DER TSS2"
 

@@ -188,6 +188,57 @@ TEST(KeyRef, HandlesAndPaths) {
   EXPECT_EQ(HandleToString(0x81000100u), "0x81000100");
 }
 
+TEST(Tss2Key, OptionalFieldsAppearOnceInOrder) {
+  // Hostile review: a second emptyAuth silently overrode the first (TRUE then FALSE, or the
+  // reverse, reads differently in each parser).
+  Bytes twice = EmptyAuth(0xff);
+  Bytes second = EmptyAuth(0x00);
+  twice.insert(twice.end(), second.begin(), second.end());
+  auto dup = ParseTss2KeyDer(BuildKey(twice, Bytes{0x40, 0, 0, 1}, Tpm2b(4, 1), Tpm2b(4, 2)));
+  ASSERT_FALSE(dup.ok());
+  EXPECT_NE(dup.error().message().find("optional field [0] is repeated or out of order"),
+            std::string::npos)
+      << dup.error().ToString();
+  // description [4] before emptyAuth [0]: out of order.
+  Bytes desc_inner;
+  der::AppendElement(desc_inner, 0x0c, AsBytes("d"));
+  Bytes reordered;
+  der::AppendElement(reordered, der::ContextTag(4), desc_inner);
+  Bytes ea = EmptyAuth(0xff);
+  reordered.insert(reordered.end(), ea.begin(), ea.end());
+  auto order = ParseTss2KeyDer(BuildKey(reordered, Bytes{0x40, 0, 0, 1}, Tpm2b(4, 1), Tpm2b(4, 2)));
+  ASSERT_FALSE(order.ok());
+  // In order, both are fine.
+  Bytes in_order = EmptyAuth(0xff);
+  der::AppendElement(in_order, der::ContextTag(4), desc_inner);
+  EXPECT_TRUE(
+      ParseTss2KeyDer(BuildKey(in_order, Bytes{0x40, 0, 0, 1}, Tpm2b(4, 1), Tpm2b(4, 2))).ok());
+}
+
+TEST(Tss2Key, PemWithOneKeyBesideOtherBlocksReadsAndTwoKeysAreRefused) {
+  Tss2KeyFile key;
+  key.parent = 0x40000001;
+  key.empty_auth = true;
+  key.public_blob = Tpm2b(4, 1);
+  key.private_blob = Tpm2b(4, 2);
+  auto pem = EncodeTss2KeyPem(key);
+  ASSERT_TRUE(pem.ok());
+  const std::string cert = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
+  // A certificate before the key (a combined file, as nginx and curl accept): the key is found.
+  auto combined = ParseTss2KeyPem(cert + *pem);
+  ASSERT_TRUE(combined.ok()) << combined.error().ToString();
+  EXPECT_EQ(combined->public_blob, key.public_blob);
+  // Two keys: refused rather than silently taking the first.
+  Tss2KeyFile other = key;
+  other.public_blob = Tpm2b(4, 3);
+  auto pem2 = EncodeTss2KeyPem(other);
+  ASSERT_TRUE(pem2.ok());
+  auto two = ParseTss2KeyPem(*pem + "junk between\n" + *pem2);
+  ASSERT_FALSE(two.ok());
+  EXPECT_NE(two.error().message().find("holds 2 \"TSS2 PRIVATE KEY\" blocks"), std::string::npos)
+      << two.error().ToString();
+}
+
 TEST(AuthSource, FileAndEnvNeverEmptyOrTooLongOrAmbiguous) {
   char path[] = "/tmp/wimse-auth-XXXXXX";
   int fd = mkstemp(path);
@@ -249,9 +300,15 @@ TEST(AuthSource, FileWithMoreThanOneLineOrANulIsRefused) {
         << v.error().ToString();
     EXPECT_EQ(v.error().message().find("line2"), std::string::npos);  // never echoed
   }
-  auto v = AuthFromFile("crlf\r\n");  // "\r\n" at the end is one line ending
-  ASSERT_TRUE(v.ok()) << v.error().ToString();
-  EXPECT_EQ(AsString(v->view()), "crlf");
+  // Hostile review: OpenSSL's -passin file: cuts at the LF and keeps the CR, so a CR LF file
+  // gave the CLI "crlf" and every OpenSSL program "crlf\r" (a strike per use). Refused.
+  auto crlf = AuthFromFile("crlf\r\n");
+  ASSERT_FALSE(crlf.ok());
+  EXPECT_NE(crlf.error().message().find("ends its line with CR LF"), std::string::npos)
+      << crlf.error().ToString();
+  auto lf = AuthFromFile("plain\n");
+  ASSERT_TRUE(lf.ok()) << lf.error().ToString();
+  EXPECT_EQ(AsString(lf->view()), "plain");
 }
 
 }  // namespace

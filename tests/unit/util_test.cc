@@ -218,6 +218,61 @@ TEST(File, FailedAtomicWriteLeavesNothingBehind) {
   std::system(("rm -rf " + dir).c_str());
 }
 
+std::string Listing(const std::string& dir) {
+  std::string listing;
+  FILE* ls = popen(("ls -A " + dir).c_str(), "r");
+  if (ls == nullptr) return "?";
+  char buf[256];
+  while (fgets(buf, sizeof(buf), ls) != nullptr) listing += buf;
+  pclose(ls);
+  return listing;
+}
+
+// Hostile review: `blobs` deleted a file that was already at --public when writing --private
+// failed, and keygen left --pubout behind when the key file could not be written. Several
+// outputs are staged and renamed together.
+TEST(File, StagedFilesAreAllOrNothing) {
+  char tmpl[] = "/tmp/wimse-staged-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  ASSERT_TRUE(WriteFileAtomic(dir + "/a", std::string_view("old a"), 0644).ok());
+  {
+    StagedFiles files;
+    ASSERT_TRUE(files.Stage(dir + "/a", std::string_view("new a"), 0644).ok());
+    EXPECT_FALSE(files.Stage(dir + "/nodir/b", std::string_view("b"), 0600).ok());
+    // Abandoned: nothing replaced, no temporary left.
+  }
+  auto a = ReadFileString(dir + "/a");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(*a, "old a");
+  EXPECT_EQ(Listing(dir), "a\n");
+  {
+    StagedFiles files;
+    ASSERT_TRUE(files.Stage(dir + "/a", std::string_view("new a"), 0644).ok());
+    EXPECT_FALSE(files.Stage(dir + "/a", std::string_view("again"), 0644).ok());  // same path
+    ASSERT_TRUE(files.Stage(dir + "/b", std::string_view("b"), 0600).ok());
+    EXPECT_EQ(("\n" + Listing(dir)).find("\nb\n"), std::string::npos) << "visible before Commit";
+    ASSERT_TRUE(files.Commit().ok());
+  }
+  a = ReadFileString(dir + "/a");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(*a, "new a");
+  struct stat st;
+  ASSERT_EQ(stat((dir + "/b").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(Listing(dir), "a\nb\n");
+  // Destination checks before any work.
+  EXPECT_FALSE(CheckWritableDestination(dir + "/a", /*replace=*/false).ok());
+  EXPECT_TRUE(CheckWritableDestination(dir + "/a", /*replace=*/true).ok());
+  EXPECT_TRUE(CheckWritableDestination(dir + "/new", /*replace=*/false).ok());
+  ASSERT_EQ(mkdir((dir + "/d").c_str(), 0700), 0);
+  auto is_dir = CheckWritableDestination(dir + "/d", /*replace=*/true);
+  ASSERT_FALSE(is_dir.ok());
+  EXPECT_NE(is_dir.error().message().find("is a directory"), std::string::npos);
+  EXPECT_FALSE(CheckWritableDestination(dir + "/nodir/x", /*replace=*/true).ok());
+  std::system(("rm -rf " + dir).c_str());
+}
+
 // Hostile review: `sign --key FIFO` hung in open() before the regular-file check.
 TEST(File, ReadingAFifoFailsAtOnce) {
   char tmpl[] = "/tmp/wimse-fifo-XXXXXX";
