@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,7 +29,8 @@ struct AuthLatch::Table {
     Fingerprint fp;
     uint32_t state;
     uint32_t rc;
-    pid_t pid;
+    pid_t pid;  // the claimant of a 'trying' entry: process and thread
+    pid_t tid;
     uint64_t stamp;
   } slots[kSlots];
 };
@@ -50,7 +52,11 @@ class TableLock {
   pthread_mutex_t* mu_;
 };
 
-bool ProcessAlive(pid_t pid) { return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM); }
+// Whether thread `tid` of process `pid` still exists (signal 0 checks without sending).
+bool ThreadAlive(pid_t pid, pid_t tid) {
+  if (pid <= 0 || tid <= 0) return false;
+  return syscall(SYS_tgkill, pid, tid, 0) == 0 || errno == EPERM;
+}
 
 void FillSalt(uint8_t* salt, size_t n) {
   size_t got = 0;
@@ -155,11 +161,13 @@ void AuthLatch::RecordRejected(const Fingerprint& fp, uint32_t rc) {
   target->state = kRejected;
   target->rc = rc == 0 ? 1 : rc;
   target->pid = 0;
+  target->tid = 0;
   target->stamp = ++table_->clock;
 }
 
 AuthLatch::Claim AuthLatch::BeginFirstTry(const Fingerprint& fp, std::chrono::milliseconds wait) {
   const pid_t self = getpid();
+  const pid_t thread = gettid();
   const auto deadline = std::chrono::steady_clock::now() + wait;
   auto pause = std::chrono::microseconds(200);
   for (;;) {
@@ -175,8 +183,10 @@ AuthLatch::Claim AuthLatch::BeginFirstTry(const Fingerprint& fp, std::chrono::mi
         if (s.state == kFree && free_slot == nullptr) free_slot = &s;
       }
       if (found != nullptr && found->state == kRejected) return Claim::kRejected;
-      if (found != nullptr && (found->pid == self || !ProcessAlive(found->pid))) {
+      if (found != nullptr &&
+          ((found->pid == self && found->tid == thread) || !ThreadAlive(found->pid, found->tid))) {
         found->pid = self;  // ours already, or its holder died mid-try: take it over
+        found->tid = thread;
         return Claim::kMine;
       }
       if (found == nullptr) {
@@ -185,6 +195,7 @@ AuthLatch::Claim AuthLatch::BeginFirstTry(const Fingerprint& fp, std::chrono::mi
         free_slot->fp = fp;
         free_slot->state = kTrying;
         free_slot->pid = self;
+        free_slot->tid = thread;
         free_slot->rc = 0;
         free_slot->stamp = ++table_->clock;
         return Claim::kMine;
@@ -199,7 +210,7 @@ AuthLatch::Claim AuthLatch::BeginFirstTry(const Fingerprint& fp, std::chrono::mi
 void AuthLatch::EndFirstTry(const Fingerprint& fp) {
   TableLock lock(&table_->mu);
   for (auto& s : table_->slots) {
-    if (s.state == kTrying && s.fp == fp && s.pid == getpid()) {
+    if (s.state == kTrying && s.fp == fp && s.pid == getpid() && s.tid == gettid()) {
       std::memset(&s, 0, sizeof(s));
       return;
     }

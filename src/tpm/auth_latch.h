@@ -15,9 +15,11 @@
 // of (a random salt made with the table, which never leaves the mapping, || what was authorized ||
 // the auth value), so the table holds nothing from which an auth value could be read. Entries are
 // in one of two states:
-//   trying   a process (pid) is making the first TPM attempt with this authorization; other
-//            processes wait (BeginFirstTry) instead of attempting in parallel, each of which
-//            would cost a strike if the value were wrong. A dead pid's claim is taken over.
+//   trying   a thread (pid, tid) is making the first TPM attempt with this authorization;
+//            other threads and processes wait (BeginFirstTry) instead of attempting in
+//            parallel, each of which would cost a strike if the value were wrong (threads of
+//            one process may use separate TPM contexts, which do not serialise them). A dead
+//            thread's claim is taken over.
 //   rejected the TPM answered TPM_RC_AUTH_FAIL/BAD_AUTH (the response code is kept); every later
 //            attempt anywhere in the tree is refused before any TPM command.
 // A successful attempt frees its entry (callers keep their own "accepted" flag). The table has
@@ -62,15 +64,16 @@ class AuthLatch {
 
   // The outcome of BeginFirstTry.
   enum class Claim {
-    kMine,      // this process now holds the first try: call EndFirstTry (or RecordRejected)
+    kMine,      // the caller now holds the first try: call EndFirstTry (or RecordRejected)
     kRejected,  // already rejected: do not send anything (Rejected(fp) has the code)
     kTimedOut,  // another live process held its first try longer than `wait`
   };
-  // Claims the first attempt at `fp` for this process, waiting (without holding any lock) while
-  // another live process holds it. A claim this process already holds is kMine again (threads
-  // of one process are serialised by the TPM context lock instead).
+  // Claims the first attempt at `fp` for the calling thread, waiting (without holding any lock)
+  // while another live thread, of this process or another, holds it. A claim the caller already
+  // holds is kMine again. Callers must not hold a TPM context lock while they wait.
   Claim BeginFirstTry(const Fingerprint& fp, std::chrono::milliseconds wait);
-  // Ends this process's claim on `fp` after an attempt that was not an authorization failure.
+  // Ends the calling thread's claim on `fp` after an attempt that was not an authorization
+  // failure.
   void EndFirstTry(const Fingerprint& fp);
 
   // Whether the table is shared with forked children (false when mmap failed). For tests.
