@@ -21,6 +21,7 @@
 #include <new>
 
 #include "provider/provider.h"
+#include "tpm/auth_latch.h"
 
 namespace wimse::provider {
 
@@ -253,6 +254,9 @@ int Init(const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in, const OSSL_DIS
   // carries the decoded response code on OpenSSL's error queue, so its lines only interleave
   // with the application's output. An application (or user) that set TSS2_LOG keeps its value.
   setenv("TSS2_LOG", "all+none", /*overwrite=*/0);
+  // The process tree's auth latch (tpm/auth_latch.h), made now so that workers a server forks
+  // after loading its configuration share it even if each decodes its key itself.
+  tpm::AuthLatch::Global();
   auto prov = std::unique_ptr<ProviderContext>(new (std::nothrow) ProviderContext());
   if (!prov) {
     return 0;

@@ -45,6 +45,12 @@ Result<std::shared_ptr<tpm::WorkloadKey>> OpenCliKey(GlobalOptions& g, const std
     WIMSE_ASSIGN_OR_RETURN(SecretBytes value, ReadAuthValue(auth, ref));
     (*key)->SetAuth(std::move(value));
   } else if (auth.empty) {
+    if ((*key)->auth_required_by_file()) {
+      return Error(Layer::kUsage, (*key)->KeyNoun() +
+                                      ": its key file has no emptyAuth field, which means the key "
+                                      "has an auth value; --empty-auth is for files with "
+                                      "emptyAuth FALSE (nothing was sent to the TPM)");
+    }
     (*key)->SetAuth(SecretBytes());
   } else if ((*key)->needs_auth() && !(*key)->auth_required_by_file()) {
     // emptyAuth FALSE: the key has an auth value (wimse-tpm and tpm2-openssl write FALSE for
@@ -136,7 +142,7 @@ void RunKeygen(GlobalOptions& g, const KeygenOptions& o) {
   if (!o.out.empty()) {
     auto pem = EncodeTss2KeyPem((*key)->key_file());
     if (!pem.ok()) return fail(pem.error());
-    auto s = files.Stage(o.out, *pem, 0600);
+    auto s = files.Stage(o.out, *pem, 0600, /*replace=*/o.force);
     if (!s.ok()) return fail(s.error());
     // The creation record beside it, for TPM2_CertifyCreation in `attest` (nothing secret).
     if ((*key)->creation()) {
@@ -148,7 +154,7 @@ void RunKeygen(GlobalOptions& g, const KeygenOptions& o) {
   if (!o.pub_out.empty()) {
     auto pem = PublicKeyToPem((*key)->public_key());
     if (!pem.ok()) return fail(pem.error());
-    auto s = files.Stage(o.pub_out, *pem, 0644);
+    auto s = files.Stage(o.pub_out, *pem, 0644, /*replace=*/o.force);
     if (!s.ok()) return fail(s.error());
   }
   auto committed = files.Commit();
@@ -183,8 +189,11 @@ Status CheckKeygenDestinations(const KeygenOptions& o) {
         CheckWritableDestination(o.out + attest::kKeyCreationSuffix, /*replace=*/true));
   }
   if (!o.pub_out.empty()) {
-    if (o.pub_out == o.out) {
-      return Error(Layer::kUsage, "--out and --pubout are the same file");
+    if (!o.out.empty() && (SameDestination(o.pub_out, o.out) ||
+                           SameDestination(o.pub_out, o.out + attest::kKeyCreationSuffix))) {
+      return Error(Layer::kUsage, "--pubout " + o.pub_out +
+                                      " is the key file or its creation "
+                                      "record");
     }
     WIMSE_RETURN_IF_ERROR(CheckWritableDestination(o.pub_out, o.force));
   }
@@ -230,7 +239,7 @@ struct BlobsOptions {
 // The key file's TPM2B_PUBLIC and TPM2B_PRIVATE, as tpm2_load -u/-r reads them (tpm2-tools 5.4
 // cannot load a TSS2 PEM file itself). No TPM I/O; the private blob is wrapped by the TPM.
 void RunBlobs(GlobalOptions& g, const BlobsOptions& o) {
-  if (o.pub == o.priv) {
+  if (SameDestination(o.pub, o.priv)) {
     return Fail(g, "blobs", Error(Layer::kUsage, "--public and --private are the same file"));
   }
   for (const std::string* path : {&o.pub, &o.priv}) {
@@ -241,8 +250,8 @@ void RunBlobs(GlobalOptions& g, const BlobsOptions& o) {
   if (!file.ok()) return Fail(g, "blobs", file.error());
   // Both or neither: an existing file at either path is replaced only when both were written.
   StagedFiles files;
-  auto s = files.Stage(o.pub, file->public_blob, 0644);
-  if (s.ok()) s = files.Stage(o.priv, file->private_blob, 0600);
+  auto s = files.Stage(o.pub, file->public_blob, 0644, /*replace=*/o.force);
+  if (s.ok()) s = files.Stage(o.priv, file->private_blob, 0600, /*replace=*/o.force);
   if (s.ok()) s = files.Commit();
   if (!s.ok()) return Fail(g, "blobs", s.error());
 }

@@ -97,6 +97,14 @@ Result<SecretBytes> ReadAuthValue(const AuthSource& src, const std::string& what
       return Error(Layer::kUsage, "environment variable " + src.env + " is not set");
     }
     value = v;
+    // One line, as from a file or a prompt: a value with a line break could be given here but
+    // never through OpenSSL's -passin file: or a pass-phrase prompt.
+    if (value.find_first_of("\r\n") != std::string::npos) {
+      Wipe(value);
+      return Error(Layer::kUsage, "environment variable " + src.env +
+                                      " holds a line break; an auth value is one line (OpenSSL's "
+                                      "-passin file: and pass-phrase prompts read one)");
+    }
   } else {
     WIMSE_ASSIGN_OR_RETURN(value, ReadTty(what));
     if (src.confirm && !value.empty()) {

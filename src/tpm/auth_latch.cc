@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,6 +33,7 @@ struct AuthLatch::Table {
     pid_t pid;  // the claimant of a 'trying' entry: process and thread
     pid_t tid;
     uint64_t stamp;
+    int64_t forgiven_at;  // CLOCK_MONOTONIC ns after which a 'rejected' entry lapses; 0: never
   } slots[kSlots];
 };
 
@@ -57,6 +59,15 @@ bool ThreadAlive(pid_t pid, pid_t tid) {
   if (pid <= 0 || tid <= 0) return false;
   return syscall(SYS_tgkill, pid, tid, 0) == 0 || errno == EPERM;
 }
+
+int64_t MonotonicNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // system-wide: comparable across the process tree
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// Whether a rejected entry's strike has been forgiven by the TPM by now (see RecordRejected).
+bool Forgiven(int64_t forgiven_at) { return forgiven_at != 0 && MonotonicNs() >= forgiven_at; }
 
 void FillSalt(uint8_t* salt, size_t n) {
   size_t got = 0;
@@ -130,13 +141,20 @@ AuthLatch::Fingerprint AuthLatch::Of(std::string_view domain, ByteView object,
 
 uint32_t AuthLatch::Rejected(const Fingerprint& fp) {
   TableLock lock(&table_->mu);
-  for (const auto& s : table_->slots) {
-    if (s.state == kRejected && s.fp == fp) return s.rc;
+  for (auto& s : table_->slots) {
+    if (s.state == kRejected && s.fp == fp) {
+      if (Forgiven(s.forgiven_at)) {
+        std::memset(&s, 0, sizeof(s));
+        return 0;
+      }
+      return s.rc;
+    }
   }
   return 0;
 }
 
-void AuthLatch::RecordRejected(const Fingerprint& fp, uint32_t rc) {
+void AuthLatch::RecordRejected(const Fingerprint& fp, uint32_t rc,
+                               std::chrono::seconds forgive_after) {
   TableLock lock(&table_->mu);
   Table::Slot* target = nullptr;
   Table::Slot* oldest = nullptr;
@@ -163,6 +181,11 @@ void AuthLatch::RecordRejected(const Fingerprint& fp, uint32_t rc) {
   target->pid = 0;
   target->tid = 0;
   target->stamp = ++table_->clock;
+  target->forgiven_at =
+      forgive_after.count() > 0
+          ? MonotonicNs() +
+                std::chrono::duration_cast<std::chrono::nanoseconds>(forgive_after).count()
+          : 0;
 }
 
 AuthLatch::Claim AuthLatch::BeginFirstTry(const Fingerprint& fp, std::chrono::milliseconds wait) {
@@ -182,7 +205,12 @@ AuthLatch::Claim AuthLatch::BeginFirstTry(const Fingerprint& fp, std::chrono::mi
         }
         if (s.state == kFree && free_slot == nullptr) free_slot = &s;
       }
-      if (found != nullptr && found->state == kRejected) return Claim::kRejected;
+      if (found != nullptr && found->state == kRejected) {
+        if (!Forgiven(found->forgiven_at)) return Claim::kRejected;
+        std::memset(found, 0, sizeof(*found));  // forgiven: one more try, claimed below
+        free_slot = found;
+        found = nullptr;
+      }
       if (found != nullptr &&
           ((found->pid == self && found->tid == thread) || !ThreadAlive(found->pid, found->tid))) {
         found->pid = self;  // ours already, or its holder died mid-try: take it over
@@ -197,6 +225,7 @@ AuthLatch::Claim AuthLatch::BeginFirstTry(const Fingerprint& fp, std::chrono::mi
         free_slot->pid = self;
         free_slot->tid = thread;
         free_slot->rc = 0;
+        free_slot->forgiven_at = 0;
         free_slot->stamp = ++table_->clock;
         return Claim::kMine;
       }

@@ -21,7 +21,12 @@
 //            one process may use separate TPM contexts, which do not serialise them). A dead
 //            thread's claim is taken over.
 //   rejected the TPM answered TPM_RC_AUTH_FAIL/BAD_AUTH (the response code is kept); every later
-//            attempt anywhere in the tree is refused before any TPM command.
+//            attempt anywhere in the tree is refused before any TPM command, until the TPM has
+//            forgiven that strike: after its lockout interval (TPM2_PT_LOCKOUT_INTERVAL, read
+//            when the strike happened) the entry lapses and the value gets one more try. A
+//            wrong value therefore never holds more than one strike of the counter at a time,
+//            and a value that became right (auth changed on a persistent key with the same
+//            Name, or a pass phrase rotated before the key) is not refused forever.
 // A successful attempt frees its entry (callers keep their own "accepted" flag). The table has
 // kSlots entries; when full, the oldest rejected entry is reused (a refusal then costs at most one
 // more strike, never a storm). A process that was not forked from the one that made the table
@@ -59,8 +64,10 @@ class AuthLatch {
 
   // The response code the TPM gave when it rejected `fp`, or 0 if it has not.
   uint32_t Rejected(const Fingerprint& fp);
-  // Records that the TPM rejected `fp` with `rc` (ends this process's claim on it, if any).
-  void RecordRejected(const Fingerprint& fp, uint32_t rc);
+  // Records that the TPM rejected `fp` with `rc` (ends the caller's claim on it, if any). The
+  // entry lapses `forgive_after` from now (the TPM's lockout interval); zero: never.
+  void RecordRejected(const Fingerprint& fp, uint32_t rc,
+                      std::chrono::seconds forgive_after = std::chrono::seconds(0));
 
   // The outcome of BeginFirstTry.
   enum class Claim {

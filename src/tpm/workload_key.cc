@@ -30,6 +30,29 @@ bool IsAuthFailure(TSS2_RC rc) {
   return IsFmt1(rc, TPM2_RC_AUTH_FAIL) || IsFmt1(rc, TPM2_RC_BAD_AUTH);
 }
 bool IsLockout(TSS2_RC rc) { return rc == TPM2_RC_LOCKOUT; }
+int64_t SteadyNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// TPM2_PT_LOCKOUT_INTERVAL: the seconds after which the TPM forgives one authorization failure.
+// Zero when it cannot be read, or is 0 (dictionary-attack protection off): then a rejection is
+// kept for good.
+std::chrono::seconds LockoutInterval(ESYS_CONTEXT* esys) {
+  TPMS_CAPABILITY_DATA* caps = nullptr;
+  TSS2_RC rc =
+      Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_TPM_PROPERTIES,
+                         TPM2_PT_LOCKOUT_INTERVAL, 1, nullptr, &caps);
+  std::chrono::seconds out(0);
+  if (rc == TSS2_RC_SUCCESS && caps != nullptr && caps->data.tpmProperties.count == 1 &&
+      caps->data.tpmProperties.tpmProperty[0].property == TPM2_PT_LOCKOUT_INTERVAL) {
+    out = std::chrono::seconds(caps->data.tpmProperties.tpmProperty[0].value);
+  }
+  Esys_Free(caps);
+  return out;
+}
+
 bool IsStaleHandle(TSS2_RC rc) {
   // TPM_RC_REFERENCE_H0..H6 (0x910..0x916: a handle refers to a flushed object).
   return (IsTpmLayer(rc) && (rc & ~0x7u) == TPM2_RC_REFERENCE_H0) || IsFmt1(rc, TPM2_RC_HANDLE);
@@ -254,6 +277,7 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::OpenPersistent(std::shared_ptr
 void WorkloadKey::SetAuth(SecretBytes auth) {
   auth_ = std::make_shared<SecretBytes>(std::move(auth));
   auth_rejected_rc_.store(0);  // a new value gets its one try (unless the latch has it)
+  auth_forgiven_at_.store(0);
   auth_accepted_.store(false);
 }
 
@@ -311,6 +335,7 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Persist(uint32_t handle) const
   WIMSE_ASSIGN_OR_RETURN(auto key, OpenPersistent(ctx_, handle));
   key->auth_ = auth_;
   key->auth_rejected_rc_.store(auth_rejected_rc_.load());
+  key->auth_forgiven_at_.store(auth_forgiven_at_.load());
   key->auth_accepted_.store(auth_accepted_.load());
   return key;
 }
@@ -402,8 +427,8 @@ Result<ESYS_TR> WorkloadKey::LoadLocked(ESYS_CONTEXT* esys) const {
     TSS2_RC rc =
         Esys_Load(e, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &tr);
     if (IsAuthFailure(rc)) {
-      parent_rejected_rc_.store(rc);
-      AuthLatch::Global().RecordRejected(ParentFingerprint(), rc);
+      parent_rejected_rc_.store(rc);  // this object: for good (a key file's parent is fixed)
+      AuthLatch::Global().RecordRejected(ParentFingerprint(), rc, LockoutInterval(e));
       return Error(Layer::kTpm, ParentAuthError(rc).message(), rc);
     }
     if (IsLockout(rc)) {
@@ -504,20 +529,36 @@ Status WorkloadKey::CheckAuthUsable() const {
     // been refused already.
     uint32_t rc = AuthLatch::Global().Rejected(AuthFingerprint());
     if (rc != 0) {
-      auth_rejected_rc_.store(rc);
+      // Looked up again a second from now: the shared entry lapses when the TPM forgives.
+      MarkRejected(rc, std::chrono::seconds(1));
       return RejectedAuthError();
     }
   }
   return OkStatus();
 }
 
-Error WorkloadKey::AuthorizationError(const char* what, TSS2_RC rc) const {
+bool WorkloadKey::auth_rejected() const {
+  if (auth_rejected_rc_.load() == 0) return false;
+  int64_t forgiven_at = auth_forgiven_at_.load();
+  return forgiven_at == 0 || SteadyNs() < forgiven_at;
+}
+
+void WorkloadKey::MarkRejected(uint32_t rc, std::chrono::seconds forgive_after) const {
+  auth_forgiven_at_.store(
+      forgive_after.count() > 0
+          ? SteadyNs() + std::chrono::duration_cast<std::chrono::nanoseconds>(forgive_after).count()
+          : 0);
+  auth_rejected_rc_.store(rc);
+}
+
+Error WorkloadKey::AuthorizationError(const char* what, TSS2_RC rc,
+                                      std::chrono::seconds forgive_after) const {
   bool secure = auth_ && !auth_->empty();
   if (IsAuthFailure(rc)) {
     // Whatever the caller does next (a TLS server retries on every handshake), this auth value
     // gets no second try: CheckAuthUsable refuses until SetAuth.
-    auth_rejected_rc_.store(rc);
-    AuthLatch::Global().RecordRejected(AuthFingerprint(), rc);
+    MarkRejected(rc, forgive_after);
+    AuthLatch::Global().RecordRejected(AuthFingerprint(), rc, forgive_after);
     std::string hint =
         secure ? " (wrong auth value; not retried: every failure counts toward the "
                  "TPM's dictionary-attack lockout)"
@@ -606,7 +647,12 @@ Result<Bytes> WorkloadKey::SignLocked(ESYS_CONTEXT* esys, const TPM2B_DIGEST& di
     }
     break;
   }
-  if (rc != TSS2_RC_SUCCESS) return AuthorizationError("TPM2_Sign", rc);
+  if (rc != TSS2_RC_SUCCESS) {
+    // After an authorization failure, how long until the TPM forgives the strike.
+    std::chrono::seconds forgive =
+        IsAuthFailure(rc) ? LockoutInterval(esys) : std::chrono::seconds(0);
+    return AuthorizationError("TPM2_Sign", rc, forgive);
+  }
   std::unique_ptr<TPMT_SIGNATURE, void (*)(void*)> owner(sig, Esys_Free);
   if (secure) sig = &secure_sig;
   if (sig->sigAlg == TPM2_ALG_ECDSA) {
@@ -659,7 +705,7 @@ Result<Bytes> WorkloadKey::SignDigestRsa(HashAlg hash, ByteView digest, RsaSchem
       case AuthLatch::Claim::kMine:
         break;
       case AuthLatch::Claim::kRejected:
-        auth_rejected_rc_.store(AuthLatch::Global().Rejected(*claim));
+        MarkRejected(AuthLatch::Global().Rejected(*claim), std::chrono::seconds(1));
         return RejectedAuthError();
       case AuthLatch::Claim::kTimedOut:
         return Error(Layer::kTpm, KeyNoun() +

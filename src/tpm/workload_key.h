@@ -8,9 +8,11 @@
 // the bus). A key with an auth value (SetAuth, or Create with auth) is used only in the
 // context's salted HMAC session with AES-128-CFB parameter encryption (TpmContext::
 // SecureSessionLocked), kept open across operations. A wrong auth value is one error naming
-// the key ("authorization failed for key ...: TPM_RC_AUTH_FAIL") and is never retried: each
+// the key ("authorization failed for key ...: TPM_RC_AUTH_FAIL") and is not retried: each
 // failure counts toward the TPM's dictionary-attack lockout. After such a failure the key
-// refuses every further use locally (no TPM command) until SetAuth gives a new value: a server
+// refuses every further use locally (no TPM command) until SetAuth gives a new value or the
+// TPM's lockout interval has passed (it has then forgiven the strike, so one more try can never
+// add up to a lockout; a value that has become right meanwhile then works): a server
 // whose key was configured with a wrong pass phrase would otherwise spend one strike per TLS
 // handshake, and any unauthenticated client could drive the TPM into lockout. The refusal is
 // shared by every WorkloadKey for the same key and auth value in the process and in every process
@@ -27,6 +29,7 @@
 #define WIMSE_TPM_WORKLOAD_KEY_H_
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -99,7 +102,10 @@ class WorkloadKey {
   // The error for a failed command `what` that used AuthorizeLocked: authorization failures and
   // lockout get the same reasons (and no retry) as signing; anything else is the decoded code.
   // An authorization failure also marks the key's auth value as rejected (auth_rejected).
-  Error AuthorizationError(const char* what, TSS2_RC rc) const;
+  // `forgive_after` is the TPM's lockout interval when the caller read it (after the failure):
+  // the rejection lapses then (AuthLatch); zero keeps it for the life of the process tree.
+  Error AuthorizationError(const char* what, TSS2_RC rc,
+                           std::chrono::seconds forgive_after = std::chrono::seconds(0)) const;
 
   // --- Issue 3 extensions (declared here so the key layer and the provider agree) ---------
 
@@ -118,9 +124,10 @@ class WorkloadKey {
   // True once the TPM answered TPM_RC_AUTH_FAIL or TPM_RC_BAD_AUTH for this key's current auth
   // value (empty included). Every later SignDigest/AuthorizeLocked then fails before any TPM
   // command ("auth value was rejected by the TPM earlier; not retried ..."), so the key can
-  // cost the dictionary-attack counter one strike per auth value, whatever its callers do.
+  // cost the dictionary-attack counter one strike per auth value per lockout interval (the time
+  // the TPM takes to forgive it), whatever its callers do.
   // Thread-safe. Shared with the key returned by Persist.
-  bool auth_rejected() const { return auth_rejected_rc_.load() != 0; }
+  bool auth_rejected() const;
   // Whether the key can be used now without a TPM command being wasted on its authorization:
   // the auth value the key file demands is set, is not too long, and was not rejected earlier.
   // Called by SignDigest and AuthorizeLocked; callers may check first for their own message.
@@ -177,6 +184,11 @@ class WorkloadKey {
   std::optional<KeyCreation> creation_;
   // The TPM's response code when it rejected the current auth value; 0 when it has not.
   mutable std::atomic<uint32_t> auth_rejected_rc_{0};
+  // steady_clock nanoseconds after which that rejection lapses (the TPM's lockout interval has
+  // forgiven the strike; see AuthLatch); 0: never.
+  mutable std::atomic<int64_t> auth_forgiven_at_{0};
+  // Marks the current auth value rejected with `rc`, lapsing after `forgive_after` (0: never).
+  void MarkRejected(uint32_t rc, std::chrono::seconds forgive_after) const;
   // Set after the TPM accepted the current auth value once: the shared latch is skipped.
   mutable std::atomic<bool> auth_accepted_{false};
   // The TPM's response code when it refused the parent's (empty) auth value on TPM2_Load.

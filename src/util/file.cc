@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <random>
 
@@ -146,31 +148,70 @@ Status CheckWritableDestination(const std::string& path, bool replace) {
   return OkStatus();
 }
 
+namespace {
+// What rename() would replace: the directory (device, inode) and the name in it, so "a",
+// "./a" and "dir/../a" are one destination. Empty when the directory cannot be stat'ed.
+std::string DestinationKey(const std::string& path) {
+  struct stat st {};
+  if (::stat(DirOf(path).c_str(), &st) != 0) return std::string();
+  size_t slash = path.rfind('/');
+  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + "/" + name;
+}
+}  // namespace
+
+bool SameDestination(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  std::string ka = DestinationKey(a);
+  return !ka.empty() && ka == DestinationKey(b);
+}
+
 StagedFiles::~StagedFiles() {
   for (const auto& f : files_) ::unlink(f.tmp.c_str());
 }
 
-Status StagedFiles::Stage(const std::string& path, ByteView data, mode_t mode) {
+Status StagedFiles::Stage(const std::string& path, ByteView data, mode_t mode, bool replace) {
   for (const auto& f : files_) {
-    if (f.path == path) return Error(Layer::kUsage, path + " is given for two outputs");
+    if (SameDestination(f.path, path)) {
+      return Error(Layer::kUsage, path + " and " + f.path + " are the same file");
+    }
   }
   WIMSE_ASSIGN_OR_RETURN(std::string tmp, WriteTemp(path, data, mode));
-  files_.push_back({path, std::move(tmp)});
+  files_.push_back({path, std::move(tmp), replace});
   return OkStatus();
 }
 
 Status StagedFiles::Commit() {
+  // New files first, each created only if its name is still free (RENAME_NOREPLACE: a file
+  // that appeared since the caller's check is not replaced without its consent); if one is
+  // taken, the new files made so far are removed again and nothing changed. Replacements last.
+  std::stable_partition(files_.begin(), files_.end(), [](const Staged& f) { return !f.replace; });
+  std::vector<std::string> created;
   for (size_t i = 0; i < files_.size(); ++i) {
-    if (::rename(files_[i].tmp.c_str(), files_[i].path.c_str()) != 0) {
+    const Staged& f = files_[i];
+    int rc = f.replace
+                 ? ::rename(f.tmp.c_str(), f.path.c_str())
+                 : ::renameat2(AT_FDCWD, f.tmp.c_str(), AT_FDCWD, f.path.c_str(), RENAME_NOREPLACE);
+    if (rc != 0) {
       int err = errno;
-      std::string done;
-      for (size_t j = 0; j < i; ++j) done += (done.empty() ? "" : ", ") + files_[j].path;
+      std::string replaced;
+      for (size_t j = 0; j < i; ++j) {
+        if (files_[j].replace) {
+          replaced += (replaced.empty() ? "" : ", ") + files_[j].path;
+        } else {
+          ::unlink(files_[j].path.c_str());  // ours, made a moment ago
+        }
+      }
       files_.erase(files_.begin(), files_.begin() + static_cast<std::ptrdiff_t>(i));
-      Error e = IoError("cannot rename into", files_[0].path, err);
-      if (done.empty()) return e;
-      return Error(Layer::kIo, e.message() + " (already written: " + done + ")");
+      Error e = err == EEXIST && !f.replace
+                    ? Error(Layer::kIo, f.path +
+                                            " appeared meanwhile; not replaced (use --force to "
+                                            "replace it)")
+                    : IoError("cannot rename into", f.path, err);
+      if (replaced.empty()) return e;
+      return Error(Layer::kIo, e.message() + " (already replaced: " + replaced + ")");
     }
-    SyncDir(DirOf(files_[i].path));
+    SyncDir(DirOf(f.path));
   }
   files_.clear();
   return OkStatus();

@@ -29,11 +29,18 @@ inline Status WriteFileAtomic(const std::string& path, std::string_view data, mo
 // existing file unless `replace`, in a writable directory. A usage error names the path.
 Status CheckWritableDestination(const std::string& path, bool replace);
 
+// Whether `a` and `b` name the same destination for rename(): the same name in the same
+// directory, however spelled ("a", "./a", "d/../a", a symlinked directory).
+bool SameDestination(const std::string& a, const std::string& b);
+
 // Several output files written as one step: Stage writes each to a temporary file beside its
 // destination (as WriteFileAtomic); Commit renames them all into place. Nothing is visible at
 // any destination until Commit; destroying the object without Commit removes every staged
-// temporary. If a rename fails (rare: the directory changed under us), the error names the
-// files already replaced and the rest are removed. The same path staged twice is an error.
+// temporary. A file staged with replace=false is created only if its name is still free at
+// Commit (RENAME_NOREPLACE); if one is taken, the others made by this Commit are removed and
+// nothing changed. If a replacing rename fails (rare: the directory changed under us), the
+// error names the files already replaced. One destination staged twice (SameDestination) is a
+// usage error.
 class StagedFiles {
  public:
   StagedFiles() = default;
@@ -41,9 +48,9 @@ class StagedFiles {
   StagedFiles(const StagedFiles&) = delete;
   StagedFiles& operator=(const StagedFiles&) = delete;
 
-  Status Stage(const std::string& path, ByteView data, mode_t mode);
-  Status Stage(const std::string& path, std::string_view data, mode_t mode) {
-    return Stage(path, AsBytes(data), mode);
+  Status Stage(const std::string& path, ByteView data, mode_t mode, bool replace = true);
+  Status Stage(const std::string& path, std::string_view data, mode_t mode, bool replace = true) {
+    return Stage(path, AsBytes(data), mode, replace);
   }
   Status Commit();
 
@@ -51,6 +58,7 @@ class StagedFiles {
   struct Staged {
     std::string path;
     std::string tmp;
+    bool replace;
   };
   std::vector<Staged> files_;
 };

@@ -120,6 +120,18 @@ expect_error "keygen: existing --pubout" "keep.txt exists" -- \
 expect_nothing_written "$dir/fresh.pem" "keygen: existing --pubout"
 [ "$(cat "$dir/keep.txt")" = important ] || { echo "FAIL keygen replaced keep.txt"; failures=$((failures + 1)); }
 
+# One destination spelled two ways is one file (hostile review: the key file was replaced by
+# the public key and keygen exited 0).
+mkdir -p "$dir/sp"
+expect_error "keygen: --pubout is --out spelled differently" "is the key file or its creation record" -- \
+  "$W" keygen --out "$dir/sp/a.pem" --pubout "$dir/sp/../sp/a.pem"
+expect_nothing_written "$dir/sp/a.pem" "keygen: --pubout is --out spelled differently"
+expect_error "keygen: --pubout is the creation record" "is the key file or its creation record" -- \
+  "$W" keygen --out "$dir/sp/b.pem" --pubout "$dir/sp/./b.pem.creation"
+expect_error "blobs: one file spelled two ways" "are the same file" -- \
+  "$W" blobs --key "$dir/key.pem" --public "$dir/sp/x.bin" --private "$dir/sp/../sp/x.bin"
+expect_nothing_written "$dir/sp/x.bin" "blobs: one file spelled two ways"
+
 # --tcti is accepted after the subcommand too (new-user trial).
 if "$W" pubkey --key "$dir/key.pem" --tcti "$WIMSE_TPM_TCTI" >/dev/null 2>"$dir/tcti.err"; then
   echo "ok   --tcti after the subcommand"
@@ -144,6 +156,26 @@ expect_nothing_written "$dir/forgot.sig" "forgotten auth option"
 [ "$(lockouts)" = "$before" ] || { echo "FAIL a forgotten auth option cost a strike ($before -> $(lockouts))"; failures=$((failures + 1)); }
 expect_error "--empty-auth with --auth-file" "exclude each other" -- \
   "$W" sign --key "$dir/authkey.pem" --empty-auth --auth-file "$dir/a.auth" --in "$dir/data" --out "$dir/x.sig"
+# --empty-auth is for emptyAuth FALSE files; a file without the field says "auth required".
+/usr/bin/python3 - "$dir/authkey.pem" "$dir/noea.pem" <<'PY' || { echo "FAIL strip emptyAuth"; failures=$((failures + 1)); }
+import base64, sys
+der = base64.b64decode("".join(open(sys.argv[1]).read().split("-----")[2].split()))
+assert der[0] == 0x30 and der[1] == 0x81 and der[11:16] == bytes([0xa0, 3, 1, 1, 0])
+body = der[3:11] + der[16:]
+der = bytes([0x30, 0x81, len(body)]) + body
+b64 = base64.b64encode(der).decode()
+open(sys.argv[2], "w").write("-----BEGIN TSS2 PRIVATE KEY-----\n" + "\n".join(
+    b64[i:i + 64] for i in range(0, len(b64), 64)) + "\n-----END TSS2 PRIVATE KEY-----\n")
+PY
+before=$(lockouts)
+expect_error "--empty-auth on a file without emptyAuth" "has no emptyAuth field.*--empty-auth is for files with emptyAuth FALSE" -- \
+  "$W" sign --key "$dir/noea.pem" --empty-auth --in "$dir/data" --out "$dir/noea.sig"
+[ "$(lockouts)" = "$before" ] || { echo "FAIL --empty-auth on a file without emptyAuth cost a strike"; failures=$((failures + 1)); }
+# An auth value from the environment is one line, as from a file or a prompt.
+expect_error "auth env with a line break" "holds a line break" -- \
+  env "NLPW=ab
+cd" "$W" keygen --out "$dir/nl.pem" --auth-env NLPW
+expect_nothing_written "$dir/nl.pem" "auth env with a line break"
 if "$W" sign --key "$dir/authkey.pem" --auth-file "$dir/a.auth" --in "$dir/data" --out "$dir/good.sig" >/dev/null 2>&1; then
   echo "ok   sign with the auth value"
 else

@@ -1260,6 +1260,53 @@ TEST_F(ProviderTest, WrongPassPhraseCostsOneDictionaryAttackStrikeAcrossSignatur
   ResetLockout();
 }
 
+// A pre-fork server whose workers each load the key themselves (after the provider was loaded
+// in the master): one wrong pass phrase, one strike in all (tpm/auth_latch.h; hostile review:
+// each worker had its own latch and 3 workers locked the swtpm out).
+TEST_F(ProviderTest, WorkersForkedBeforeLoadingTheKeyShareOneStrike) {
+  std::string path = *dir_ + "/auth-prefork.pem";
+  Bytes spki = MakeKeyFile(path, KeyAlg::kEcP256, SecretBytes(AsBytes("right pass")));
+  ASSERT_FALSE(spki.empty());
+  uint32_t before = LockoutCounter();
+  fflush(nullptr);
+  constexpr int kWorkers = 3;
+  std::vector<pid_t> workers;
+  for (int i = 0; i < kWorkers; ++i) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      alarm(60);
+      int answers = 0;
+      {
+        PassPhrase wrong{"wrong pass"};
+        EvpPkeyPtr key = LoadKeyWithPassPhrase(path, &wrong);
+        if (!key) _exit(20);
+        const uint8_t msg[] = "worker";
+        for (int n = 0; n < 2; ++n) {
+          if (!DigestSign(key.get(), "SHA256", ByteView(msg, sizeof(msg))).empty()) _exit(21);
+          if (OpenSslErrors().find("DA counter incremented") != std::string::npos) ++answers;
+        }
+      }
+      OSSL_PROVIDER_unload(wimsetpm_);
+      OSSL_PROVIDER_unload(default_);
+      OSSL_LIB_CTX_free(libctx_);
+      _exit(answers);
+    }
+    workers.push_back(pid);
+  }
+  int answered = 0;
+  for (pid_t pid : workers) {
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_LE(WEXITSTATUS(status), 1) << "a worker signed, failed to load, or asked twice";
+    answered += WEXITSTATUS(status);
+  }
+  EXPECT_EQ(answered, 1) << "exactly one worker's signature reached the TPM";
+  EXPECT_EQ(LockoutCounter(), before + 1);
+  ResetLockout();
+}
+
 TEST_F(ProviderTest, OverLongPassPhraseIsRefusedWithoutATpmCommand) {
   // `openssl dgst -sign auth.pem -passin env:LONG` with 100 bytes: the CLI's refusal, locally.
   std::string path = *dir_ + "/auth-long.pem";

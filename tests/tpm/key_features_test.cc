@@ -358,6 +358,55 @@ TEST_F(KeyFeaturesTest, RejectionIsSharedByReloadedKeysAndForkedWorkers) {
   ASSERT_TRUE(ResetDictionaryAttack(*ctx_).ok());
 }
 
+TEST_F(KeyFeaturesTest, RejectionLapsesOnceTheTpmHasForgivenTheStrike) {
+  // Hostile review: a rejection kept for the life of the process tree refused a value that had
+  // become right (auth changed on a persistent key, same Name) until a full restart. It now
+  // lapses after the TPM's lockout interval, when the TPM has forgiven the strike: one more try
+  // then can never add up to a lockout.
+  uint32_t max_tries = TpmProperty(*ctx_, TPM2_PT_MAX_AUTH_FAIL);
+  uint32_t interval = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_INTERVAL);
+  uint32_t recovery = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_RECOVERY);
+  auto set_params = [&](uint32_t tries, uint32_t iv, uint32_t rec) {
+    return ctx_->Run([&](ESYS_CONTEXT* esys) -> Status {
+      TSS2_RC rc = Esys_DictionaryAttackParameters(esys, ESYS_TR_RH_LOCKOUT, ESYS_TR_PASSWORD,
+                                                   ESYS_TR_NONE, ESYS_TR_NONE, tries, iv, rec);
+      if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("DictionaryAttackParameters", rc);
+      return OkStatus();
+    });
+  };
+  ASSERT_TRUE(set_params(10, 2, 10).ok());  // forgive one failure every 2 s
+  auto created = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256, SecretBytes(AsBytes("right")));
+  ASSERT_TRUE(created.ok()) << created.error().ToString();
+  std::string path = TempDir() + "/lapse.pem";
+  ASSERT_TRUE((*created)->Save(path).ok());
+  auto key = tpm::OpenKey(ctx_, path);
+  ASSERT_TRUE(key.ok());
+  (*key)->SetAuth(SecretBytes(AsBytes("lapsing wrong")));
+  Bytes digest = TestDigest(HashAlg::kSha256, "lapse");
+  auto first = (*key)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_FALSE(first.ok());
+  EXPECT_NE(first.error().tss2_rc(), 0u) << first.error().ToString();
+  auto refused = (*key)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().tss2_rc(), 0u) << refused.error().ToString();
+  auto reloaded = tpm::OpenKey(ctx_, path);
+  ASSERT_TRUE(reloaded.ok());
+  (*reloaded)->SetAuth(SecretBytes(AsBytes("lapsing wrong")));
+  EXPECT_EQ((*reloaded)->SignDigest(HashAlg::kSha256, digest).error().tss2_rc(), 0u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2300));
+  // Forgiven: the first copy to try gets the one more try; the other is refused again after
+  // that answer.
+  auto again = (*key)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.error().tss2_rc(), 0u) << "after the interval the TPM is asked once more";
+  auto copy = (*reloaded)->SignDigest(HashAlg::kSha256, digest);
+  ASSERT_FALSE(copy.ok());
+  EXPECT_EQ(copy.error().tss2_rc(), 0u) << copy.error().ToString();
+  EXPECT_LE(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), 2u);
+  ASSERT_TRUE(ResetDictionaryAttack(*ctx_).ok());
+  ASSERT_TRUE(set_params(max_tries, interval, recovery).ok());
+}
+
 TEST_F(KeyFeaturesTest, ParentWithAnAuthValueCostsOneStrikeAndIsNamed) {
   // A key file whose persistent parent has an auth value: parents are used with an empty auth
   // value, so TPM2_Load fails with TPM_RC_AUTH_FAIL (a strike unless the parent is noDA).

@@ -261,6 +261,30 @@ TEST(File, StagedFilesAreAllOrNothing) {
   ASSERT_EQ(stat((dir + "/b").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   EXPECT_EQ(Listing(dir), "a\nb\n");
+  // A name that was free when checked but taken before Commit is not replaced without consent
+  // (RENAME_NOREPLACE), and the other new file of the same Commit is removed again.
+  {
+    StagedFiles files;
+    ASSERT_TRUE(files.Stage(dir + "/c", std::string_view("c"), 0600, /*replace=*/false).ok());
+    ASSERT_TRUE(files.Stage(dir + "/e", std::string_view("e"), 0600, /*replace=*/false).ok());
+    ASSERT_TRUE(WriteFileAtomic(dir + "/e", std::string_view("someone else's"), 0644).ok());
+    Status s = files.Commit();
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.error().message().find("appeared meanwhile; not replaced"), std::string::npos)
+        << s.error().ToString();
+  }
+  auto e = ReadFileString(dir + "/e");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(*e, "someone else's");
+  EXPECT_EQ(Listing(dir), "a\nb\ne\n") << "c was created although e could not be";
+  // One destination spelled two ways.
+  {
+    StagedFiles files;
+    ASSERT_TRUE(files.Stage(dir + "/f", std::string_view("f"), 0600).ok());
+    EXPECT_FALSE(files.Stage(dir + "/./f", std::string_view("f"), 0600).ok());
+  }
+  EXPECT_TRUE(SameDestination(dir + "/x", dir + "/../" + dir.substr(dir.rfind('/') + 1) + "/x"));
+  EXPECT_FALSE(SameDestination(dir + "/x", dir + "/y"));
   // Destination checks before any work.
   EXPECT_FALSE(CheckWritableDestination(dir + "/a", /*replace=*/false).ok());
   EXPECT_TRUE(CheckWritableDestination(dir + "/a", /*replace=*/true).ok());
