@@ -3,6 +3,7 @@
 # ("wimse-tpm: <command>: ..."), a non-zero exit, and nothing written. Runs under
 # tests/with_swtpm.sh (WIMSE_TPM_TCTI names a private swtpm).
 set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)  # helper scripts beside this one
 W="$WIMSE_BUILD_ROOT/src/cli/wimse-tpm"
 dir=$(mktemp -d /tmp/wimse-cli-XXXXXX)
 trap 'rm -rf "$dir"' EXIT
@@ -157,16 +158,7 @@ expect_nothing_written "$dir/forgot.sig" "forgotten auth option"
 expect_error "--empty-auth with --auth-file" "exclude each other" -- \
   "$W" sign --key "$dir/authkey.pem" --empty-auth --auth-file "$dir/a.auth" --in "$dir/data" --out "$dir/x.sig"
 # --empty-auth is for emptyAuth FALSE files; a file without the field says "auth required".
-/usr/bin/python3 - "$dir/authkey.pem" "$dir/noea.pem" <<'PY' || { echo "FAIL strip emptyAuth"; failures=$((failures + 1)); }
-import base64, sys
-der = base64.b64decode("".join(open(sys.argv[1]).read().split("-----")[2].split()))
-assert der[0] == 0x30 and der[1] == 0x81 and der[11:16] == bytes([0xa0, 3, 1, 1, 0])
-body = der[3:11] + der[16:]
-der = bytes([0x30, 0x81, len(body)]) + body
-b64 = base64.b64encode(der).decode()
-open(sys.argv[2], "w").write("-----BEGIN TSS2 PRIVATE KEY-----\n" + "\n".join(
-    b64[i:i + 64] for i in range(0, len(b64), 64)) + "\n-----END TSS2 PRIVATE KEY-----\n")
-PY
+/usr/bin/python3 "$here/strip_empty_auth.py" "$dir/authkey.pem" "$dir/noea.pem" || { echo "FAIL strip emptyAuth"; failures=$((failures + 1)); }
 before=$(lockouts)
 expect_error "--empty-auth on a file without emptyAuth" "has no emptyAuth field.*--empty-auth is for files with emptyAuth FALSE" -- \
   "$W" sign --key "$dir/noea.pem" --empty-auth --in "$dir/data" --out "$dir/noea.sig"

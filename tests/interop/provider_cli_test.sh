@@ -14,6 +14,7 @@
 #     path is broken, provider-guide §13, so it is used as a key-file peer only);
 #  5. no transient objects left in the TPM.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)  # helper scripts beside this one
 
 : "${WIMSE_TPM_TCTI:?run under tests/with_swtpm.sh}"
 prov_dir=${WIMSE_PROVIDER_DIR:?}
@@ -343,16 +344,7 @@ grep -q "empty auth was tried once" err.txt ||
   { cat err.txt; fail "empty auth value: no specific reason"; }
 tpm2_dictionarylockout -T "$WIMSE_TPM_TCTI" -c >/dev/null
 # A file without emptyAuth (as wimse-tpm wrote before) is refused before the TPM.
-/usr/bin/python3 - akey.pem akey-absent.pem <<'PY' || fail "strip emptyAuth"
-import base64, sys
-der = base64.b64decode("".join(open(sys.argv[1]).read().split("-----")[2].split()))
-assert der[0] == 0x30 and der[1] == 0x81 and der[11:16] == bytes([0xa0, 3, 1, 1, 0])
-body = der[3:11] + der[16:]
-der = bytes([0x30, 0x81, len(body)]) + body
-b64 = base64.b64encode(der).decode()
-open(sys.argv[2], "w").write("-----BEGIN TSS2 PRIVATE KEY-----\n" + "\n".join(
-    b64[i:i + 64] for i in range(0, len(b64), 64)) + "\n-----END TSS2 PRIVATE KEY-----\n")
-PY
+/usr/bin/python3 "$here/strip_empty_auth.py" akey.pem akey-absent.pem || fail "strip emptyAuth"
 if openssl dgst "${P[@]}" -sha256 -sign akey-absent.pem -passin pass: -out none.sig amsg 2>err.txt; then
   fail "signing without the auth value succeeded"
 fi

@@ -1268,40 +1268,25 @@ TEST_F(ProviderTest, WorkersForkedBeforeLoadingTheKeyShareOneStrike) {
   Bytes spki = MakeKeyFile(path, KeyAlg::kEcP256, SecretBytes(AsBytes("right pass")));
   ASSERT_FALSE(spki.empty());
   uint32_t before = LockoutCounter();
-  fflush(nullptr);
-  constexpr int kWorkers = 3;
-  std::vector<pid_t> workers;
-  for (int i = 0; i < kWorkers; ++i) {
-    pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      alarm(60);
-      int answers = 0;
-      {
-        PassPhrase wrong{"wrong pass"};
-        EvpPkeyPtr key = LoadKeyWithPassPhrase(path, &wrong);
-        if (!key) _exit(20);
-        const uint8_t msg[] = "worker";
-        for (int n = 0; n < 2; ++n) {
-          if (!DigestSign(key.get(), "SHA256", ByteView(msg, sizeof(msg))).empty()) _exit(21);
-          if (OpenSslErrors().find("DA counter incremented") != std::string::npos) ++answers;
-        }
+  std::vector<pid_t> workers = testing::ForkWorkers(3, [&] {
+    int answers = 0;
+    {
+      PassPhrase wrong{"wrong pass"};
+      EvpPkeyPtr key = LoadKeyWithPassPhrase(path, &wrong);
+      if (!key) return 20;
+      const uint8_t msg[] = "worker";
+      for (int n = 0; n < 2; ++n) {
+        if (!DigestSign(key.get(), "SHA256", ByteView(msg, sizeof(msg))).empty()) return 21;
+        if (OpenSslErrors().find("DA counter incremented") != std::string::npos) ++answers;
       }
-      OSSL_PROVIDER_unload(wimsetpm_);
-      OSSL_PROVIDER_unload(default_);
-      OSSL_LIB_CTX_free(libctx_);
-      _exit(answers);
     }
-    workers.push_back(pid);
-  }
-  int answered = 0;
-  for (pid_t pid : workers) {
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFEXITED(status));
-    ASSERT_LE(WEXITSTATUS(status), 1) << "a worker signed, failed to load, or asked twice";
-    answered += WEXITSTATUS(status);
-  }
+    OSSL_PROVIDER_unload(wimsetpm_);
+    OSSL_PROVIDER_unload(default_);
+    OSSL_LIB_CTX_free(libctx_);
+    return answers;
+  });
+  // More than 1 from a worker: it signed, failed to load the key, or asked the TPM twice.
+  int answered = testing::SumOfExitCodes(workers, 1);
   EXPECT_EQ(answered, 1) << "exactly one worker's signature reached the TPM";
   EXPECT_EQ(LockoutCounter(), before + 1);
   ResetLockout();

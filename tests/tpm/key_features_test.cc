@@ -286,32 +286,17 @@ TEST_F(KeyFeaturesTest, RejectionIsSharedByReloadedKeysAndForkedWorkers) {
   ASSERT_TRUE(master.ok());
   (*master)->SetAuth(SecretBytes(AsBytes("also wrong")));
   ctx_->Disconnect();
-  constexpr int kWorkers = 4;
-  std::vector<pid_t> workers;
-  for (int i = 0; i < kWorkers; ++i) {
-    pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      alarm(60);
-      int tpm_answers = 0;
-      for (int n = 0; n < 3; ++n) {
-        auto s = (*master)->SignDigest(HashAlg::kSha256, digest);
-        if (s.ok()) _exit(20);
-        if (s.error().tss2_rc() != 0) ++tpm_answers;
-      }
-      ctx_->Disconnect();
-      _exit(tpm_answers);  // 1 for the worker that asked the TPM, 0 for the others
+  std::vector<pid_t> workers = testing::ForkWorkers(4, [&] {
+    int tpm_answers = 0;
+    for (int n = 0; n < 3; ++n) {
+      auto s = (*master)->SignDigest(HashAlg::kSha256, digest);
+      if (s.ok()) return 20;
+      if (s.error().tss2_rc() != 0) ++tpm_answers;
     }
-    workers.push_back(pid);
-  }
-  int answered = 0;
-  for (pid_t pid : workers) {
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFEXITED(status));
-    ASSERT_LE(WEXITSTATUS(status), 1) << "a worker signed, or asked the TPM twice";
-    answered += WEXITSTATUS(status);
-  }
+    ctx_->Disconnect();
+    return tpm_answers;  // 1 for the worker that asked the TPM, 0 for the others
+  });
+  int answered = testing::SumOfExitCodes(workers, 1);  // more: signed, or asked the TPM twice
   EXPECT_EQ(answered, 1) << "exactly one worker's attempt reached the TPM";
   EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before + 2);
   // The master learns it too, without a TPM command.
@@ -367,12 +352,7 @@ TEST_F(KeyFeaturesTest, RejectionLapsesOnceTheTpmHasForgivenTheStrike) {
   uint32_t interval = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_INTERVAL);
   uint32_t recovery = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_RECOVERY);
   auto set_params = [&](uint32_t tries, uint32_t iv, uint32_t rec) {
-    return ctx_->Run([&](ESYS_CONTEXT* esys) -> Status {
-      TSS2_RC rc = Esys_DictionaryAttackParameters(esys, ESYS_TR_RH_LOCKOUT, ESYS_TR_PASSWORD,
-                                                   ESYS_TR_NONE, ESYS_TR_NONE, tries, iv, rec);
-      if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("DictionaryAttackParameters", rc);
-      return OkStatus();
-    });
+    return testing::SetDictionaryAttackParameters(*ctx_, tries, iv, rec);
   };
   ASSERT_TRUE(set_params(10, 2, 10).ok());  // forgive one failure every 2 s
   auto created = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256, SecretBytes(AsBytes("right")));
@@ -446,25 +426,10 @@ TEST_F(KeyFeaturesTest, ParentWithAnAuthValueCostsOneStrikeAndIsNamed) {
     std::memcpy(auth.buffer, kParentAuth, auth.size);
     Esys_TR_SetAuth(esys, parent, &auth);
     WIMSE_ASSIGN_OR_RETURN(TPM2B_PUBLIC tmpl, tpm::WorkloadKeyTemplate(KeyAlg::kEcP256));
-    TPM2B_SENSITIVE_CREATE child_sensitive{};
-    rc = Esys_Create(esys, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &child_sensitive,
-                     &tmpl, &outside, &pcrs, &priv, &pub, nullptr, nullptr, nullptr);
+    auto file = testing::CreateKeyFileLocked(esys, parent, tmpl, kParent);
     Esys_FlushContext(esys, parent);
     Esys_TR_Close(esys, &persistent);
-    if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("Create (child)", rc);
-    Tss2KeyFile f;
-    f.parent = kParent;
-    f.empty_auth = true;
-    f.empty_auth_present = true;
-    WIMSE_ASSIGN_OR_RETURN(f.public_blob, MarshalTpm2bPublic(*pub));
-    Bytes buf(sizeof(TPM2B_PRIVATE) + 2);
-    size_t off = 0;
-    Tss2_MU_TPM2B_PRIVATE_Marshal(priv, buf.data(), buf.size(), &off);
-    buf.resize(off);
-    f.private_blob = buf;
-    Esys_Free(priv);
-    Esys_Free(pub);
-    return f;
+    return file;
   });
   ASSERT_TRUE(made.ok()) << made.error().ToString();
   std::string path = TempDir() + "/under-authed-parent.pem";
@@ -575,12 +540,7 @@ TEST_F(KeyFeaturesTest, ExhaustedDictionaryAttackCounterIsALockoutError) {
   uint32_t interval = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_INTERVAL);
   uint32_t recovery = TpmProperty(*ctx_, TPM2_PT_LOCKOUT_RECOVERY);
   auto set_params = [&](uint32_t tries, uint32_t iv, uint32_t rec) {
-    return ctx_->Run([&](ESYS_CONTEXT* esys) -> Status {
-      TSS2_RC rc = Esys_DictionaryAttackParameters(esys, ESYS_TR_RH_LOCKOUT, ESYS_TR_PASSWORD,
-                                                   ESYS_TR_NONE, ESYS_TR_NONE, tries, iv, rec);
-      if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("DictionaryAttackParameters", rc);
-      return OkStatus();
-    });
+    return testing::SetDictionaryAttackParameters(*ctx_, tries, iv, rec);
   };
   ASSERT_TRUE(set_params(2, 1000, 1000).ok());
   auto key = tpm::WorkloadKey::Create(ctx_, KeyAlg::kEcP256, SecretBytes(AsBytes("right")));
@@ -747,26 +707,7 @@ TEST_F(KeyFeaturesTest, KeyFileWithPersistentParentLoads) {
     if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("EvictControl", rc);
     Esys_TR_Close(esys, &persistent);
     WIMSE_ASSIGN_OR_RETURN(TPM2B_PUBLIC tmpl, tpm::WorkloadKeyTemplate(KeyAlg::kEcP384));
-    TPM2B_SENSITIVE_CREATE sensitive{};
-    TPM2B_DATA outside{};
-    TPML_PCR_SELECTION pcrs{};
-    TPM2B_PRIVATE* priv = nullptr;
-    TPM2B_PUBLIC* pub = nullptr;
-    rc = Esys_Create(esys, srk.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
-                     &tmpl, &outside, &pcrs, &priv, &pub, nullptr, nullptr, nullptr);
-    if (rc != TSS2_RC_SUCCESS) return tpm::TpmError("Create", rc);
-    Tss2KeyFile f;
-    f.parent = kParent;
-    f.empty_auth = true;
-    WIMSE_ASSIGN_OR_RETURN(f.public_blob, MarshalTpm2bPublic(*pub));
-    Bytes buf(sizeof(TPM2B_PRIVATE) + 2);
-    size_t off = 0;
-    Tss2_MU_TPM2B_PRIVATE_Marshal(priv, buf.data(), buf.size(), &off);
-    buf.resize(off);
-    f.private_blob = buf;
-    Esys_Free(priv);
-    Esys_Free(pub);
-    return f;
+    return testing::CreateKeyFileLocked(esys, srk.get(), tmpl, kParent);
   });
   ASSERT_TRUE(made.ok()) << made.error().ToString();
   std::string path = TempDir() + "/child.pem";
