@@ -216,7 +216,9 @@ Result<tpm::KeyCreation> DecodeKeyCreation(std::string_view json, ByteView key_n
   WIMSE_ASSIGN_OR_RETURN(Bytes name, bytes("name"));
   if (name != Bytes(key_name.begin(), key_name.end())) {
     return Error(Layer::kUsage, "the key creation record belongs to the key " + HexEncode(name) +
-                                    ", not to this key (" + HexEncode(key_name) + ")");
+                                    ", not to this key (" + HexEncode(key_name) +
+                                    "): it is left from an earlier key at the same path; remove "
+                                    "it to certify this key with TPM2_Certify only");
   }
   tpm::KeyCreation c;
   WIMSE_ASSIGN_OR_RETURN(c.creation_data, bytes("creation_data"));

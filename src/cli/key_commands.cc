@@ -239,6 +239,13 @@ struct BlobsOptions {
 // The key file's TPM2B_PUBLIC and TPM2B_PRIVATE, as tpm2_load -u/-r reads them (tpm2-tools 5.4
 // cannot load a TSS2 PEM file itself). No TPM I/O; the private blob is wrapped by the TPM.
 void RunBlobs(GlobalOptions& g, const BlobsOptions& o) {
+  if (SameDestination(o.pub, o.key) || SameDestination(o.priv, o.key)) {
+    return Fail(g, "blobs",
+                Error(Layer::kUsage,
+                      "--public and --private must not be the key "
+                      "file " +
+                          o.key + " (not even with --force)"));
+  }
   if (SameDestination(o.pub, o.priv)) {
     return Fail(g, "blobs", Error(Layer::kUsage, "--public and --private are the same file"));
   }
@@ -306,6 +313,10 @@ Status CheckSignOptions(const tpm::WorkloadKey& key, const std::string& padding,
 }
 
 void RunSign(GlobalOptions& g, const SignOptions& o) {
+  if (SameDestination(o.out, o.key) || SameDestination(o.out, o.in)) {
+    return Fail(g, "sign",
+                Error(Layer::kUsage, "--out " + o.out + " is the key file or the input"));
+  }
   auto data = ReadFileBytes(o.in, 64 << 20);
   if (!data.ok()) return Fail(g, "sign", data.error());
   auto key = OpenCliKey(g, o.key, o.auth);
@@ -349,7 +360,9 @@ void RegisterKeyCommands(CLI::App& app, GlobalOptions& g) {
   keygen->add_option("--persist", kg->persist,
                      "also make the key persistent at this handle (0x81000000..0x81ffffff)");
   AddAuthOptions(keygen, kg->auth, /*existing_key=*/false);
-  keygen->add_flag("--force", kg->force, "replace existing files (--out, --pubout)");
+  keygen->add_flag("--force", kg->force,
+                   "replace existing files (--out, --pubout; the creation record beside --out is "
+                   "always rewritten with it)");
   keygen->callback([&g, kg] { RunKeygen(g, *kg); });
 
   auto* evict = app.add_subcommand("evict", "Remove a persistent key from the TPM");

@@ -133,6 +133,16 @@ expect_error "blobs: one file spelled two ways" "are the same file" -- \
   "$W" blobs --key "$dir/key.pem" --public "$dir/sp/x.bin" --private "$dir/sp/../sp/x.bin"
 expect_nothing_written "$dir/sp/x.bin" "blobs: one file spelled two ways"
 
+# Outputs never replace the key file itself, not even with --force (new-user trial: blobs
+# --public key.pem --force replaced the TSS2 file with its TPM2B_PUBLIC).
+cp "$dir/key.pem" "$dir/keep-key.pem"
+expect_error "blobs: --public is the key file" "must not be the key file" -- \
+  "$W" blobs --key "$dir/keep-key.pem" --public "$dir/./keep-key.pem" --private "$dir/kk.priv" --force
+expect_error "sign: --out is the key file" "is the key file or the input" -- \
+  "$W" sign --key "$dir/keep-key.pem" --in "$dir/data" --out "$dir/keep-key.pem"
+cmp -s "$dir/key.pem" "$dir/keep-key.pem" || { echo "FAIL the key file was changed"; failures=$((failures + 1)); }
+expect_nothing_written "$dir/kk.priv" "blobs: --public is the key file"
+
 # --tcti is accepted after the subcommand too (new-user trial).
 if "$W" pubkey --key "$dir/key.pem" --tcti "$WIMSE_TPM_TCTI" >/dev/null 2>"$dir/tcti.err"; then
   echo "ok   --tcti after the subcommand"
