@@ -35,6 +35,27 @@ struct AuthLatch::Table {
     uint64_t stamp;
     int64_t forgiven_at;  // CLOCK_MONOTONIC ns after which a 'rejected' entry lapses; 0: never
   } slots[kSlots];
+
+  // With `mu` held: the entry for `fp`, a free slot, the oldest rejected entry (or nullptr).
+  Slot* Find(const Fingerprint& fp) {
+    for (auto& s : slots) {
+      if (s.state != kFree && s.fp == fp) return &s;
+    }
+    return nullptr;
+  }
+  Slot* FreeSlot() {
+    for (auto& s : slots) {
+      if (s.state == kFree) return &s;
+    }
+    return nullptr;
+  }
+  Slot* OldestRejected() {
+    Slot* oldest = nullptr;
+    for (auto& s : slots) {
+      if (s.state == kRejected && (oldest == nullptr || s.stamp < oldest->stamp)) oldest = &s;
+    }
+    return oldest;
+  }
 };
 
 namespace {
@@ -141,39 +162,21 @@ AuthLatch::Fingerprint AuthLatch::Of(std::string_view domain, ByteView object,
 
 uint32_t AuthLatch::Rejected(const Fingerprint& fp) {
   TableLock lock(&table_->mu);
-  for (auto& s : table_->slots) {
-    if (s.state == kRejected && s.fp == fp) {
-      if (Forgiven(s.forgiven_at)) {
-        std::memset(&s, 0, sizeof(s));
-        return 0;
-      }
-      return s.rc;
-    }
+  Table::Slot* s = table_->Find(fp);
+  if (s == nullptr || s->state != kRejected) return 0;
+  if (Forgiven(s->forgiven_at)) {
+    std::memset(s, 0, sizeof(*s));
+    return 0;
   }
-  return 0;
+  return s->rc;
 }
 
 void AuthLatch::RecordRejected(const Fingerprint& fp, uint32_t rc,
                                std::chrono::seconds forgive_after) {
   TableLock lock(&table_->mu);
-  Table::Slot* target = nullptr;
-  Table::Slot* oldest = nullptr;
-  for (auto& s : table_->slots) {
-    if (s.state != kFree && s.fp == fp) {
-      target = &s;
-      break;
-    }
-  }
-  if (target == nullptr) {
-    for (auto& s : table_->slots) {
-      if (s.state == kFree) {
-        target = &s;
-        break;
-      }
-      if (s.state == kRejected && (oldest == nullptr || s.stamp < oldest->stamp)) oldest = &s;
-    }
-  }
-  if (target == nullptr) target = oldest;
+  Table::Slot* target = table_->Find(fp);
+  if (target == nullptr) target = table_->FreeSlot();
+  if (target == nullptr) target = table_->OldestRejected();
   if (target == nullptr) return;  // every slot is a live first try: nothing to displace
   target->fp = fp;
   target->state = kRejected;
@@ -196,19 +199,10 @@ AuthLatch::Claim AuthLatch::BeginFirstTry(const Fingerprint& fp, std::chrono::mi
   for (;;) {
     {
       TableLock lock(&table_->mu);
-      Table::Slot* free_slot = nullptr;
-      Table::Slot* found = nullptr;
-      for (auto& s : table_->slots) {
-        if (s.state != kFree && s.fp == fp) {
-          found = &s;
-          break;
-        }
-        if (s.state == kFree && free_slot == nullptr) free_slot = &s;
-      }
+      Table::Slot* found = table_->Find(fp);
       if (found != nullptr && found->state == kRejected) {
         if (!Forgiven(found->forgiven_at)) return Claim::kRejected;
         std::memset(found, 0, sizeof(*found));  // forgiven: one more try, claimed below
-        free_slot = found;
         found = nullptr;
       }
       if (found != nullptr &&
@@ -218,15 +212,15 @@ AuthLatch::Claim AuthLatch::BeginFirstTry(const Fingerprint& fp, std::chrono::mi
         return Claim::kMine;
       }
       if (found == nullptr) {
+        Table::Slot* slot = table_->FreeSlot();
         // A full table of live first tries is not worth waiting for: try without a claim.
-        if (free_slot == nullptr) return Claim::kMine;
-        free_slot->fp = fp;
-        free_slot->state = kTrying;
-        free_slot->pid = self;
-        free_slot->tid = thread;
-        free_slot->rc = 0;
-        free_slot->forgiven_at = 0;
-        free_slot->stamp = ++table_->clock;
+        if (slot == nullptr) return Claim::kMine;
+        std::memset(slot, 0, sizeof(*slot));
+        slot->fp = fp;
+        slot->state = kTrying;
+        slot->pid = self;
+        slot->tid = thread;
+        slot->stamp = ++table_->clock;
         return Claim::kMine;
       }
     }
@@ -238,11 +232,9 @@ AuthLatch::Claim AuthLatch::BeginFirstTry(const Fingerprint& fp, std::chrono::mi
 
 void AuthLatch::EndFirstTry(const Fingerprint& fp) {
   TableLock lock(&table_->mu);
-  for (auto& s : table_->slots) {
-    if (s.state == kTrying && s.fp == fp && s.pid == getpid() && s.tid == gettid()) {
-      std::memset(&s, 0, sizeof(s));
-      return;
-    }
+  Table::Slot* s = table_->Find(fp);
+  if (s != nullptr && s->state == kTrying && s->pid == getpid() && s->tid == gettid()) {
+    std::memset(s, 0, sizeof(*s));
   }
 }
 

@@ -29,6 +29,7 @@
 #include "support/shell.h"
 #include "support/tpm_admin.h"
 #include "support/tpm_fixture.h"
+#include "tpm/auth_latch.h"
 #include "tpm/tcti.h"
 #include "tpm/templates.h"
 #include "tpm/workload_key.h"
@@ -341,6 +342,78 @@ TEST_F(KeyFeaturesTest, RejectionIsSharedByReloadedKeysAndForkedWorkers) {
   EXPECT_TRUE(VerifyDigest((*good)->public_key(), HashAlg::kSha256, digest, *ok).ok());
   EXPECT_EQ(TpmProperty(*ctx_, TPM2_PT_LOCKOUT_COUNTER), before + 1);
   ASSERT_TRUE(ResetDictionaryAttack(*ctx_).ok());
+}
+
+// The latch's own rules, without a TPM: fingerprints, claims between threads and processes,
+// lapse, and a full table.
+TEST(AuthLatch, ClaimsRejectionsLapseAndAFullTable) {
+  tpm::AuthLatch& latch = tpm::AuthLatch::Global();
+  EXPECT_TRUE(latch.shared());
+  auto fp = [&](const std::string& object, const std::string& auth) {
+    return latch.Of("test", AsBytes(object), AsBytes(auth));
+  };
+  EXPECT_EQ(fp("k", "a"), fp("k", "a"));
+  EXPECT_NE(fp("k", "a"), fp("k", "b"));
+  EXPECT_NE(fp("ka", ""), fp("k", "a"));  // length-prefixed fields
+  EXPECT_NE(latch.Of("other", AsBytes("k"), AsBytes("a")), fp("k", "a"));
+
+  // A claim held by one thread makes another wait (here: time out); released, it is free.
+  auto claimed = fp("claims", "x");
+  ASSERT_EQ(latch.BeginFirstTry(claimed, std::chrono::milliseconds(0)),
+            tpm::AuthLatch::Claim::kMine);
+  EXPECT_EQ(latch.BeginFirstTry(claimed, std::chrono::milliseconds(0)),
+            tpm::AuthLatch::Claim::kMine);  // the holder itself
+  tpm::AuthLatch::Claim other{};
+  std::thread([&] { other = latch.BeginFirstTry(claimed, std::chrono::milliseconds(30)); }).join();
+  EXPECT_EQ(other, tpm::AuthLatch::Claim::kTimedOut);
+  latch.EndFirstTry(claimed);
+  std::thread([&] {
+    other = latch.BeginFirstTry(claimed, std::chrono::milliseconds(30));
+    latch.EndFirstTry(claimed);
+  }).join();
+  EXPECT_EQ(other, tpm::AuthLatch::Claim::kMine);
+
+  // A claimant that died mid-try (a forked child that _exits) is taken over.
+  auto orphan = fp("orphan", "x");
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    latch.BeginFirstTry(orphan, std::chrono::milliseconds(0));
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_EQ(latch.BeginFirstTry(orphan, std::chrono::milliseconds(0)),
+            tpm::AuthLatch::Claim::kMine);
+  latch.EndFirstTry(orphan);
+
+  // A rejection recorded in a child is seen by its parent (one mapping for the tree).
+  auto in_child = fp("child", "x");
+  pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    latch.RecordRejected(in_child, 0x98e);
+    _exit(0);
+  }
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_EQ(latch.Rejected(in_child), 0x98eu);
+  EXPECT_EQ(latch.BeginFirstTry(in_child, std::chrono::milliseconds(0)),
+            tpm::AuthLatch::Claim::kRejected);
+
+  // A rejection lapses when the TPM has forgiven it.
+  auto lapsing = fp("lapsing", "x");
+  latch.RecordRejected(lapsing, 0x98e, std::chrono::seconds(1));
+  EXPECT_EQ(latch.Rejected(lapsing), 0x98eu);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  EXPECT_EQ(latch.Rejected(lapsing), 0u);
+
+  // A full table displaces its oldest rejections, never the newest.
+  for (int i = 0; i < tpm::AuthLatch::kSlots + 20; ++i) {
+    latch.RecordRejected(fp("full" + std::to_string(i), "x"), 0x98e);
+  }
+  EXPECT_EQ(latch.Rejected(fp("full0", "x")), 0u);
+  EXPECT_EQ(latch.Rejected(fp("full" + std::to_string(tpm::AuthLatch::kSlots + 19), "x")), 0x98eu);
+  EXPECT_EQ(latch.Rejected(in_child), 0u) << "older than the last kSlots rejections";
 }
 
 TEST_F(KeyFeaturesTest, RejectionLapsesOnceTheTpmHasForgivenTheStrike) {
