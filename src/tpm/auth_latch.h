@@ -2,10 +2,10 @@
 // a wrong auth value costs the TPM's dictionary-attack counter one strike however the program
 // around it behaves.
 //
-// A WorkloadKey already refuses, with no TPM command, an auth value the TPM rejected for it. That
-// is not enough for servers: nginx re-reads its key on every reload (a new WorkloadKey each
-// time), an OpenSSL program may decode the key per connection, and a pre-fork server loads the
-// key once and forks workers that would each spend their own strike on their first handshake. A
+// It is the one place WorkloadKey keeps rejections (none per key object): a refusal kept in the
+// key object alone is not enough for servers: nginx re-reads its key on every reload (a new
+// WorkloadKey each time), an OpenSSL program may decode the key per connection, and a pre-fork
+// server loads the key once and forks workers that would each spend their own strike. A
 // TPM locks out after a few strikes (3 on a fresh swtpm), so any of these turns a mistyped pass
 // phrase into a lockout that unauthenticated TLS clients can trigger.
 //

@@ -30,12 +30,6 @@ bool IsAuthFailure(TSS2_RC rc) {
   return IsFmt1(rc, TPM2_RC_AUTH_FAIL) || IsFmt1(rc, TPM2_RC_BAD_AUTH);
 }
 bool IsLockout(TSS2_RC rc) { return rc == TPM2_RC_LOCKOUT; }
-int64_t SteadyNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 // TPM2_PT_LOCKOUT_INTERVAL: the seconds after which the TPM forgives one authorization failure.
 // Zero when it cannot be read, or is 0 (dictionary-attack protection off): then a rejection is
 // kept for good.
@@ -276,9 +270,7 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::OpenPersistent(std::shared_ptr
 
 void WorkloadKey::SetAuth(SecretBytes auth) {
   auth_ = std::make_shared<SecretBytes>(std::move(auth));
-  auth_rejected_rc_.store(0);  // a new value gets its one try (unless the latch has it)
-  auth_forgiven_at_.store(0);
-  auth_accepted_.store(false);
+  auth_accepted_.store(false);  // a new value gets its one try (unless the latch has it)
 }
 
 namespace {
@@ -334,8 +326,6 @@ Result<std::shared_ptr<WorkloadKey>> WorkloadKey::Persist(uint32_t handle) const
   if (!s.ok()) return std::move(s).error().WithContext(label_);
   WIMSE_ASSIGN_OR_RETURN(auto key, OpenPersistent(ctx_, handle));
   key->auth_ = auth_;
-  key->auth_rejected_rc_.store(auth_rejected_rc_.load());
-  key->auth_forgiven_at_.store(auth_forgiven_at_.load());
   key->auth_accepted_.store(auth_accepted_.load());
   return key;
 }
@@ -417,17 +407,13 @@ Result<ESYS_TR> WorkloadKey::LoadLocked(ESYS_CONTEXT* esys) const {
     }
     // A parent that refused the empty auth value once is not asked again (each refusal may
     // be a dictionary-attack strike), in this process or its forked workers.
-    uint32_t refused = parent_rejected_rc_.load();
-    if (refused == 0) refused = AuthLatch::Global().Rejected(ParentFingerprint());
-    if (refused != 0) {
-      parent_rejected_rc_.store(refused);
+    if (uint32_t refused = AuthLatch::Global().Rejected(ParentFingerprint()); refused != 0) {
       return ParentAuthError(refused);
     }
     ESYS_TR tr = ESYS_TR_NONE;
     TSS2_RC rc =
         Esys_Load(e, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &tr);
     if (IsAuthFailure(rc)) {
-      parent_rejected_rc_.store(rc);  // this object: for good (a key file's parent is fixed)
       AuthLatch::Global().RecordRejected(ParentFingerprint(), rc, LockoutInterval(e));
       return Error(Layer::kTpm, ParentAuthError(rc).message(), rc);
     }
@@ -486,12 +472,19 @@ Error WorkloadKey::MissingAuthError() const {
                                   "dictionary-attack strike)");
 }
 
-Error WorkloadKey::ParentAuthError(uint32_t rc) const {
+namespace {
+// An earlier response code named in the text of an error that carries none of its own.
+std::string RcText(uint32_t rc) {
   char code[16];
   std::snprintf(code, sizeof(code), "0x%x", rc);
+  return code;
+}
+}  // namespace
+
+Error WorkloadKey::ParentAuthError(uint32_t rc) const {
   return Error(Layer::kTpm,
                "TPM2_Load (" + label_ + "): the parent " + HandleToString(file_.parent) +
-                   " refused an empty auth value (" + code +
+                   " refused an empty auth value (" + RcText(rc) +
                    ", TPM_RC_AUTH_FAIL): the parent has an auth value, and wimse-tpm loads keys "
                    "only under parents without one (the storage primary of 0x40000001, or a "
                    "persistent parent with an empty auth value); not retried by this process or "
@@ -499,13 +492,11 @@ Error WorkloadKey::ParentAuthError(uint32_t rc) const {
                    "lockout");
 }
 
-Error WorkloadKey::RejectedAuthError() const {
+Error WorkloadKey::RejectedAuthError(uint32_t earlier_rc) const {
   // No response code attached: this refusal sent nothing, and a decoded "DA counter
   // incremented" would read as another strike. The earlier answer is named in the text.
-  char rc[16];
-  std::snprintf(rc, sizeof(rc), "0x%x", auth_rejected_rc_.load());
   return Error(Layer::kTpm,
-               KeyNoun() + ": auth value was rejected by the TPM earlier (" + rc +
+               KeyNoun() + ": auth value was rejected by the TPM earlier (" + RcText(earlier_rc) +
                    ", TPM_RC_AUTH_FAIL); not retried to protect the dictionary-attack counter; "
                    "give the correct auth value (" +
                    kAuthOptions + "; nothing was sent to the TPM)");
@@ -521,34 +512,17 @@ Status WorkloadKey::CheckAuthUsable() const {
       return std::move(size).error().WithContext(KeyNoun());
     }
   }
-  if (auth_rejected()) {
-    return RejectedAuthError();
-  }
-  if (!auth_accepted_.load(std::memory_order_relaxed)) {
-    // Another WorkloadKey for this key and value, or another process of the tree, may have
-    // been refused already.
-    uint32_t rc = AuthLatch::Global().Rejected(AuthFingerprint());
-    if (rc != 0) {
-      // Looked up again a second from now: the shared entry lapses when the TPM forgives.
-      MarkRejected(rc, std::chrono::seconds(1));
-      return RejectedAuthError();
-    }
+  // This key object, another one for the same key and value, or another process of the tree
+  // may have been refused already (until the TPM has accepted the value once).
+  if (uint32_t rc = RejectedRc(); rc != 0) {
+    return RejectedAuthError(rc);
   }
   return OkStatus();
 }
 
-bool WorkloadKey::auth_rejected() const {
-  if (auth_rejected_rc_.load() == 0) return false;
-  int64_t forgiven_at = auth_forgiven_at_.load();
-  return forgiven_at == 0 || SteadyNs() < forgiven_at;
-}
-
-void WorkloadKey::MarkRejected(uint32_t rc, std::chrono::seconds forgive_after) const {
-  auth_forgiven_at_.store(
-      forgive_after.count() > 0
-          ? SteadyNs() + std::chrono::duration_cast<std::chrono::nanoseconds>(forgive_after).count()
-          : 0);
-  auth_rejected_rc_.store(rc);
+uint32_t WorkloadKey::RejectedRc() const {
+  if (auth_accepted_.load(std::memory_order_acquire)) return 0;
+  return AuthLatch::Global().Rejected(AuthFingerprint());
 }
 
 Error WorkloadKey::AuthorizationError(const char* what, TSS2_RC rc,
@@ -556,8 +530,7 @@ Error WorkloadKey::AuthorizationError(const char* what, TSS2_RC rc,
   bool secure = auth_ && !auth_->empty();
   if (IsAuthFailure(rc)) {
     // Whatever the caller does next (a TLS server retries on every handshake), this auth value
-    // gets no second try: CheckAuthUsable refuses until SetAuth.
-    MarkRejected(rc, forgive_after);
+    // gets no second try: CheckAuthUsable refuses until SetAuth or the TPM has forgiven it.
     AuthLatch::Global().RecordRejected(AuthFingerprint(), rc, forgive_after);
     std::string hint =
         secure ? " (wrong auth value; not retried: every failure counts toward the "
@@ -705,8 +678,7 @@ Result<Bytes> WorkloadKey::SignDigestRsa(HashAlg hash, ByteView digest, RsaSchem
       case AuthLatch::Claim::kMine:
         break;
       case AuthLatch::Claim::kRejected:
-        MarkRejected(AuthLatch::Global().Rejected(*claim), std::chrono::seconds(1));
-        return RejectedAuthError();
+        return RejectedAuthError(AuthLatch::Global().Rejected(*claim));
       case AuthLatch::Claim::kTimedOut:
         return Error(Layer::kTpm, KeyNoun() +
                                       ": another process has been making the first TPM attempt "

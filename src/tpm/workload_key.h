@@ -126,8 +126,8 @@ class WorkloadKey {
   // command ("auth value was rejected by the TPM earlier; not retried ..."), so the key can
   // cost the dictionary-attack counter one strike per auth value per lockout interval (the time
   // the TPM takes to forgive it), whatever its callers do.
-  // Thread-safe. Shared with the key returned by Persist.
-  bool auth_rejected() const;
+  // Thread-safe. Looked up in AuthLatch until the TPM first accepts the value.
+  bool auth_rejected() const { return RejectedRc() != 0; }
   // Whether the key can be used now without a TPM command being wasted on its authorization:
   // the auth value the key file demands is set, is not too long, and was not rejected earlier.
   // Called by SignDigest and AuthorizeLocked; callers may check first for their own message.
@@ -182,23 +182,18 @@ class WorkloadKey {
   std::shared_ptr<SecretBytes> auth_;
   std::string label_;
   std::optional<KeyCreation> creation_;
-  // The TPM's response code when it rejected the current auth value; 0 when it has not.
-  mutable std::atomic<uint32_t> auth_rejected_rc_{0};
-  // steady_clock nanoseconds after which that rejection lapses (the TPM's lockout interval has
-  // forgiven the strike; see AuthLatch); 0: never.
-  mutable std::atomic<int64_t> auth_forgiven_at_{0};
-  // Marks the current auth value rejected with `rc`, lapsing after `forgive_after` (0: never).
-  void MarkRejected(uint32_t rc, std::chrono::seconds forgive_after) const;
-  // Set after the TPM accepted the current auth value once: the shared latch is skipped.
+  // Set after the TPM accepted the current auth value once: the latch is not consulted again.
+  // Every rejection lives in AuthLatch alone (one place, shared by the process tree, lapsing
+  // when the TPM forgives the strike).
   mutable std::atomic<bool> auth_accepted_{false};
-  // The TPM's response code when it refused the parent's (empty) auth value on TPM2_Load.
-  mutable std::atomic<uint32_t> parent_rejected_rc_{0};
+  // The TPM's response code when it rejected the current auth value (AuthLatch); 0 if not.
+  uint32_t RejectedRc() const;
 
   // This key with its current auth value, and loading it under its parent, in AuthLatch.
   AuthLatch::Fingerprint AuthFingerprint() const;
   AuthLatch::Fingerprint ParentFingerprint() const;
   Error MissingAuthError() const;
-  Error RejectedAuthError() const;
+  Error RejectedAuthError(uint32_t earlier_rc) const;
   Error ParentAuthError(uint32_t rc) const;
   Result<Bytes> SignLocked(ESYS_CONTEXT* esys, const TPM2B_DIGEST& digest,
                            const TPMT_SIG_SCHEME& scheme) const;

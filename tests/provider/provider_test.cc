@@ -1262,7 +1262,10 @@ TEST_F(ProviderTest, WrongPassPhraseCostsOneDictionaryAttackStrikeAcrossSignatur
 
 // A pre-fork server whose workers each load the key themselves (after the provider was loaded
 // in the master): one wrong pass phrase, one strike in all (tpm/auth_latch.h; hostile review:
-// each worker had its own latch and 3 workers locked the swtpm out).
+// each worker had its own latch and 3 workers locked the swtpm out). In this test process the
+// latch's mapping exists before the fork whichever call made it (earlier tests opened keys), so
+// this checks that key objects decoded in separate workers share it, not which call made it:
+// that provider init makes it is one line in provider.cc.
 TEST_F(ProviderTest, WorkersForkedBeforeLoadingTheKeyShareOneStrike) {
   std::string path = *dir_ + "/auth-prefork.pem";
   Bytes spki = MakeKeyFile(path, KeyAlg::kEcP256, SecretBytes(AsBytes("right pass")));
